@@ -1,0 +1,36 @@
+"""Live user profiles, dedup and durable timers: Redis implementations and in-memory twins."""
+
+from profiles.errors import InvalidEvent, ProfileError, StoreUnavailable
+from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
+from profiles.keys import Keys
+from profiles.model import Cart, CartLine, Profile, ScoringConfig, apply_event
+from profiles.redis_store import RedisProfileStore
+from profiles.redis_timers import RedisTimerStore
+from profiles.store import InMemoryProfileStore, ProfileStore, ProfileWrite, Snapshot
+from profiles.timers import InMemoryTimerStore, Timer, TimerOps, TimerStore, timer_id
+
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "Cart",
+    "CartLine",
+    "Event",
+    "InMemoryProfileStore",
+    "InMemoryTimerStore",
+    "InvalidEvent",
+    "Keys",
+    "Profile",
+    "ProfileError",
+    "ProfileStore",
+    "ProfileWrite",
+    "RedisProfileStore",
+    "RedisTimerStore",
+    "ScoringConfig",
+    "Snapshot",
+    "StoreUnavailable",
+    "Timer",
+    "TimerOps",
+    "TimerStore",
+    "apply_event",
+    "parse_event",
+    "timer_id",
+]

@@ -1,0 +1,249 @@
+"""The inbound event contract.
+
+Producers publish one JSON object per Kafka message, keyed by ``user_id``. Known event
+types have typed properties; any other lowercase type (``[a-z0-9_.]+``) is a custom event
+whose properties are free-form. :func:`parse_event` turns raw bytes into an :class:`Event`
+or raises :class:`InvalidEvent` with a short machine-readable ``reason`` and a human
+``detail`` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from datetime import UTC, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from profiles.errors import InvalidEvent
+
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "AddToCart",
+    "CartItem",
+    "CheckoutStarted",
+    "Consent",
+    "EmailClick",
+    "EmailOpen",
+    "Event",
+    "PageView",
+    "ProductView",
+    "ProfileUpdate",
+    "Purchase",
+    "RemoveFromCart",
+    "Signup",
+    "SignupConsent",
+    "parse_event",
+]
+
+EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9_.]+$")
+
+
+def _check_zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+class _Props(BaseModel):
+    """Base of typed properties: unknown extra keys are kept, not rejected."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class SignupConsent(_Props):
+    email: bool = False
+
+
+class Signup(_Props):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    first_name: str | None = None
+    last_name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    consent: SignupConsent = SignupConsent()
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str | None) -> str | None:
+        return _check_zone(value)
+
+
+class ProfileUpdate(_Props):
+    traits: dict[str, Any]
+
+
+class PageView(_Props):
+    url: str
+    title: str | None = None
+
+
+class ProductView(_Props):
+    product_id: str
+    name: str | None = None
+    category: str | None = None
+    price: float | None = Field(default=None, ge=0)
+
+
+class AddToCart(_Props):
+    product_id: str
+    name: str | None = None
+    category: str | None = None
+    price: float = Field(ge=0)
+    quantity: int = Field(default=1, ge=1)
+    cart_id: str | None = None
+
+
+class RemoveFromCart(_Props):
+    product_id: str
+    cart_id: str | None = None
+
+
+class CheckoutStarted(_Props):
+    cart_id: str | None = None
+    total: float = Field(ge=0)
+
+
+class CartItem(_Props):
+    product_id: str
+    name: str | None = None
+    category: str | None = None
+    price: float = Field(ge=0)
+    quantity: int = Field(default=1, ge=1)
+
+
+class Purchase(_Props):
+    order_id: str
+    items: list[CartItem] = []
+    total: float = Field(ge=0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+
+class EmailOpen(_Props):
+    message_id: str
+
+
+class EmailClick(_Props):
+    message_id: str
+    url: str
+
+
+class Empty(_Props):
+    pass
+
+
+class Consent(_Props):
+    channel: Literal["email"]
+    granted: bool
+
+
+#: Typed properties per known event type. Everything else is a custom event.
+KNOWN_EVENT_TYPES: dict[str, type[_Props]] = {
+    "signup": Signup,
+    "profile_update": ProfileUpdate,
+    "page_view": PageView,
+    "product_view": ProductView,
+    "add_to_cart": AddToCart,
+    "remove_from_cart": RemoveFromCart,
+    "checkout_started": CheckoutStarted,
+    "purchase": Purchase,
+    "email_open": EmailOpen,
+    "email_click": EmailClick,
+    "unsubscribe": Empty,
+    "consent": Consent,
+    "erase": Empty,
+}
+
+
+class Event(BaseModel):
+    """One behavioural event. ``ts`` is normalised to an aware UTC datetime."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=200)
+    type: str = Field(pattern=EVENT_TYPE_PATTERN.pattern, max_length=100)
+    user_id: str = Field(min_length=1, max_length=200)
+    ts: datetime
+    properties: dict[str, Any] = {}
+    context: dict[str, Any] | None = None
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _epoch_millis(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("ts must be ISO-8601 with a zone or epoch milliseconds")
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        return value
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("ts must carry a time zone (e.g. 2026-01-31T12:00:00Z)")
+        return value.astimezone(UTC)
+
+    @property
+    def ts_ms(self) -> int:
+        return int(self.ts.timestamp() * 1000)
+
+    @cached_property
+    def typed(self) -> _Props | None:
+        """The typed properties of a known event type (``None`` for custom events).
+
+        Validated once, on first access; :func:`parse_event` touches it so that an event
+        that got past parsing always has valid typed properties.
+        """
+        model = KNOWN_EVENT_TYPES.get(self.type)
+        return None if model is None else model.model_validate(self.properties)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        parts.append(f"{where or '<root>'}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(raw: bytes | None, *, key: bytes | None = None) -> Event:
+    """Validate one raw Kafka message value against the event contract."""
+    if raw is None:
+        raise InvalidEvent("empty_value", "message has no value")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("invalid_json", f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidEvent("schema_violation", "<root>: event must be a JSON object")
+    try:
+        event = Event.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent("schema_violation", _describe(exc)) from exc
+    try:
+        _ = event.typed
+    except ValidationError as exc:
+        raise InvalidEvent("schema_violation", _describe(exc, "properties")) from exc
+    if key is not None and key.decode("utf-8", "replace") != event.user_id:
+        raise InvalidEvent(
+            "key_mismatch",
+            f"message key {key.decode('utf-8', 'replace')!r} must equal user_id "
+            f"{event.user_id!r} (a user's events must share one partition)",
+        )
+    return event

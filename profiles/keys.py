@@ -1,0 +1,38 @@
+"""Every Redis key nudge writes, in one place.
+
+All keys of one user share the Redis Cluster hash tag ``{user_id}`` so a Lua script may
+touch several of them; a partition's timer keys share the tag ``{timers.<partition>}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one namespace ``prefix`` (tests use a fresh prefix each)."""
+
+    prefix: str = "nudge"
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in "{}: "):
+            raise ValueError(f"invalid Redis key prefix {self.prefix!r}")
+
+    def profile(self, user_id: str) -> str:
+        """Hash: ``v`` = version (compare-and-set), ``p`` = profile JSON."""
+        return f"{self.prefix}:{{{user_id}}}:profile"
+
+    def seen(self, user_id: str) -> str:
+        """Sorted set of the user's applied event ids, scored by event time (dedup)."""
+        return f"{self.prefix}:{{{user_id}}}:seen"
+
+    def timers_due(self, partition: int) -> str:
+        """Sorted set: timer id -> due time (epoch ms) for one Kafka partition."""
+        return f"{self.prefix}:{{timers.{partition}}}:due"
+
+    def timers_data(self, partition: int) -> str:
+        """Hash: timer id -> timer JSON for one Kafka partition."""
+        return f"{self.prefix}:{{timers.{partition}}}:data"

@@ -1,0 +1,66 @@
+"""The Redis implementation of :class:`profiles.timers.TimerStore`.
+
+Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> JSON) that share
+one hash tag; claiming and completing are Lua scripts, so each is atomic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from profiles.keys import Keys
+from profiles.redis_store import load_script, translate_errors
+from profiles.timers import Timer, TimerOps
+
+__all__ = ["RedisTimerStore"]
+
+
+class RedisTimerStore:
+    def __init__(self, client: aioredis.Redis, *, keys: Keys | None = None) -> None:
+        self._redis = client
+        self._keys = keys or Keys()
+        self._claim = client.register_script(load_script("claim_timers.lua"))
+        self._complete = client.register_script(load_script("complete_timers.lua"))
+
+    async def apply(self, ops: TimerOps) -> None:
+        if not ops:
+            return
+        async with translate_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for (partition, tid), timer in ops.schedule.items():
+                pipe.hset(self._keys.timers_data(partition), tid, timer.to_json())
+                pipe.zadd(self._keys.timers_due(partition), {tid: timer.due_ms})
+            for partition, tid in ops.cancel:
+                pipe.zrem(self._keys.timers_due(partition), tid)
+                pipe.hdel(self._keys.timers_data(partition), tid)
+            await pipe.execute()
+
+    async def claim_due(
+        self, partition: int, now_ms: int, *, limit: int, lease_ms: int
+    ) -> list[Timer]:
+        keys = [self._keys.timers_due(partition), self._keys.timers_data(partition)]
+        async with translate_errors():
+            flat = await self._claim(keys=keys, args=[now_ms, limit, lease_ms])
+        return [Timer.from_json(flat[i + 1], partition) for i in range(0, len(flat), 2)]
+
+    async def complete(self, timers: Sequence[Timer]) -> None:
+        by_partition: dict[int, list[bytes | str]] = defaultdict(list)
+        for timer in timers:
+            by_partition[timer.partition] += [timer.id, timer.to_json()]
+        async with translate_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for partition, args in by_partition.items():
+                keys = [self._keys.timers_due(partition), self._keys.timers_data(partition)]
+                await self._complete(keys=keys, args=args, client=pipe)
+            await pipe.execute()
+
+    async def pending(self, partition: int) -> list[Timer]:
+        async with translate_errors():
+            ids = await self._redis.zrange(self._keys.timers_due(partition), 0, -1)
+            if not ids:
+                return []
+            raws = await self._redis.hmget(self._keys.timers_data(partition), ids)
+        return [Timer.from_json(raw, partition) for raw in raws if raw is not None]

@@ -1,0 +1,143 @@
+"""Durable timers, owned per Kafka partition, and their in-memory twin.
+
+A timer says "evaluate rule R for user U at time T". Timers live in the partition of the
+user's events, so the worker that owns that partition is the only one that fires them,
+and they move with a rebalance. Firing is at-least-once without duplicates in the
+normal case: :meth:`TimerStore.claim_due` leases due timers (pushes them ``lease_ms`` into
+the future) and :meth:`TimerStore.complete` removes them once their send requests are
+durable, unless they were rescheduled in between. A worker that dies after claiming
+leaves its timers to fire again when the lease runs out, with the same request id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+__all__ = ["InMemoryTimerStore", "Timer", "TimerOps", "TimerStore", "timer_id"]
+
+
+def timer_id(rule_id: str, user_id: str, key: str = "") -> str:
+    """One pending timer per rule, user and correlation key."""
+    return f"{rule_id}|{user_id}|{key}"
+
+
+@dataclass(frozen=True)
+class Timer:
+    rule_id: str
+    user_id: str
+    due_ms: int
+    partition: int
+    trigger_event: dict[str, Any]
+    key: str = ""
+
+    @property
+    def id(self) -> str:
+        return timer_id(self.rule_id, self.user_id, self.key)
+
+    @property
+    def trigger_event_id(self) -> str:
+        return str(self.trigger_event.get("event_id", ""))
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "rule_id": self.rule_id,
+                "user_id": self.user_id,
+                "key": self.key,
+                "due_ms": self.due_ms,
+                "trigger_event": self.trigger_event,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str, partition: int) -> Timer:
+        data = orjson.loads(raw)
+        return cls(
+            rule_id=data["rule_id"],
+            user_id=data["user_id"],
+            key=data["key"],
+            due_ms=data["due_ms"],
+            trigger_event=data["trigger_event"],
+            partition=partition,
+        )
+
+
+@dataclass
+class TimerOps:
+    """The net timer changes of one batch, per partition: later ops replace earlier ones."""
+
+    schedule: dict[tuple[int, str], Timer] = field(default_factory=dict)
+    cancel: set[tuple[int, str]] = field(default_factory=set)
+
+    def add(self, timer: Timer) -> None:
+        slot = (timer.partition, timer.id)
+        self.cancel.discard(slot)
+        self.schedule[slot] = timer
+
+    def remove(self, partition: int, tid: str) -> None:
+        self.schedule.pop((partition, tid), None)
+        self.cancel.add((partition, tid))
+
+    def __bool__(self) -> bool:
+        return bool(self.schedule or self.cancel)
+
+
+class TimerStore(Protocol):
+    async def apply(self, ops: TimerOps) -> None:
+        """Schedule (insert or replace) and cancel timers; idempotent."""
+        ...
+
+    async def claim_due(
+        self, partition: int, now_ms: int, *, limit: int, lease_ms: int
+    ) -> list[Timer]:
+        """Lease up to ``limit`` timers of ``partition`` due at or before ``now_ms``."""
+        ...
+
+    async def complete(self, timers: Sequence[Timer]) -> None:
+        """Remove fired timers, unless rescheduled since they were claimed."""
+        ...
+
+    async def pending(self, partition: int) -> list[Timer]:
+        """Every timer of ``partition``, soonest first (for ``explain`` and tests)."""
+        ...
+
+
+class InMemoryTimerStore:
+    def __init__(self) -> None:
+        # partition -> timer id -> (score ms, timer JSON)
+        self._parts: dict[int, dict[str, tuple[int, bytes]]] = {}
+
+    async def apply(self, ops: TimerOps) -> None:
+        for (partition, tid), timer in ops.schedule.items():
+            self._parts.setdefault(partition, {})[tid] = (timer.due_ms, timer.to_json())
+        for partition, tid in ops.cancel:
+            self._parts.get(partition, {}).pop(tid, None)
+
+    async def claim_due(
+        self, partition: int, now_ms: int, *, limit: int, lease_ms: int
+    ) -> list[Timer]:
+        part = self._parts.get(partition, {})
+        due = sorted((score, tid) for tid, (score, _) in part.items() if score <= now_ms)
+        claimed = []
+        for _, tid in due[:limit]:
+            raw = part[tid][1]
+            part[tid] = (now_ms + lease_ms, raw)
+            claimed.append(Timer.from_json(raw, partition))
+        return claimed
+
+    async def complete(self, timers: Sequence[Timer]) -> None:
+        for timer in timers:
+            part = self._parts.get(timer.partition, {})
+            current = part.get(timer.id)
+            if current is not None and current[1] == timer.to_json():
+                del part[timer.id]
+
+    async def pending(self, partition: int) -> list[Timer]:
+        part = self._parts.get(partition, {})
+        ordered = sorted(part.items(), key=lambda item: (item[1][0], item[0]))
+        return [Timer.from_json(raw, partition) for _, (_, raw) in ordered]

@@ -1,0 +1,43 @@
+"""The one Jinja2 environment nudge renders with, built in one place.
+
+Sandboxed (templates are config, but config is still input), autoescaping for ``.html``
+files, and strict about undefined names so a typo fails loudly instead of mailing a
+blank; ``{{ user.first_name | default("there") }}`` is the way to say "optional".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChainableUndefined, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["build_environment", "build_expression_environment"]
+
+
+def _money(value: Any, currency: str = "USD") -> str:
+    symbols = {"USD": "$", "EUR": "€", "GBP": "£"}
+    amount = f"{float(value):,.2f}"
+    symbol = symbols.get(currency)
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency}"
+
+
+def build_environment(template_dir: Path) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(template_dir)),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.filters["money"] = _money
+    return env
+
+
+def build_expression_environment() -> ImmutableSandboxedEnvironment:
+    """For rule conditions: a missing field is simply undefined (falsy), never an error."""
+    env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env.filters["money"] = _money
+    return env

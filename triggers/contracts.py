@@ -1,0 +1,96 @@
+"""What the engine emits: send requests for the mailer, dead letters, decisions."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DeadLetter", "Decision", "SendRequest", "request_id"]
+
+SEND_REQUEST_SCHEMA_VERSION = 1
+
+
+def request_id(rule_id: str, user_id: str, key: str, trigger_event_id: str) -> str:
+    """The idempotency key of one trigger instance: the same instance, the same id."""
+    raw = "\x1f".join((rule_id, user_id, key, trigger_event_id)).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class SendRequest(BaseModel):
+    """One email for the mailer to deliver. Keyed by ``user_id`` on the outbound topic.
+
+    The mailer must deliver each ``request_id`` at most once (the engine is at-least-once
+    and may repeat a request after a crash) and should use ``request_id`` as the
+    ``message_id`` of the ``email_open``/``email_click`` events it reports back.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SEND_REQUEST_SCHEMA_VERSION
+    request_id: str = Field(description="deterministic idempotency key of the trigger instance")
+    user_id: str
+    to: str = Field(description="recipient email address")
+    to_name: str | None = None
+    from_email: str
+    from_name: str
+    reply_to: str | None = None
+    rule_id: str
+    template: str
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str] = Field(
+        description="extra email headers, e.g. List-Unsubscribe for marketing mail"
+    )
+    category: Literal["marketing", "transactional"]
+    trigger_event_id: str
+    trigger_event_type: str
+    locale: str | None = None
+    tags: list[str] = []
+    created_at: datetime
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An input message the engine could not accept, with why and where it came from."""
+
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("nudge.dlq.reason", self.reason.encode()),
+            ("nudge.dlq.detail", self.detail.encode()),
+            ("nudge.dlq.topic", self.topic.encode()),
+            ("nudge.dlq.partition", str(self.partition).encode()),
+            ("nudge.dlq.offset", str(self.offset).encode()),
+        ]
+
+
+Outcome = Literal["fired", "suppressed"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a rule did or did not send, for metrics, logs and (later) ``explain``."""
+
+    rule_id: str
+    user_id: str
+    outcome: Outcome
+    reason: str
+    trigger_event_id: str
+    at: datetime
+    request_id: str | None = None
