@@ -42,6 +42,7 @@ __all__ = [
     "RemoveFromCart",
     "Signup",
     "SignupConsent",
+    "event_json_schema",
     "parse_event",
 ]
 
@@ -247,3 +248,27 @@ def parse_event(raw: bytes | None, *, key: bytes | None = None) -> Event:
             f"{event.user_id!r} (a user's events must share one partition)",
         )
     return event
+
+
+def event_json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of the event contract, typed properties included."""
+    schema = Event.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "nudge event"
+    schema["properties"]["ts"] = {
+        "description": "ISO-8601 with a zone, or epoch milliseconds",
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
+    }
+    defs = schema.setdefault("$defs", {})
+    branches = []
+    for event_type, model in KNOWN_EVENT_TYPES.items():
+        props = model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(props.pop("$defs", {}))
+        branches.append(
+            {
+                "if": {"properties": {"type": {"const": event_type}}, "required": ["type"]},
+                "then": {"properties": {"properties": props}},
+            }
+        )
+    schema["allOf"] = branches
+    return schema

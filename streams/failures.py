@@ -1,0 +1,108 @@
+"""The failure policy, in one place.
+
+- A store or broker that is down is *retried* (with backoff, for as long as it takes):
+  the batch's offsets stay uncommitted, so nothing is lost and nothing is skipped.
+- Anything else is a bug or a poison message: the batch is split and retried message by
+  message, and only the message that still fails goes to the dead-letter topic with reason
+  ``processing_error``, logged with its topic, partition and offset. The worker keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from aiokafka.errors import KafkaError
+
+from profiles import StoreUnavailable
+from streams.metrics import Metrics
+from triggers import BatchResult, DeadLetter, Engine, Incoming
+from triggers.engine import ConcurrentUpdate
+
+__all__ = ["RETRYABLE", "process_safely", "retry_forever"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: errors that mean "try again later", never "this message is bad"
+RETRYABLE: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    ConcurrentUpdate,
+    KafkaError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    # faust wraps producer failures in its own ProducerSendError (from KafkaError)
+    return isinstance(exc, RETRYABLE) or isinstance(exc.__cause__, RETRYABLE)
+
+
+async def retry_forever(
+    action: Callable[[], Awaitable[T]],
+    *,
+    stage: str,
+    metrics: Metrics,
+    first_delay: float = 0.2,
+    max_delay: float = 10.0,
+) -> T:
+    delay = first_delay
+    while True:
+        try:
+            return await action()
+        except Exception as exc:
+            if not _is_retryable(exc):
+                raise
+            metrics.retries.labels(stage).inc()
+            log.warning("%s failed (%s); retrying in %.1fs", stage, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+async def process_safely(engine: Engine, batch: Sequence[Incoming], metrics: Metrics) -> BatchResult:
+    """Process ``batch`` durably; never raise for a bad message, never drop one."""
+    try:
+        return await retry_forever(lambda: engine.process(batch), stage="batch", metrics=metrics)
+    except Exception:
+        log.exception("batch of %d failed; retrying message by message", len(batch))
+    merged = BatchResult()
+    for message in batch:
+        try:
+            result = await retry_forever(
+                lambda m=message: engine.process([m]), stage="message", metrics=metrics  # type: ignore[misc]
+            )
+        except Exception as exc:
+            log.exception(
+                "dead-lettering %s[%d]@%d", message.topic, message.partition, message.offset
+            )
+            letter = DeadLetter(
+                key=message.key,
+                value=message.value,
+                reason="processing_error",
+                detail=f"{type(exc).__name__}: {exc}",
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+            await retry_forever(
+                lambda: engine.outbox.publish([], [letter]), stage="dead_letter", metrics=metrics
+            )
+            result = BatchResult(dead_letters=[letter])
+        _merge(merged, result)
+    return merged
+
+
+def _merge(into: BatchResult, other: BatchResult) -> None:
+    into.events += other.events
+    into.duplicates += other.duplicates
+    into.timers_fired += other.timers_fired
+    into.dead_letters += other.dead_letters
+    into.sends += other.sends
+    into.decisions += other.decisions
+    into.by_type.update(other.by_type)
+    for partition, mark in other.watermarks.items():
+        into.watermarks[partition] = max(into.watermarks.get(partition, 0), mark)

@@ -1,0 +1,49 @@
+"""The one settings model. Every field reads ``NUDGE_<FIELD>`` from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NUDGE_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("localhost:9092", description="host:port[,host:port...]")
+    app_id: str = Field("nudge", description="Faust app id, also the consumer group")
+    events_topic: str = "nudge.events"
+    send_topic: str = "nudge.send-requests"
+    dead_letter_topic: str = "nudge.dead-letter"
+    topic_partitions: int = Field(8, ge=1, description="used when nudge creates a topic")
+    topic_replication: int = Field(1, ge=1)
+    batch_size: int = Field(500, ge=1, description="most events handled in one batch")
+    batch_within: float = Field(0.2, gt=0, description="seconds to wait to fill a batch")
+    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    session_timeout: float = Field(
+        10.0, ge=2, description="consumer-group session timeout, seconds (rebalance speed)"
+    )
+
+    # --- Redis (profiles slice) ------------------------------------------------------------
+    redis_url: str = "redis://localhost:6379/0"
+    redis_prefix: str = Field("nudge", description="namespace of every Redis key")
+    dedup_window: int = Field(1000, ge=1, description="event ids remembered per user")
+
+    # --- rules (triggers slice) ----------------------------------------------------------
+    config_dir: Path = Path("config")
+    timer_interval: float = Field(1.0, gt=0, description="seconds between timer sweeps")
+
+    # --- ops -----------------------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535, description="health and /metrics")
+    data_dir: Path = Field(Path(".nudge"), description="Faust's local state directory")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [host.strip() for host in self.kafka_bootstrap.split(",") if host.strip()]

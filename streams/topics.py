@@ -1,0 +1,35 @@
+"""Create nudge's topics with the configured partition count when they are missing."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.errors import StreamsError
+from streams.settings import Settings
+
+__all__ = ["ensure_topics"]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the events, send-request and dead-letter topics; return those created."""
+    names = [settings.events_topic, settings.send_topic, settings.dead_letter_topic]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if missing:
+            new = [
+                NewTopic(name, settings.topic_partitions, settings.topic_replication)
+                for name in missing
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it first
+        return missing
+    except KafkaError as exc:
+        raise StreamsError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
