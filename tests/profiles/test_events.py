@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from profiles import InvalidEvent, parse_event
+
+
+def raw(**fields: object) -> bytes:
+    event = {
+        "event_id": "e1",
+        "type": "page_view",
+        "user_id": "u1",
+        "ts": "2026-03-01T12:00:00+01:00",
+        "properties": {"url": "https://x.example/"},
+    }
+    event.update(fields)
+    return orjson.dumps(event)
+
+
+def test_valid_event_is_parsed_and_time_normalised_to_utc() -> None:
+    event = parse_event(raw(), key=b"u1")
+    assert event.ts == datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+    assert event.typed is not None
+
+
+def test_epoch_millis_are_accepted() -> None:
+    assert parse_event(raw(ts=1772366400000)).ts == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_custom_lowercase_type_has_free_properties() -> None:
+    event = parse_event(raw(type="price.alert", properties={"anything": [1, 2]}))
+    assert event.typed is None
+    assert event.properties == {"anything": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "mentions"),
+    [
+        (b"{not json", "invalid_json", "JSON"),
+        (b"[1, 2]", "schema_violation", "object"),
+        (raw(user_id=None), "schema_violation", "user_id"),
+        (raw(ts="2026-03-01T12:00:00"), "schema_violation", "time zone"),
+        (raw(type="Page View"), "schema_violation", "type"),
+        (
+            raw(type="add_to_cart", properties={"product_id": "p1"}),
+            "schema_violation",
+            "properties.price",
+        ),
+        (raw(type="signup", properties={"email": "nope"}), "schema_violation", "properties.email"),
+        (
+            raw(type="signup", properties={"email": "a@b.c", "timezone": "Mars/Base"}),
+            "schema_violation",
+            "Mars/Base",
+        ),
+    ],
+)
+def test_contract_violations_name_the_reason_and_field(
+    value: bytes, reason: str, mentions: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(value)
+    assert caught.value.reason == reason
+    assert mentions in caught.value.detail
+
+
+def test_key_must_match_user_id() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw(), key=b"someone-else")
+    assert caught.value.reason == "key_mismatch"
+
+
+def test_unknown_extra_top_level_field_is_rejected() -> None:
+    with pytest.raises(InvalidEvent, match="surprise"):
+        parse_event(raw(surprise=1))

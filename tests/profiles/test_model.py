@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from profiles import Event, Profile, ScoringConfig, apply_event
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SCORING = ScoringConfig()
+
+
+def ev(kind: str, at: datetime = T0, n: int = 0, **props: Any) -> Event:
+    return Event(
+        event_id=f"{kind}-{n}-{at.timestamp()}", type=kind, user_id="u1", ts=at, properties=props
+    )
+
+
+def run(*events: Event, scoring: ScoringConfig = SCORING) -> Profile:
+    profile: Profile | None = None
+    for event in events:
+        profile = apply_event(profile, event, scoring)
+    assert profile is not None
+    return profile
+
+
+def test_signup_sets_identity_and_consent() -> None:
+    p = run(
+        ev(
+            "signup",
+            email="a@example.com",
+            first_name="Ada",
+            timezone="Europe/Paris",
+            consent={"email": True},
+        )
+    )
+    assert (p.email, p.first_name, p.timezone, p.email_consent) == (
+        "a@example.com",
+        "Ada",
+        "Europe/Paris",
+        True,
+    )
+
+
+def test_first_and_last_seen_and_counts_tolerate_out_of_order_events() -> None:
+    later, earlier = T0 + timedelta(hours=1), T0 - timedelta(hours=1)
+    p = run(
+        ev("page_view", url="/"), ev("page_view", later, url="/"), ev("page_view", earlier, url="/")
+    )
+    assert (p.first_seen, p.last_seen, p.counts) == (earlier, later, {"page_view": 3})
+
+
+def test_cart_adds_merges_removes_and_purchase_empties_it() -> None:
+    mug = {"product_id": "mug", "name": "Mug", "category": "kitchen", "price": 10.0}
+    p = run(
+        ev("add_to_cart", n=1, quantity=1, **mug),
+        ev("add_to_cart", n=2, quantity=2, **mug),
+        ev("add_to_cart", n=3, product_id="pan", price=5.5),
+    )
+    assert p.cart.items["mug"].quantity == 3
+    assert (p.cart.item_count, p.cart.total) == (4, 35.5)
+    p2 = apply_event(p, ev("remove_from_cart", n=4, product_id="mug"), SCORING)
+    assert p2 is not None and list(p2.cart.items) == ["pan"]
+    p3 = apply_event(p2, ev("purchase", n=5, order_id="o1", total=5.5), SCORING)
+    assert p3 is not None
+    assert (p3.cart.item_count, p3.purchase_count, p3.total_spent) == (0, 1, 5.5)
+    assert p3.last_purchase_at == T0
+
+
+def test_consent_and_unsubscribe_change_email_consent() -> None:
+    p = run(ev("consent", channel="email", granted=True))
+    assert p.email_consent
+    assert not run(
+        ev("consent", channel="email", granted=True), ev("unsubscribe", n=1)
+    ).email_consent
+
+
+def test_erase_forgets_the_user() -> None:
+    p = run(ev("signup", email="a@example.com"))
+    assert apply_event(p, ev("erase", n=1), SCORING) is None
+
+
+def test_profile_update_routes_identity_traits_to_fields() -> None:
+    p = run(
+        ev("profile_update", traits={"first_name": "Ada", "plan": "pro", "birthday": "1990-12-10"})
+    )
+    assert p.first_name == "Ada"
+    assert p.traits == {"plan": "pro", "birthday": "1990-12-10"}
+
+
+def test_engagement_score_uses_configured_points_and_halves_each_half_life() -> None:
+    scoring = ScoringConfig(points={"email_open": 10, "purchase": 20}, half_life_days=7)
+    p = run(
+        ev("email_open", message_id="m"),
+        ev("purchase", n=1, order_id="o", total=1),
+        scoring=scoring,
+    )
+    assert p.score == pytest.approx(30)
+    assert p.score_now(T0 + timedelta(days=7), scoring) == pytest.approx(15)
+    assert p.score_now(T0 + timedelta(days=14), scoring) == pytest.approx(7.5)
+
+
+def test_late_event_adds_its_points_decayed() -> None:
+    scoring = ScoringConfig(points={"email_open": 10}, half_life_days=1)
+    p = run(
+        ev("email_open", message_id="m"),
+        ev("email_open", T0 - timedelta(days=1), n=1, message_id="m"),
+        scoring=scoring,
+    )
+    assert p.score == pytest.approx(15)
+    assert p.score_at == T0
+
+
+def test_category_affinity_weights_views_carts_and_purchases() -> None:
+    p = run(
+        ev("product_view", product_id="k", category="kitchen"),
+        ev("add_to_cart", n=1, product_id="k", category="kitchen", price=1),
+        ev(
+            "purchase",
+            n=2,
+            order_id="o",
+            total=1,
+            items=[{"product_id": "s", "category": "apparel", "price": 1}],
+        ),
+    )
+    assert p.affinity == {"kitchen": 4.0, "apparel": 5.0}

@@ -1,0 +1,160 @@
+"""One suite, two stores: the Redis implementations and their in-memory twins must agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+from profiles import (
+    InMemoryProfileStore,
+    InMemoryTimerStore,
+    Keys,
+    Profile,
+    ProfileStore,
+    ProfileWrite,
+    RedisProfileStore,
+    RedisTimerStore,
+    Timer,
+    TimerOps,
+    TimerStore,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def profile_store(
+    request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
+) -> ProfileStore:
+    if request.param == "memory":
+        return InMemoryProfileStore(dedup_window=3)
+    return RedisProfileStore(redis_client, keys=keys, dedup_window=3)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def timer_store(
+    request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
+) -> TimerStore:
+    if request.param == "memory":
+        return InMemoryTimerStore()
+    return RedisTimerStore(redis_client, keys=keys)
+
+
+def profile(user_id: str = "u1", **fields: object) -> Profile:
+    return Profile(user_id=user_id, first_seen=T0, last_seen=T0, **fields)
+
+
+async def test_unknown_user_loads_as_empty_snapshot(profile_store: ProfileStore) -> None:
+    snap = (await profile_store.load({"nobody": ["e1"]}))["nobody"]
+    assert snap.profile is None
+    assert snap.version == 0
+    assert snap.seen == frozenset()
+
+
+async def test_saved_profile_round_trips_with_seen_events(profile_store: ProfileStore) -> None:
+    stored = profile(email="a@example.com", traits={"plan": "pro"})
+    assert await profile_store.save([ProfileWrite("u1", 0, stored, (("e1", 1), ("e2", 2)))]) == []
+    snap = (await profile_store.load({"u1": ["e1", "e2", "e3"]}))["u1"]
+    assert snap.profile == stored
+    assert snap.version == 1
+    assert snap.seen == {"e1", "e2"}
+
+
+async def test_stale_version_is_refused_and_reported(profile_store: ProfileStore) -> None:
+    await profile_store.save([ProfileWrite("u1", 0, profile(email="first@example.com"))])
+    conflicts = await profile_store.save(
+        [
+            ProfileWrite("u1", 0, profile(email="zombie@example.com")),
+            ProfileWrite("u2", 0, profile("u2")),
+        ]
+    )
+    assert conflicts == ["u1"]
+    snaps = await profile_store.load({"u1": [], "u2": []})
+    assert snaps["u1"].profile is not None
+    assert snaps["u1"].profile.email == "first@example.com"
+    assert snaps["u2"].version == 1
+
+
+async def test_erase_removes_profile_but_remembers_applied_events(
+    profile_store: ProfileStore,
+) -> None:
+    await profile_store.save([ProfileWrite("u1", 0, profile(), (("e1", 1),))])
+    await profile_store.save([ProfileWrite("u1", 1, None, (("e2", 2),))])
+    snap = (await profile_store.load({"u1": ["e1", "e2"]}))["u1"]
+    assert snap.profile is None
+    assert snap.seen == {"e1", "e2"}  # a redelivered erase stays a no-op
+
+
+async def test_dedup_window_keeps_the_newest_event_ids(profile_store: ProfileStore) -> None:
+    applied = tuple((f"e{i}", i) for i in range(1, 6))
+    await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
+    snap = (await profile_store.load({"u1": [e for e, _ in applied]}))["u1"]
+    assert snap.seen == {"e3", "e4", "e5"}
+
+
+def timer(rule: str = "cart", user: str = "u1", due: int = 1000, event: str = "e1") -> Timer:
+    return Timer(rule, user, due, 0, {"event_id": event, "type": "add_to_cart"})
+
+
+def ops(*timers: Timer, cancel: tuple[str, ...] = ()) -> TimerOps:
+    result = TimerOps()
+    for t in timers:
+        result.add(t)
+    for tid in cancel:
+        result.remove(0, tid)
+    return result
+
+
+async def test_only_due_timers_are_claimed(timer_store: TimerStore) -> None:
+    await timer_store.apply(ops(timer("a", due=1000), timer("b", due=5000)))
+    claimed = await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert [t.rule_id for t in claimed] == ["a"]
+    assert claimed[0].trigger_event_id == "e1"
+
+
+async def test_timers_are_per_partition(timer_store: TimerStore) -> None:
+    other = Timer("a", "u9", 1000, 3, {"event_id": "x"})
+    await timer_store.apply(ops(timer("a"), other))
+    assert [t.user_id for t in await timer_store.claim_due(3, 2000, limit=10, lease_ms=1)] == ["u9"]
+
+
+async def test_claimed_timer_is_leased_not_refired(timer_store: TimerStore) -> None:
+    await timer_store.apply(ops(timer()))
+    assert len(await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)) == 1
+    assert await timer_store.claim_due(0, 3000, limit=10, lease_ms=60_000) == []
+    # the worker died without completing: after the lease the timer fires again
+    again = await timer_store.claim_due(0, 62_001, limit=10, lease_ms=60_000)
+    assert [t.id for t in again] == [timer().id]
+
+
+async def test_completed_timer_is_gone(timer_store: TimerStore) -> None:
+    await timer_store.apply(ops(timer()))
+    claimed = await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    await timer_store.complete(claimed)
+    assert await timer_store.pending(0) == []
+    assert await timer_store.claim_due(0, 10**12, limit=10, lease_ms=1) == []
+
+
+async def test_rescheduled_while_claimed_survives_completion(timer_store: TimerStore) -> None:
+    await timer_store.apply(ops(timer(due=1000, event="e1")))
+    claimed = await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    await timer_store.apply(ops(timer(due=9000, event="e2")))  # a new cart change
+    await timer_store.complete(claimed)
+    pending = await timer_store.pending(0)
+    assert [(t.due_ms, t.trigger_event_id) for t in pending] == [(9000, "e2")]
+
+
+async def test_reschedule_replaces_and_cancel_removes(timer_store: TimerStore) -> None:
+    await timer_store.apply(ops(timer(due=1000, event="e1")))
+    await timer_store.apply(ops(timer(due=7000, event="e2")))
+    assert [t.due_ms for t in await timer_store.pending(0)] == [7000]
+    await timer_store.apply(ops(cancel=(timer().id,)))
+    assert await timer_store.pending(0) == []
+
+
+async def test_claim_respects_limit_soonest_first(timer_store: TimerStore) -> None:
+    await timer_store.apply(ops(*(timer(f"r{i}", due=100 * (5 - i)) for i in range(5))))
+    claimed = await timer_store.claim_due(0, 10_000, limit=2, lease_ms=60_000)
+    assert [t.rule_id for t in claimed] == ["r4", "r3"]

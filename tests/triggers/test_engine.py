@@ -1,0 +1,221 @@
+"""The engine on in-memory stores: what fires, what is suppressed, and the durability order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from profiles import InMemoryProfileStore, InMemoryTimerStore
+from triggers import DeadLetter, Engine, Incoming, SendRequest, load_rules, request_id
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+RULES = """\
+version: 1
+rules:
+  - id: welcome
+    kind: on_event
+    events: [signup]
+    template: welcome
+  - id: receipt
+    kind: on_event
+    events: [purchase]
+    category: transactional
+    template: welcome
+  - id: cart_abandonment
+    kind: absence
+    start: [add_to_cart, remove_from_cart]
+    cancel: [purchase]
+    wait: 1h
+    condition: "profile.cart.item_count > 0"
+    template: cart_abandonment
+  - id: winback
+    kind: inactivity
+    wait: 30d
+    template: winback
+"""
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.sends: list[SendRequest] = []
+        self.dead_letters: list[DeadLetter] = []
+        self.fail_next = False
+
+    async def publish(self, sends: Sequence[SendRequest], dead: Sequence[DeadLetter]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("broker down")
+        self.sends += sends
+        self.dead_letters += dead
+
+    def by_rule(self, rule_id: str, user_id: str = "u1") -> list[SendRequest]:
+        return [s for s in self.sends if s.rule_id == rule_id and s.user_id == user_id]
+
+
+class Harness:
+    def __init__(self, config: Path) -> None:
+        self.outbox = Outbox()
+        self.timers = InMemoryTimerStore()
+        self.profiles = InMemoryProfileStore()
+        self.engine = Engine(
+            rules=load_rules(config),
+            profiles=self.profiles,
+            timers=self.timers,
+            outbox=self.outbox,
+            clock=lambda: T0,
+        )
+        self.offset = 0
+
+    def message(
+        self, kind: str, at: datetime = T0, user: str = "u1", eid: str | None = None, **props: Any
+    ) -> Incoming:
+        self.offset += 1
+        event = {
+            "event_id": eid or f"e{self.offset}",
+            "type": kind,
+            "user_id": user,
+            "ts": at.isoformat(),
+            "properties": props,
+        }
+        return Incoming(orjson.dumps(event), user.encode(), "events", 0, self.offset)
+
+    async def send(self, *messages: Incoming) -> None:
+        await self.engine.process(messages)
+
+    async def tick(self, at: datetime) -> None:
+        await self.engine.fire_due(0, at)
+
+
+@pytest.fixture
+def h(make_config: Callable[[str], Path]) -> Harness:
+    return Harness(make_config(RULES))
+
+
+def signup(h: Harness, consent: bool = True, user: str = "u1") -> Incoming:
+    return h.message(
+        "signup",
+        user=user,
+        email=f"{user}@example.com",
+        first_name="Ada",
+        consent={"email": consent},
+    )
+
+
+def cart(h: Harness, at: datetime = T0, **extra: Any) -> Incoming:
+    return h.message("add_to_cart", at, product_id="mug", name="Mug", price=12.0, **extra)
+
+
+async def test_welcome_fires_once_with_a_deterministic_request_id(h: Harness) -> None:
+    first = signup(h)
+    await h.send(first)
+    await h.send(first)  # redelivered by Kafka after a crash: deduped
+    [welcome] = h.outbox.by_rule("welcome")
+    assert welcome.request_id == request_id("welcome", "u1", "", "e1")
+    assert (welcome.to, welcome.subject, welcome.category) == (
+        "u1@example.com",
+        "Welcome, Ada!",
+        "marketing",
+    )
+    assert welcome.headers["List-Unsubscribe"].startswith("<https://")
+
+
+async def test_duplicate_event_id_changes_nothing(h: Harness) -> None:
+    await h.send(signup(h), cart(h, eid="c1"), cart(h, eid="c1"))
+    await h.send(cart(h, eid="c1"))
+    snap = (await h.profiles.load({"u1": []}))["u1"]
+    assert snap.profile is not None
+    assert snap.profile.cart.items["mug"].quantity == 1
+    assert snap.profile.counts == {"signup": 1, "add_to_cart": 1}
+
+
+async def test_cart_abandonment_fires_after_the_wait(h: Harness) -> None:
+    await h.send(signup(h), cart(h))
+    await h.tick(T0 + timedelta(minutes=59))
+    assert h.outbox.by_rule("cart_abandonment") == []
+    await h.tick(T0 + timedelta(hours=1))
+    [sent] = h.outbox.by_rule("cart_abandonment")
+    assert "1 x Mug: $12.00" in sent.text
+    await h.tick(T0 + timedelta(hours=5))
+    assert len(h.outbox.by_rule("cart_abandonment")) == 1
+
+
+async def test_each_cart_change_moves_the_deadline(h: Harness) -> None:
+    await h.send(signup(h), cart(h), cart(h, T0 + timedelta(minutes=30), quantity=2))
+    await h.tick(T0 + timedelta(hours=1, minutes=1))
+    assert h.outbox.by_rule("cart_abandonment") == []
+    await h.tick(T0 + timedelta(hours=1, minutes=30))
+    [sent] = h.outbox.by_rule("cart_abandonment")
+    assert sent.trigger_event_id == "e3"
+
+
+async def test_purchase_in_time_cancels_and_emptied_cart_suppresses(h: Harness) -> None:
+    await h.send(signup(h), cart(h))
+    await h.send(h.message("purchase", T0 + timedelta(minutes=10), order_id="o1", total=12.0))
+    await h.send(signup(h, user="u2"), cart(h, user="u2"))
+    await h.send(h.message("remove_from_cart", user="u2", product_id="mug"))
+    result = await h.engine.fire_due(0, T0 + timedelta(hours=2))
+    assert h.outbox.by_rule("cart_abandonment") == []
+    assert h.outbox.by_rule("cart_abandonment", "u2") == []
+    assert [(d.user_id, d.reason) for d in result.decisions] == [("u2", "condition_false")]
+
+
+async def test_no_consent_suppresses_marketing_but_not_transactional(h: Harness) -> None:
+    await h.send(signup(h, consent=False), cart(h))
+    await h.send(h.message("purchase", order_id="o1", total=12.0))
+    assert h.outbox.by_rule("welcome") == []
+    assert [s.category for s in h.outbox.by_rule("receipt")] == ["transactional"]
+    assert "List-Unsubscribe" not in h.outbox.by_rule("receipt")[0].headers
+
+
+async def test_winback_fires_after_inactivity_and_every_event_pushes_it(h: Harness) -> None:
+    await h.send(signup(h))
+    await h.send(h.message("page_view", T0 + timedelta(days=20), url="/"))
+    await h.tick(T0 + timedelta(days=31))
+    assert h.outbox.by_rule("winback") == []
+    await h.tick(T0 + timedelta(days=50))
+    assert len(h.outbox.by_rule("winback")) == 1
+
+
+async def test_unsubscribe_and_erase_cancel_pending_timers(h: Harness) -> None:
+    await h.send(signup(h), cart(h), signup(h, user="u2"), cart(h, user="u2"))
+    await h.send(h.message("unsubscribe"), h.message("erase", user="u2"))
+    assert await h.timers.pending(0) == []
+    assert (await h.profiles.load({"u2": []}))["u2"].profile is None
+
+
+async def test_invalid_messages_are_dead_lettered_and_the_rest_processed(h: Harness) -> None:
+    bad = Incoming(b"{oops", b"u1", "events", 0, 99)
+    await h.send(bad, signup(h))
+    [letter] = h.outbox.dead_letters
+    assert (letter.reason, letter.value, letter.offset) == ("invalid_json", b"{oops", 99)
+    assert len(h.outbox.by_rule("welcome")) == 1
+
+
+async def test_failed_publish_leaves_nothing_half_done(h: Harness) -> None:
+    h.outbox.fail_next = True
+    message = signup(h)
+    with pytest.raises(ConnectionError):
+        await h.send(message, cart(h))
+    assert (await h.profiles.load({"u1": []}))["u1"].profile is None
+    assert await h.timers.pending(0) == []
+    await h.send(message, cart(h, eid="e2"))  # the redelivery
+    assert [s.request_id for s in h.outbox.by_rule("welcome")] == [
+        request_id("welcome", "u1", "", "e1")
+    ]
+
+
+async def test_timer_survives_a_failed_fire_and_refires_with_the_same_id(h: Harness) -> None:
+    await h.send(signup(h), cart(h))
+    h.outbox.fail_next = True
+    with pytest.raises(ConnectionError):
+        await h.tick(T0 + timedelta(hours=1))
+    lease = h.engine.rules.config.timer_lease
+    await h.tick(T0 + timedelta(hours=1) + lease)
+    [sent] = h.outbox.by_rule("cart_abandonment")
+    assert sent.request_id == request_id("cart_abandonment", "u1", "", "e2")

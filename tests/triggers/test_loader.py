@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from streams.cli import cli
+from triggers import AbsenceRule, ConfigError, load_rules
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+version: 1
+rules:
+  - id: welcome
+    kind: on_event
+    events: [signup]
+    template: welcome
+  - id: cart_abandonment
+    kind: absence
+    start: [add_to_cart]
+    cancel: [purchase]
+    wait: 1h30m
+    template: cart_abandonment
+"""
+
+
+def issues(config: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_rules(config)
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_shipped_config_is_valid() -> None:
+    rules = load_rules(REPO / "config")
+    assert {r.id for r in rules.rules} >= {"welcome", "cart_abandonment", "winback"}
+
+
+def test_valid_config_parses_durations(make_config: Callable[[str], Path]) -> None:
+    rule = load_rules(make_config(GOOD)).rule("cart_abandonment")
+    assert isinstance(rule, AbsenceRule)
+    assert rule.wait.total_seconds() == 5400
+
+
+def test_bad_duration_names_file_line_and_field(make_config: Callable[[str], Path]) -> None:
+    config = make_config(GOOD.replace("wait: 1h30m", "wait: soon"))
+    assert issues(config) == [
+        f"{config}/rules.yaml:11: rules[1] (cart_abandonment).wait: "
+        "invalid duration 'soon': use e.g. '90s', '15m', '1h30m', '30d'"
+    ]
+
+
+def test_every_problem_is_reported_at_once(make_config: Callable[[str], Path]) -> None:
+    broken = GOOD.replace("events: [signup]", "events: [Sign Up]").replace(
+        "    template: cart_abandonment", "    template: cart_abandonment\n    colour: red"
+    )
+    found = issues(make_config(broken))
+    assert len(found) == 2
+    assert ":5: rules[0] (welcome).events: " in found[0]
+    assert ":13: rules[1] (cart_abandonment).colour: unknown field" in found[1]
+
+
+def test_missing_required_field_points_at_the_rule(make_config: Callable[[str], Path]) -> None:
+    found = issues(make_config(GOOD.replace("    wait: 1h30m\n", "")))
+    assert found == [found[0]]
+    assert ":7: rules[1] (cart_abandonment).wait: Field required" in found[0]
+
+
+def test_unknown_kind_is_reported(make_config: Callable[[str], Path]) -> None:
+    found = issues(make_config(GOOD.replace("kind: on_event", "kind: on_whim")))
+    assert ":3: rules[0] (welcome): Input tag 'on_whim' found using 'kind'" in found[0]
+
+
+def test_missing_template_and_bad_condition(make_config: Callable[[str], Path]) -> None:
+    broken = GOOD.replace("template: welcome", "template: nowhere\n    condition: 'a ==== b'")
+    found = issues(make_config(broken))
+    assert ":6: rules[0] (welcome).template: missing template files" in found[0]
+    assert ":7: rules[0] (welcome).condition: invalid expression" in found[1]
+
+
+def test_yaml_syntax_error_has_a_line(make_config: Callable[[str], Path]) -> None:
+    found = issues(make_config(GOOD + "  - id: [unclosed\n"))
+    assert ":14: invalid YAML: expected ',' or ']'" in found[0]
+
+
+def test_duplicate_rule_ids(make_config: Callable[[str], Path]) -> None:
+    found = issues(make_config(GOOD.replace("id: cart_abandonment", "id: welcome")))
+    assert "duplicate rule id 'welcome'" in found[0]
+
+
+def test_validate_cli_exit_codes(make_config: Callable[[str], Path]) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["validate", str(make_config(GOOD))])
+    assert ok.exit_code == 0, ok.output
+    assert "OK (2 rules: welcome, cart_abandonment)" in ok.output
+    bad = make_config(GOOD.replace("wait: 1h30m", "wait: -5m"))
+    result = runner.invoke(cli, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert f"error: {bad}/rules.yaml:11: rules[1] (cart_abandonment).wait:" in result.output
