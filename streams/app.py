@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -58,7 +59,9 @@ class PartitionClock:
         behind = highwater is not None and self.next_offset.get(partition, 0) < highwater
         if behind and partition in self.watermark_ms:
             return datetime.fromtimestamp(self.watermark_ms[partition] / 1000, tz=UTC)
-        return datetime.fromtimestamp(max(wall_ms, self.watermark_ms.get(partition, 0)) / 1000, tz=UTC)
+        return datetime.fromtimestamp(
+            max(wall_ms, self.watermark_ms.get(partition, 0)) / 1000, tz=UTC
+        )
 
 
 class Nudge:
@@ -108,9 +111,23 @@ class Nudge:
     def _wire(self) -> None:
         self.app.agent(self.events_topic, name="nudge.process")(self._consume)
         self.app.timer(self.settings.timer_interval, name="nudge.timers")(self._sweep)
-        self.app.page("/health/live")(self._live)
-        self.app.page("/health/ready")(self._ready)
-        self.app.page("/metrics")(self._metrics)
+
+        # faust calls page handlers as handler(view, request)
+        async def live(view: Any, request: Any) -> Any:
+            return view.json({"status": "ok"})
+
+        async def ready(view: Any, request: Any) -> Any:
+            checks = {"redis": await self._redis_ok(), "partitions": len(self._owned())}
+            ok = checks["redis"] is True
+            return view.json({"ready": ok, **checks}, status=200 if ok else 503)
+
+        async def metrics(view: Any, request: Any) -> Any:
+            body = generate_latest(self.metrics.registry)
+            return view.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        self.app.page("/health/live")(live)
+        self.app.page("/health/ready")(ready)
+        self.app.page("/metrics")(metrics)
 
     async def _consume(self, stream: Any) -> None:
         size, within = self.settings.batch_size, self.settings.batch_within
@@ -144,7 +161,7 @@ class Nudge:
             now = self.clock.now(tp.partition, highwater)
             async with self.lock:
                 result = await retry_forever(
-                    lambda p=tp.partition, n=now: self.engine.fire_due(p, n),  # type: ignore[misc]
+                    partial(self.engine.fire_due, tp.partition, now),
                     stage="timers",
                     metrics=self.metrics,
                 )
@@ -164,22 +181,11 @@ class Nudge:
             return None
         return int(value) if value is not None else None
 
-    async def _live(self, web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
-
-    async def _ready(self, web: Any, request: Any) -> Any:
-        checks = {"redis": await self._redis_ok(), "partitions": len(self._owned())}
-        ready = checks["redis"] is True
-        return web.json({"ready": ready, **checks}, status=200 if ready else 503)
-
     async def _redis_ok(self) -> bool:
         try:
             return bool(await self.redis.ping())
         except Exception:
             return False
-
-    async def _metrics(self, web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(self.metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def _incoming(message: Any) -> Incoming:

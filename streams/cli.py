@@ -63,7 +63,10 @@ def dev(demo: bool, config_dir: Path | None) -> None:
             for line in services.started:
                 click.echo(f"nudge dev: started {line}")
             settings = settings.model_copy(
-                update={"kafka_bootstrap": services.kafka_bootstrap, "redis_url": services.redis_url}
+                update={
+                    "kafka_bootstrap": services.kafka_bootstrap,
+                    "redis_url": services.redis_url,
+                }
             )
             extra: list[Any] = []
             if demo:
@@ -90,9 +93,7 @@ def _run(settings: Settings, rules: RuleSet, extra: list[Any] | None = None) -> 
     nudge = create_app(settings, rules)
     for hook in extra or []:
         hook(nudge)
-    worker = faust.Worker(
-        nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False
-    )
+    worker = faust.Worker(nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False)
     worker.execute_from_commandline()
 
 

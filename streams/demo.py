@@ -22,7 +22,13 @@ from triggers import AbsenceRule, InactivityRule, RuleSet
 if TYPE_CHECKING:
     from streams.app import Nudge
 
-__all__ = ["DEMO_ABSENCE_WAIT", "DEMO_INACTIVITY_WAIT", "attach_demo", "demo_script", "shorten_waits"]
+__all__ = [
+    "DEMO_ABSENCE_WAIT",
+    "DEMO_INACTIVITY_WAIT",
+    "attach_demo",
+    "demo_script",
+    "shorten_waits",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +70,74 @@ def demo_script() -> Iterator[tuple[float, dict[str, Any]]]:
     ids = itertools.count(1)
 
     def event(user: str, kind: str, **properties: Any) -> dict[str, Any]:
-        return {"event_id": f"demo-{next(ids)}", "type": kind, "user_id": user,
-                "properties": properties, "context": {"source": "nudge-demo"}}
+        return {
+            "event_id": f"demo-{next(ids)}",
+            "type": kind,
+            "user_id": user,
+            "properties": properties,
+            "context": {"source": "nudge-demo"},
+        }
 
     def cart(user: str, sku: int, quantity: int = 1) -> dict[str, Any]:
         product_id, name, category, price = PRODUCTS[sku]
-        return event(user, "add_to_cart", product_id=product_id, name=name,
-                     category=category, price=price, quantity=quantity, cart_id=f"cart-{user}")
+        return event(
+            user,
+            "add_to_cart",
+            product_id=product_id,
+            name=name,
+            category=category,
+            price=price,
+            quantity=quantity,
+            cart_id=f"cart-{user}",
+        )
 
     for user, first, consent in SHOPPERS:
-        yield 0.3, event(user, "signup", email=f"{user}@example.com", first_name=first,
-                         locale="en", timezone="Europe/London", consent={"email": consent})
-    yield 0.5, event("ada", "product_view", product_id="sku-kettle", name="Gooseneck kettle",
-                     category="kitchen", price=59.0)
+        yield (
+            0.3,
+            event(
+                user,
+                "signup",
+                email=f"{user}@example.com",
+                first_name=first,
+                locale="en",
+                timezone="Europe/London",
+                consent={"email": consent},
+            ),
+        )
+    yield (
+        0.5,
+        event(
+            "ada",
+            "product_view",
+            product_id="sku-kettle",
+            name="Gooseneck kettle",
+            category="kitchen",
+            price=59.0,
+        ),
+    )
     yield 0.5, cart("ada", 1)
-    yield 0.5, cart("ada", 0, 2)       # ada abandons this cart
+    yield 0.5, cart("ada", 0, 2)  # ada abandons this cart
     yield 0.5, cart("grace", 2, 3)
-    yield 1.0, event("grace", "purchase", order_id="o-1001", total=37.5, currency="EUR",
-                     items=[{"product_id": "sku-socks", "name": "Wool socks",
-                             "category": "apparel", "price": 12.5, "quantity": 3}])
-    yield 0.5, cart("edsger", 3)       # no consent: no marketing email
+    yield (
+        1.0,
+        event(
+            "grace",
+            "purchase",
+            order_id="o-1001",
+            total=37.5,
+            currency="EUR",
+            items=[
+                {
+                    "product_id": "sku-socks",
+                    "name": "Wool socks",
+                    "category": "apparel",
+                    "price": 12.5,
+                    "quantity": 3,
+                }
+            ],
+        ),
+    )
+    yield 0.5, cart("edsger", 3)  # no consent: no marketing email
     yield 0.5, cart("alan", 3)
     yield 0.5, event("alan", "remove_from_cart", product_id="sku-lamp", cart_id="cart-alan")
     yield 0.5, event("barbara", "page_view", url="https://shop.example/sale", title="Sale")

@@ -92,22 +92,26 @@ def _wait(proc: subprocess.Popen[bytes], ready: object, what: str, timeout: floa
     raise EmbeddedError(f"{what} did not become ready within {timeout:.0f}s")
 
 
-def start_broker(port: int | None = None, *, log: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_broker(
+    port: int | None = None, *, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start tansu (memory storage) on a free port; return the process and bootstrap."""
     port = port or free_port()
     address = f"127.0.0.1:{port}"
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen(
-        [
-            _broker_binary(),
-            "broker",
-            "--listener-url", f"tcp://{address}",
-            "--advertised-listener-url", f"tcp://{address}",
-            "--storage-engine", "memory://tansu/",
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    command = [
+        _broker_binary(),
+        "broker",
+        "--listener-url",
+        f"tcp://{address}",
+        "--advertised-listener-url",
+        f"tcp://{address}",
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    with contextlib.ExitStack() as stack:
+        # the child gets its own copy of the descriptor; ours closes right away
+        out = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     _wait(proc, lambda: asyncio.run(_broker_ready(address)), "tansu broker", 30)
     return proc, address
 

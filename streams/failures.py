@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TypeVar
 
 from aiokafka.errors import KafkaError
@@ -63,7 +64,9 @@ async def retry_forever(
             delay = min(delay * 2, max_delay)
 
 
-async def process_safely(engine: Engine, batch: Sequence[Incoming], metrics: Metrics) -> BatchResult:
+async def process_safely(
+    engine: Engine, batch: Sequence[Incoming], metrics: Metrics
+) -> BatchResult:
     """Process ``batch`` durably; never raise for a bad message, never drop one."""
     try:
         return await retry_forever(lambda: engine.process(batch), stage="batch", metrics=metrics)
@@ -73,7 +76,7 @@ async def process_safely(engine: Engine, batch: Sequence[Incoming], metrics: Met
     for message in batch:
         try:
             result = await retry_forever(
-                lambda m=message: engine.process([m]), stage="message", metrics=metrics  # type: ignore[misc]
+                partial(engine.process, [message]), stage="message", metrics=metrics
             )
         except Exception as exc:
             log.exception(
@@ -89,7 +92,7 @@ async def process_safely(engine: Engine, batch: Sequence[Incoming], metrics: Met
                 offset=message.offset,
             )
             await retry_forever(
-                lambda: engine.outbox.publish([], [letter]), stage="dead_letter", metrics=metrics
+                partial(engine.outbox.publish, [], [letter]), stage="dead_letter", metrics=metrics
             )
             result = BatchResult(dead_letters=[letter])
         _merge(merged, result)

@@ -22,35 +22,49 @@ class Metrics:
             "nudge_duplicate_events_total", "Events skipped as already applied", registry=r
         )
         self.dead_letters = Counter(
-            "nudge_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"],
+            "nudge_dead_letters_total",
+            "Messages sent to the dead-letter topic",
+            ["reason"],
             registry=r,
         )
         self.decisions = Counter(
-            "nudge_decisions_total", "Rule decisions by outcome and reason",
-            ["rule", "outcome", "reason"], registry=r,
+            "nudge_decisions_total",
+            "Rule decisions by outcome and reason",
+            ["rule", "outcome", "reason"],
+            registry=r,
         )
         self.sends = Counter(
-            "nudge_send_requests_total", "Send requests published", ["rule", "category"],
+            "nudge_send_requests_total",
+            "Send requests published",
+            ["rule", "category"],
             registry=r,
         )
         self.timers_fired = Counter(
             "nudge_timers_fired_total", "Timers claimed and evaluated", registry=r
         )
         self.retries = Counter(
-            "nudge_retries_total", "Batches retried after a store or broker failure", ["stage"],
+            "nudge_retries_total",
+            "Batches retried after a store or broker failure",
+            ["stage"],
             registry=r,
         )
         self.batch_seconds = Histogram(
-            "nudge_batch_seconds", "Time to make one batch durable", registry=r,
+            "nudge_batch_seconds",
+            "Time to make one batch durable",
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.batch_size = Histogram(
-            "nudge_batch_events", "Messages per batch", registry=r,
+            "nudge_batch_events",
+            "Messages per batch",
+            registry=r,
             buckets=(1, 10, 50, 100, 250, 500, 1000),
         )
         self.lag = Gauge(
-            "nudge_partition_lag", "Messages not yet processed, per events partition",
-            ["partition"], registry=r,
+            "nudge_partition_lag",
+            "Messages not yet processed, per events partition",
+            ["partition"],
+            registry=r,
         )
 
     def record(self, result: BatchResult) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -24,10 +26,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 NewTopic(name, settings.topic_partitions, settings.topic_replication)
                 for name in missing
             ]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another worker created it first
         return missing
     except KafkaError as exc:
         raise StreamsError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 import textwrap
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 

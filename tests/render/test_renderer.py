@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from render import RenderError, Renderer, TemplateMissing
+from render import Renderer, RenderError, TemplateMissing
 
 REPO = Path(__file__).resolve().parents[2]
 

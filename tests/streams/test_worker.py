@@ -1,0 +1,209 @@
+"""The engine end to end: a real worker process, a real broker, a real Redis.
+
+Negative checks ("did not send") never rely on sleeping: each waits for a later effect
+that the same worker can only produce after the point in question (a later timer firing,
+a timer leaving Redis), then reads the output topic up to its end.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from triggers import request_id
+
+from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+
+Env = Callable[..., WorkerEnv]
+Start = Callable[[WorkerEnv], WorkerProcess]
+View = Callable[..., RedisView]
+
+
+def ev(kind: str, user: str, event_id: str | None = None, **props: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id or uuid.uuid4().hex,
+        "type": kind,
+        "user_id": user,
+        "ts": datetime.now(UTC).isoformat(),
+        "properties": props,
+    }
+
+
+def signup(user: str, consent: bool = True) -> dict[str, Any]:
+    return ev(
+        "signup", user, email=f"{user}@example.com", first_name="Ada", consent={"email": consent}
+    )
+
+
+def add_to_cart(user: str, **extra: Any) -> dict[str, Any]:
+    return ev("add_to_cart", user, product_id="mug", name="Enamel mug", price=14.0, **extra)
+
+
+async def test_welcome_fires_once_for_a_signup(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env()
+    start_worker(env)
+    event = signup("ada")
+    await kafka.produce(env.events_topic, event)
+    [welcome] = await kafka.wait_for_sends(env.send_topic, "ada", "welcome")
+    assert welcome["request_id"] == request_id("welcome", "ada", "", event["event_id"])
+    assert (welcome["to"], welcome["subject"]) == ("ada@example.com", "Welcome, Ada!")
+    assert "Thanks for signing up" in welcome["html"]
+    # the winback timer of the same user fires later; by then a second welcome would show
+    await kafka.wait_for_sends(env.send_topic, "ada", "winback")
+    assert len(await kafka.sends(env.send_topic, "ada", "welcome")) == 1
+
+
+async def test_cart_abandonment_fires_after_the_wait(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env(cart_wait="2s")
+    start_worker(env)
+    cart = add_to_cart("grace", quantity=2)
+    await kafka.produce(env.events_topic, signup("grace"), cart)
+    [sent] = await kafka.wait_for_sends(env.send_topic, "grace", "cart_abandonment")
+    assert sent["subject"] == "Ada, you left 2 items in your cart"
+    assert "2 x Enamel mug: $28.00" in sent["text"]
+    assert sent["trigger_event_id"] == cart["event_id"]
+    created = datetime.fromisoformat(sent["created_at"])
+    assert (created - datetime.fromisoformat(cart["ts"])).total_seconds() >= 2
+
+
+async def test_purchase_in_time_cancels_cart_abandonment(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="3s", winback_wait="5s")
+    start_worker(env)
+    await kafka.produce(env.events_topic, signup("alan"), add_to_cart("alan"))
+    await kafka.produce(env.events_topic, ev("purchase", "alan", order_id="o1", total=14.0))
+    # winback is due 5 s after the purchase, i.e. after the cart's 3 s deadline
+    assert await kafka.wait_for_sends(env.send_topic, "alan", "winback")
+    assert await kafka.sends(env.send_topic, "alan", "cart_abandonment") == []
+    assert await redis_view(env.keys).pending("alan") == []
+
+
+async def test_winback_fires_after_inactivity(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env(winback_wait="3s")
+    start_worker(env)
+    last = ev("page_view", "edsger", url="https://shop.example/")
+    await kafka.produce(env.events_topic, signup("edsger"), last)
+    [sent] = await kafka.wait_for_sends(env.send_topic, "edsger", "winback")
+    assert sent["subject"] == "We miss you, Ada"
+    assert sent["trigger_event_id"] == last["event_id"]
+
+
+async def test_unconsented_user_gets_no_marketing_send(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="1s", winback_wait="2s")
+    worker = start_worker(env)
+    view = redis_view(env.keys)
+    await kafka.produce(env.events_topic, signup("barbara", consent=False), add_to_cart("barbara"))
+
+    async def timers_done() -> bool:
+        snap = await view.profile("barbara")
+        return snap.profile is not None and not await view.pending("barbara")
+
+    await view.wait_until(timers_done)  # both marketing timers fired (and were suppressed)
+    assert await kafka.sends(env.send_topic, "barbara") == []
+    reason = {"outcome": "suppressed", "reason": "no_consent"}
+    for rule in ("welcome", "cart_abandonment", "winback"):
+        assert worker.metric("nudge_decisions_total", rule=rule, **reason) == 1
+    # transactional mail still goes out
+    await kafka.produce(env.events_topic, ev("purchase", "barbara", order_id="o9", total=14.0))
+    [receipt] = await kafka.wait_for_sends(env.send_topic, "barbara", "receipt")
+    assert receipt["category"] == "transactional"
+
+
+async def test_duplicate_event_id_changes_nothing(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="1h", winback_wait="1h")
+    worker = start_worker(env)
+    view = redis_view(env.keys)
+    first, cart = signup("linus"), add_to_cart("linus")
+    await kafka.produce(env.events_topic, first, cart, first, cart)
+    marker = ev("page_view", "linus", url="/done")
+    await kafka.produce(env.events_topic, cart, marker)
+
+    async def marker_applied() -> bool:
+        snap = await view.profile("linus")
+        return snap.profile is not None and snap.profile.counts.get("page_view") == 1
+
+    await view.wait_until(marker_applied)
+    profile = (await view.profile("linus")).profile
+    assert profile is not None
+    assert profile.counts == {"signup": 1, "add_to_cart": 1, "page_view": 1}
+    assert profile.cart.items["mug"].quantity == 1
+    assert len(await kafka.sends(env.send_topic, "linus", "welcome")) == 1
+    assert worker.metric("nudge_duplicate_events_total") == 3
+
+
+async def test_bad_input_is_dead_lettered_with_a_reason_and_processing_continues(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env()
+    worker = start_worker(env)
+    no_user = {k: v for k, v in signup("x").items() if k != "user_id"}
+    await kafka.produce(env.events_topic, b"{this is not json", key=b"ken")
+    await kafka.produce(env.events_topic, orjson.dumps(no_user), key=b"ken")
+    await kafka.produce(env.events_topic, signup("ken"), key=b"someone-else")
+    await kafka.produce(env.events_topic, signup("ken"))
+    assert await kafka.wait_for_sends(env.send_topic, "ken", "welcome")
+    letters = await kafka.read_all(env.dead_letter_topic)
+    by_reason = {dict(r.headers)["nudge.dlq.reason"].decode(): r for r in letters}
+    assert set(by_reason) == {"invalid_json", "schema_violation", "key_mismatch"}
+    bad_json = by_reason["invalid_json"]
+    assert bad_json.value == b"{this is not json"
+    headers = dict(bad_json.headers)
+    assert headers["nudge.dlq.topic"].decode() == env.events_topic
+    assert int(headers["nudge.dlq.offset"]) >= 0
+    assert b"user_id" in dict(by_reason["schema_violation"].headers)["nudge.dlq.detail"]
+    assert worker.metric("nudge_dead_letters_total", reason="invalid_json") == 1
+    assert worker.proc.poll() is None
+
+
+async def test_worker_killed_mid_wait_fires_the_cart_timer_exactly_once(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="12s", winback_wait="1h")
+    first = start_worker(env)
+    view = redis_view(env.keys)
+    cart = add_to_cart("margaret")
+    await kafka.produce(env.events_topic, signup("margaret"), cart)
+
+    async def timer_stored() -> bool:
+        return any(t.rule_id == "cart_abandonment" for t in await view.pending("margaret"))
+
+    await view.wait_until(timer_stored)
+    first.stop(signal.SIGKILL)  # no clean shutdown, offsets possibly uncommitted
+    start_worker(env)
+    [sent] = await kafka.wait_for_sends(env.send_topic, "margaret", "cart_abandonment", timeout=60)
+    assert sent["request_id"] == request_id("cart_abandonment", "margaret", "", cart["event_id"])
+    # the timer is gone once fired; a second send could only come from a second firing
+    await view.wait_until(lambda: _no_timers(view, "margaret"))
+    assert len(await kafka.sends(env.send_topic, "margaret", "cart_abandonment")) == 1
+    welcomes = await kafka.sends(env.send_topic, "margaret", "welcome")
+    assert {w["request_id"] for w in welcomes} == {welcomes[0]["request_id"]}
+
+
+async def _no_timers(view: RedisView, user: str) -> bool:
+    return not [t for t in await view.pending(user) if t.rule_id == "cart_abandonment"]
+
+
+async def test_health_and_metrics_endpoints(worker_env: Env, start_worker: Start) -> None:
+    worker = start_worker(worker_env())
+    assert worker.get("/health/live")[0] == 200
+    status, body = worker.get("/health/ready")
+    assert status == 200
+    assert orjson.loads(body) == {"ready": True, "redis": True, "partitions": 4}
+    _, metrics = worker.get("/metrics")
+    assert b"# TYPE nudge_events_total counter" in metrics
