@@ -10,8 +10,8 @@ or raises :class:`InvalidEvent` with a short machine-readable ``reason`` and a h
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

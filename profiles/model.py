@@ -139,7 +139,7 @@ def apply_event(profile: Profile | None, event: Event, scoring: ScoringConfig) -
     return profile
 
 
-def _apply_typed(profile: Profile, event: Event) -> None:  # noqa: C901 - one branch per type
+def _apply_typed(profile: Profile, event: Event) -> None:
     props = event.typed
     if isinstance(props, Signup):
         profile.email = props.email
@@ -205,9 +205,7 @@ def _add_score(profile: Profile, event: Event, scoring: ScoringConfig) -> None:
         profile.score = profile.score_now(event.ts, scoring) + points
         profile.score_at = event.ts
     else:  # a late event: decay its points to the score's reference time instead
-        profile.score += decayed_score(
-            points, event.ts, profile.score_at, scoring.half_life_days
-        )
+        profile.score += decayed_score(points, event.ts, profile.score_at, scoring.half_life_days)
     profile.score = round(profile.score, 6)
 
 

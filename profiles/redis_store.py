@@ -60,7 +60,9 @@ class RedisProfileStore:
                 if wanted[user_id]:
                     pipe.zmscore(self._keys.seen(user_id), list(wanted[user_id]))
             replies = iter(await pipe.execute())
-        return {user_id: self._snapshot(next(replies), replies, wanted[user_id]) for user_id in users}
+        return {
+            user_id: self._snapshot(next(replies), replies, wanted[user_id]) for user_id in users
+        }
 
     @staticmethod
     def _snapshot(hash_reply: Any, replies: Any, event_ids: Sequence[str]) -> Snapshot:

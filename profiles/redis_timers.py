@@ -59,8 +59,8 @@ class RedisTimerStore:
 
     async def pending(self, partition: int) -> list[Timer]:
         async with translate_errors():
-            ids = await self._redis.zrange(self._keys.timers_due(partition), 0, -1)
+            ids = list(await self._redis.zrange(self._keys.timers_due(partition), 0, -1))
             if not ids:
                 return []
-            raws = await self._redis.hmget(self._keys.timers_data(partition), ids)
+            raws = await self._redis.hmget(self._keys.timers_data(partition), ids)  # type: ignore[arg-type]
         return [Timer.from_json(raw, partition) for raw in raws if raw is not None]

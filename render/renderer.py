@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateError, TemplateNotFound
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 from render.environment import build_environment
 from render.errors import RenderError, TemplateMissing

@@ -12,8 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DeadLetter", "Decision", "SendRequest", "request_id"]
 
-SEND_REQUEST_SCHEMA_VERSION = 1
-
 
 def request_id(rule_id: str, user_id: str, key: str, trigger_event_id: str) -> str:
     """The idempotency key of one trigger instance: the same instance, the same id."""
@@ -31,7 +29,7 @@ class SendRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = SEND_REQUEST_SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     request_id: str = Field(description="deterministic idempotency key of the trigger instance")
     user_id: str
     to: str = Field(description="recipient email address")

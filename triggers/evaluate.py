@@ -71,7 +71,9 @@ def evaluate_event(
                 outcome.schedule.append(Timer(rule.id, event.user_id, due, partition, payload))
             elif event.type in rule.cancel:
                 outcome.cancel.append(Timer(rule.id, event.user_id, 0, partition, {}).id)
-        elif isinstance(rule, InactivityRule) and (rule.events is None or event.type in rule.events):
+        elif isinstance(rule, InactivityRule) and (
+            rule.events is None or event.type in rule.events
+        ):
             due = _due(after.last_seen, rule.wait)
             outcome.schedule.append(Timer(rule.id, event.user_id, due, partition, payload))
     return outcome

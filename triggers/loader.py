@@ -16,7 +16,7 @@ import yaml
 from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
-from render import RenderError, Renderer, build_expression_environment
+from render import Renderer, RenderError, build_expression_environment
 from triggers.errors import ConfigError, ConfigIssue
 from triggers.rules import Rule, RulesConfig
 
