@@ -91,3 +91,10 @@ def make_config(tmp_path: Path) -> Callable[[str], Path]:
         return config
 
     return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the real broker or Redis as an integration test."""
+    for item in items:
+        if {"kafka_bootstrap", "redis_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

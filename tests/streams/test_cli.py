@@ -1,0 +1,159 @@
+"""The ``nudge`` command line as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from streams.cli import cli
+from streams.embedded import free_port
+
+from .conftest import Kafka
+
+NUDGE = Path(sys.executable).parent / "nudge"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def schema(contract: str) -> dict[str, object]:
+    result = CliRunner().invoke(cli, ["schema", contract])
+    assert result.exit_code == 0, result.output
+    document: dict[str, object] = orjson.loads(result.output)
+    jsonschema.Draft202012Validator.check_schema(document)
+    return document
+
+
+def test_event_schema_accepts_the_contract_and_rejects_violations() -> None:
+    validator = jsonschema.Draft202012Validator(schema("event"))
+    good = {
+        "event_id": "e1",
+        "type": "add_to_cart",
+        "user_id": "u1",
+        "ts": 1772366400000,
+        "properties": {"product_id": "p1", "price": 3.5, "quantity": 2},
+    }
+    assert list(validator.iter_errors(good)) == []
+    assert (
+        list(validator.iter_errors({**good, "type": "custom.thing", "properties": {"x": 1}})) == []
+    )
+    missing_price = {**good, "properties": {"product_id": "p1"}}
+    assert [e.message for e in validator.iter_errors(missing_price)] == [
+        "'price' is a required property"
+    ]
+    assert list(validator.iter_errors({**good, "user_id": None}))
+
+
+def test_send_request_schema_lists_the_mailer_fields() -> None:
+    document = schema("send-request")
+    assert set(document["required"]) >= {  # type: ignore[call-overload]
+        "request_id",
+        "user_id",
+        "to",
+        "rule_id",
+        "template",
+        "subject",
+        "html",
+        "text",
+        "headers",
+        "category",
+        "trigger_event_id",
+        "created_at",
+    }
+
+
+def test_every_verb_has_help() -> None:
+    for verb in ("worker", "dev", "produce", "validate", "schema"):
+        result = CliRunner().invoke(cli, [verb, "--help"])
+        assert result.exit_code == 0
+        assert "Usage: " in result.output
+
+
+def test_worker_refuses_invalid_config_with_file_and_line(
+    make_config: Callable[[str], Path],
+) -> None:
+    config = make_config(
+        "version: 1\nrules:\n  - id: x\n    kind: absence\n    template: welcome\n"
+    )
+    run = subprocess.run(
+        [str(NUDGE), "worker", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert f"{config}/rules.yaml:3: rules[0] (x).start: Field required" in run.stderr
+
+
+async def test_produce_publishes_jsonl_keyed_by_user(
+    kafka: Kafka, tmp_path: Path, unique: str
+) -> None:
+    topic = f"produce-{unique}"
+    lines = [
+        {
+            "event_id": f"e{i}",
+            "type": "page_view",
+            "user_id": f"u{i}",
+            "ts": 0,
+            "properties": {"url": "/"},
+        }
+        for i in range(3)
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n\n{broken\n")
+    env = {**os.environ, "NUDGE_KAFKA_BOOTSTRAP": kafka.bootstrap}
+    run = subprocess.run(
+        [str(NUDGE), "produce", str(path), "--topic", topic],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"published 4 message(s) to {topic}" in run.stdout
+    records = await kafka.read_all(topic)
+    assert sorted((r.key, r.value) for r in records if r.key) == [
+        (f"u{i}".encode(), orjson.dumps(line)) for i, line in enumerate(lines)
+    ]
+    assert [r.value for r in records if r.key is None] == [b"{broken"]
+
+
+@pytest.mark.integration
+def test_dev_demo_starts_its_own_services_and_prints_emails(tmp_path: Path) -> None:
+    """What ``make run`` does on a fresh machine: nothing running, emails within a minute."""
+    env = {
+        **os.environ,
+        # nothing listens on these ports, so dev must start tansu and redis-server itself
+        "NUDGE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "NUDGE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "NUDGE_WEB_PORT": str(free_port()),
+        "NUDGE_DATA_DIR": str(tmp_path / "data"),
+        "NUDGE_CONFIG_DIR": str(REPO / "config"),
+    }
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(NUDGE), "dev", "--demo"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        wanted = (
+            "[welcome] to ada@example.com: Welcome, Ada!",
+            "[cart_abandonment] to ada@example.com: Ada, you left 3 items in your cart",
+        )
+        while time.monotonic() < deadline and not all(w in log.read_text() for w in wanted):
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
+        text = log.read_text()
+        assert all(w in text for w in wanted), text
+        assert "started tansu broker" in text
+        assert "started redis-server" in text
+        assert "edsger@example.com" not in text  # no consent, no marketing mail
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, log.read_text()

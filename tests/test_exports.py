@@ -1,0 +1,97 @@
+"""The public surface of each package is deliberate: adding or dropping a name is a choice."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+EXPECTED = {
+    "profiles": {
+        "KNOWN_EVENT_TYPES",
+        "Cart",
+        "CartLine",
+        "Event",
+        "InMemoryProfileStore",
+        "InMemoryTimerStore",
+        "InvalidEvent",
+        "Keys",
+        "Profile",
+        "ProfileError",
+        "ProfileStore",
+        "ProfileWrite",
+        "RedisProfileStore",
+        "RedisTimerStore",
+        "ScoringConfig",
+        "Snapshot",
+        "StoreUnavailable",
+        "Timer",
+        "TimerOps",
+        "TimerStore",
+        "apply_event",
+        "parse_event",
+        "timer_id",
+    },
+    "render": {
+        "TEMPLATE_FILES",
+        "RenderError",
+        "RenderedEmail",
+        "Renderer",
+        "TemplateMissing",
+        "build_environment",
+        "build_expression_environment",
+    },
+    "triggers": {
+        "AbsenceRule",
+        "BatchResult",
+        "ConfigError",
+        "ConfigIssue",
+        "DeadLetter",
+        "Decision",
+        "Engine",
+        "InactivityRule",
+        "Incoming",
+        "OnEventRule",
+        "Outbox",
+        "Rule",
+        "RuleSet",
+        "RulesConfig",
+        "SendRequest",
+        "TriggerError",
+        "load_rules",
+        "request_id",
+    },
+}
+
+
+@pytest.mark.parametrize("package", sorted(EXPECTED))
+def test_exports(package: str) -> None:
+    module = importlib.import_module(package)
+    assert set(module.__all__) == EXPECTED[package]
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+def test_packages_depend_inward_only() -> None:
+    """profiles and render import nothing of the other nudge packages."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    forbidden = {
+        "profiles": {"render", "triggers", "streams"},
+        "render": {"profiles", "triggers", "streams"},
+        "triggers": {"streams"},
+    }
+    for package, banned in forbidden.items():
+        for path in (root / package).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                for name in names:
+                    assert name.split(".")[0] not in banned, f"{path.name} imports {name}"
