@@ -3,7 +3,7 @@
 from profiles.errors import InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.keys import Keys
-from profiles.model import Cart, CartLine, Profile, ScoringConfig, apply_event
+from profiles.model import Cart, CartLine, Profile, ScoringConfig, SendRecord, apply_event
 from profiles.redis_store import RedisProfileStore
 from profiles.redis_timers import RedisTimerStore
 from profiles.store import InMemoryProfileStore, ProfileStore, ProfileWrite, Snapshot
@@ -25,6 +25,7 @@ __all__ = [
     "RedisProfileStore",
     "RedisTimerStore",
     "ScoringConfig",
+    "SendRecord",
     "Snapshot",
     "StoreUnavailable",
     "Timer",

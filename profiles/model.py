@@ -26,10 +26,13 @@ from profiles.events import (
 )
 
 __all__ = [
+    "MAX_DECISIONS",
+    "MAX_SENDS",
     "Cart",
     "CartLine",
     "Profile",
     "ScoringConfig",
+    "SendRecord",
     "apply_event",
     "decayed_score",
 ]
@@ -75,6 +78,20 @@ class Cart(BaseModel):
         return sum(line.quantity for line in self.items.values())
 
 
+#: recent sends and decisions kept per profile (frequency caps, ``explain``)
+MAX_SENDS = 50
+MAX_DECISIONS = 20
+
+
+class SendRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime
+    rule_id: str
+    category: str
+    request_id: str
+
+
 class Profile(BaseModel):
     """Everything nudge knows about one user, as stored in Redis (one JSON document)."""
 
@@ -98,9 +115,28 @@ class Profile(BaseModel):
     affinity: dict[str, float] = {}
     score: float = 0.0
     score_at: datetime | None = None
+    signed_up_at: datetime | None = None
+    #: names of the configured segments the user was in after the last event
+    segments: list[str] = []
     #: pending timers of this user: timer id -> due (epoch ms); lets unsubscribe/erase
     #: cancel them without scanning every partition's timer set.
     timers: dict[str, int] = {}
+    #: rule id -> time of the last send of that rule (re-entry and cooldown)
+    fired: dict[str, datetime] = {}
+    #: the most recent sends, newest last (frequency cap)
+    sends: list[SendRecord] = []
+    #: the most recent rule decisions, newest last (``nudge explain``)
+    decisions: list[dict[str, Any]] = []
+
+    def record_send(self, record: SendRecord) -> None:
+        self.fired[record.rule_id] = max(self.fired.get(record.rule_id, record.at), record.at)
+        self.sends = [*self.sends, record][-MAX_SENDS:]
+
+    def record_decision(self, decision: dict[str, Any]) -> None:
+        self.decisions = [*self.decisions, decision][-MAX_DECISIONS:]
+
+    def sends_since(self, since: datetime, category: str = "marketing") -> int:
+        return sum(1 for s in self.sends if s.category == category and s.at > since)
 
     def score_now(self, now: datetime, scoring: ScoringConfig) -> float:
         """The engagement score decayed to ``now``."""
@@ -148,6 +184,7 @@ def _apply_typed(profile: Profile, event: Event) -> None:
         profile.locale = props.locale or profile.locale
         profile.timezone = props.timezone or profile.timezone
         profile.email_consent = props.consent.email
+        profile.signed_up_at = min(profile.signed_up_at or event.ts, event.ts)
     elif isinstance(props, ProfileUpdate):
         _apply_traits(profile, props.traits)
     elif isinstance(props, AddToCart):

@@ -33,6 +33,14 @@ class Timer:
     partition: int
     trigger_event: dict[str, Any]
     key: str = ""
+    #: sequence step to send when it fires
+    step: int | None = None
+    #: tells apart the sends of one trigger instance (e.g. a birthday's year)
+    instance: str = ""
+    #: when the trigger instance started (sequence delays count from here), epoch ms
+    started_ms: int = 0
+    #: a send held back by quiet hours, due when they end
+    deferred: bool = False
 
     @property
     def id(self) -> str:
@@ -50,6 +58,10 @@ class Timer:
                 "key": self.key,
                 "due_ms": self.due_ms,
                 "trigger_event": self.trigger_event,
+                "step": self.step,
+                "instance": self.instance,
+                "started_ms": self.started_ms,
+                "deferred": self.deferred,
             },
             option=orjson.OPT_SORT_KEYS,
         )
@@ -64,6 +76,10 @@ class Timer:
             due_ms=data["due_ms"],
             trigger_event=data["trigger_event"],
             partition=partition,
+            step=data.get("step"),
+            instance=data.get("instance", ""),
+            started_ms=data.get("started_ms", 0),
+            deferred=data.get("deferred", False),
         )
 
 
@@ -82,6 +98,14 @@ class TimerOps:
     def remove(self, partition: int, tid: str) -> None:
         self.schedule.pop((partition, tid), None)
         self.cancel.add((partition, tid))
+
+    def merge(self, other: TimerOps) -> None:
+        """Apply ``other``'s changes after this one's."""
+        for timer in other.schedule.values():
+            self.add(timer)
+        for partition, tid in other.cancel:
+            if (partition, tid) not in other.schedule:
+                self.remove(partition, tid)
 
     def __bool__(self) -> bool:
         return bool(self.schedule or self.cancel)

@@ -1,4 +1,4 @@
-"""Publish send requests and dead letters through Faust's producer, awaiting the batch."""
+"""Publish send requests, dead letters and decisions through Faust's producer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.settings import Settings
-from triggers import DeadLetter, SendRequest
+from triggers import DeadLetter, Decision, SendRequest
 
 __all__ = ["KafkaOutbox"]
 
@@ -19,9 +19,13 @@ class KafkaOutbox:
         self._app = app
         self._send_topic = settings.send_topic
         self._dead_letter_topic = settings.dead_letter_topic
+        self._decisions_topic = settings.decisions_topic
 
     async def publish(
-        self, sends: Sequence[SendRequest], dead_letters: Sequence[DeadLetter]
+        self,
+        sends: Sequence[SendRequest],
+        dead_letters: Sequence[DeadLetter],
+        decisions: Sequence[Decision] = (),
     ) -> None:
         producer = self._app.producer
         pending = []
@@ -35,6 +39,17 @@ class KafkaOutbox:
             pending.append(
                 await producer.send(
                     self._dead_letter_topic, letter.key, letter.value, None, None, letter.headers()
+                )
+            )
+        for decision in decisions:
+            pending.append(
+                await producer.send(
+                    self._decisions_topic,
+                    decision.user_id.encode(),
+                    decision.to_json(),
+                    None,
+                    None,
+                    None,
                 )
             )
         if pending:

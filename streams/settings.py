@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     events_topic: str = "nudge.events"
     send_topic: str = "nudge.send-requests"
     dead_letter_topic: str = "nudge.dead-letter"
+    decisions_topic: str = "nudge.decisions"
     topic_partitions: int = Field(8, ge=1, description="used when nudge creates a topic")
     topic_replication: int = Field(1, ge=1)
     batch_size: int = Field(500, ge=1, description="most events handled in one batch")

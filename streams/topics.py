@@ -14,8 +14,13 @@ __all__ = ["ensure_topics"]
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the events, send-request and dead-letter topics; return those created."""
-    names = [settings.events_topic, settings.send_topic, settings.dead_letter_topic]
+    """Create nudge's topics that are missing; return those created."""
+    names = [
+        settings.events_topic,
+        settings.send_topic,
+        settings.dead_letter_topic,
+        settings.decisions_topic,
+    ]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
         await admin.start()

@@ -23,6 +23,7 @@ EXPECTED = {
         "RedisProfileStore",
         "RedisTimerStore",
         "ScoringConfig",
+        "SendRecord",
         "Snapshot",
         "StoreUnavailable",
         "Timer",

@@ -13,10 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["DeadLetter", "Decision", "SendRequest", "request_id"]
 
 
-def request_id(rule_id: str, user_id: str, key: str, trigger_event_id: str) -> str:
-    """The idempotency key of one trigger instance: the same instance, the same id."""
-    raw = "\x1f".join((rule_id, user_id, key, trigger_event_id)).encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+def request_id(
+    rule_id: str, user_id: str, key: str, trigger_event_id: str, instance: str = ""
+) -> str:
+    """The idempotency key of one trigger instance: the same instance, the same id.
+
+    ``instance`` tells apart several sends of one trigger (a sequence's steps, a
+    birthday's years).
+    """
+    parts = (rule_id, user_id, key, trigger_event_id) + ((instance,) if instance else ())
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
 class SendRequest(BaseModel):
@@ -85,12 +91,12 @@ class DeadLetter:
         ]
 
 
-Outcome = Literal["fired", "suppressed"]
+Outcome = Literal["fired", "deferred", "suppressed"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Why a rule did or did not send, for metrics, logs and (later) ``explain``."""
+    """Why a rule did, did not, or did not yet send: for metrics, logs and ``explain``."""
 
     rule_id: str
     user_id: str
@@ -99,3 +105,21 @@ class Decision:
     trigger_event_id: str
     at: datetime
     request_id: str | None = None
+    detail: str = ""
+    step: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "user_id": self.user_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "detail": self.detail,
+            "step": self.step,
+            "trigger_event_id": self.trigger_event_id,
+            "request_id": self.request_id,
+            "at": self.at.isoformat().replace("+00:00", "Z"),
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.as_dict())

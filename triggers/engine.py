@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -25,7 +25,6 @@ from typing import Protocol
 from profiles import (
     Event,
     InvalidEvent,
-    Profile,
     ProfileStore,
     ProfileWrite,
     Timer,
@@ -35,7 +34,7 @@ from profiles import (
 )
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
-from triggers.evaluate import Firing, apply_user_events, decide
+from triggers.fold import UserStep, apply_user_events, fire_user_timers
 from triggers.loader import RuleSet
 
 __all__ = ["BatchResult", "Engine", "Incoming", "Outbox"]
@@ -56,7 +55,10 @@ class Incoming:
 
 class Outbox(Protocol):
     async def publish(
-        self, sends: Sequence[SendRequest], dead_letters: Sequence[DeadLetter]
+        self,
+        sends: Sequence[SendRequest],
+        dead_letters: Sequence[DeadLetter],
+        decisions: Sequence[Decision] = (),
     ) -> None:
         """Return once every message is durable on the broker."""
         ...
@@ -128,58 +130,72 @@ class Engine:
         wanted = {user_id: [e.event_id for e, _ in events] for user_id, events in by_user.items()}
         snapshots = await self.profiles.load(wanted)
         now = self.clock()
-        ops = TimerOps()
-        writes: list[ProfileWrite] = []
-        sends: list[SendRequest] = []
+        steps = {}
         for user_id, events in by_user.items():
             snapshot = snapshots[user_id]
-            step = apply_user_events(self.rules, snapshot, events)
+            steps[user_id] = step = apply_user_events(self.rules, snapshot, events, now)
             result.duplicates += step.duplicates
             result.events += len(step.applied)
             result.by_type.update(e.type for e, _ in events if e.event_id not in snapshot.seen)
-            ops.schedule.update(step.ops.schedule)
-            ops.cancel |= step.ops.cancel
-            for firing, profile in step.firings:
-                decision, send = decide(self.rules, firing, profile, now)
-                result.decisions.append(decision)
-                sends += [send] if send else []
-            if step.applied:
-                writes.append(
-                    ProfileWrite(user_id, snapshot.version, step.profile, tuple(step.applied))
-                )
-        await self.outbox.publish(sends, dead_letters)
+        writes = [
+            ProfileWrite(user_id, snapshots[user_id].version, step.profile, tuple(step.applied))
+            for user_id, step in steps.items()
+            if step.applied
+        ]
+        return await self._commit(steps.values(), writes, dead_letters, result)
+
+    async def _commit(
+        self,
+        steps: Iterable[UserStep],
+        writes: list[ProfileWrite],
+        dead_letters: Sequence[DeadLetter],
+        result: BatchResult,
+    ) -> list[str]:
+        """Make the effects durable: publish, then timers, then profiles (see module doc)."""
+        ops = TimerOps()
+        sends: list[SendRequest] = []
+        decisions: list[Decision] = []
+        for step in steps:
+            ops.merge(step.ops)
+            sends += step.sends
+            decisions += step.decisions
+        await self.outbox.publish(sends, dead_letters, decisions)
         result.sends += sends
+        result.decisions += decisions
         await self.timers.apply(ops)
         return await self.profiles.save(writes)
 
     async def fire_due(self, partition: int, now: datetime, *, limit: int = 500) -> BatchResult:
-        """Fire the timers of ``partition`` that are due at ``now``."""
+        """Fire the timers of ``partition`` that are due at ``now``.
+
+        Timers are completed only for users whose profile write succeeded; the others
+        stay leased and fire again, with the same request ids, when the lease runs out.
+        """
         result = BatchResult()
         lease_ms = int(self.rules.config.timer_lease.total_seconds() * 1000)
         now_ms = int(now.timestamp() * 1000)
         claimed = await self.timers.claim_due(partition, now_ms, limit=limit, lease_ms=lease_ms)
         if not claimed:
             return result
-        snapshots = await self.profiles.load({t.user_id: [] for t in claimed})
-        created = self.clock()
+        by_user: dict[str, list[Timer]] = {}
         for timer in claimed:
-            decision, send = self._fire(timer, snapshots[timer.user_id].profile, created)
-            result.decisions.append(decision)
-            result.sends += [send] if send else []
-        await self.outbox.publish(result.sends, [])
-        await self.timers.complete(claimed)
+            by_user.setdefault(timer.user_id, []).append(timer)
+        snapshots = await self.profiles.load({user_id: [] for user_id in by_user})
+        steps = {
+            user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now)
+            for user_id, timers in by_user.items()
+        }
+        writes = [
+            ProfileWrite(user_id, snapshots[user_id].version, step.profile)
+            for user_id, step in steps.items()
+            if step.profile is not None
+        ]
+        conflicts = set(await self._commit(steps.values(), writes, [], result))
+        if conflicts:
+            log.warning("profiles changed under %d users' timers; they fire again", len(conflicts))
+        await self.timers.complete([t for t in claimed if t.user_id not in conflicts])
         result.timers_fired = len(claimed)
         return result
-
-    def _fire(
-        self, timer: Timer, profile: Profile | None, now: datetime
-    ) -> tuple[Decision, SendRequest | None]:
-        rule = self.rules.rule(timer.rule_id)
-        if rule is None:
-            reason = "rule_removed"
-            return Decision(timer.rule_id, timer.user_id, "suppressed", reason, "", now), None
-        firing = Firing(rule, timer.user_id, timer.trigger_event, timer.key)
-        return decide(self.rules, firing, profile, now)
 
 
 def _dead_letter(message: Incoming, reason: str, detail: str) -> DeadLetter:

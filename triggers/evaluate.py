@@ -1,27 +1,34 @@
-"""Rule evaluation: pure functions of (rules, event or timer, profile, now).
+"""What one event does to each rule: pure functions, no I/O.
 
-Nothing here does I/O. :func:`apply_user_events` folds a user's events into the profile
-and returns the timers to schedule or cancel and the rules to fire now;
-:func:`decide` applies the guards to one firing and renders the send request.
+:func:`evaluate_event` looks at an event and the profile before and after it, and says
+which rules fire now, which timers to (re)schedule and which to cancel. Guards and
+rendering come after, in :mod:`triggers.decide`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from profiles import Event, Profile, Snapshot, Timer, TimerOps, apply_event
-from render import RenderError
-from triggers.contracts import Decision, SendRequest, request_id
+from profiles import Event, Profile, Timer, timer_id
 from triggers.loader import RuleSet
-from triggers.rules import AbsenceRule, InactivityRule, OnEventRule, Rule
+from triggers.rules import (
+    AbsenceRule,
+    DateRule,
+    InactivityRule,
+    OnEventRule,
+    Rule,
+    SegmentEntryRule,
+    SequenceRule,
+    ThresholdRule,
+)
+from triggers.schedule import date_value, next_anniversary, user_zone
 
-__all__ = ["Firing", "UserStep", "apply_user_events", "decide", "evaluate_event"]
+__all__ = ["EventOutcome", "Firing", "context", "evaluate_event", "key_values", "segments_of"]
 
 #: events after which a user gets no new timers, and loses the pending ones
-_STOP_EVENTS = frozenset({"unsubscribe", "erase"})
+STOP_EVENTS = frozenset({"unsubscribe", "erase"})
 
 
 @dataclass(frozen=True)
@@ -31,11 +38,53 @@ class Firing:
     rule: Rule
     user_id: str
     trigger_event: dict[str, Any]
+    partition: int = 0
     key: str = ""
+    step: int | None = None
+    instance: str = ""
+    started_ms: int = 0
 
     @property
     def trigger_event_id(self) -> str:
         return str(self.trigger_event.get("event_id", ""))
+
+    @property
+    def template(self) -> str:
+        if isinstance(self.rule, SequenceRule):
+            return self.rule.steps[self.step or 0].template
+        return self.rule.template
+
+    @property
+    def instance_id(self) -> str:
+        """What tells this send apart from other sends of the same trigger instance."""
+        return f"step{self.step}" if self.step is not None else self.instance
+
+    def timer(self, due_ms: int, *, deferred: bool = False) -> Timer:
+        return Timer(
+            self.rule.id,
+            self.user_id,
+            due_ms,
+            self.partition,
+            self.trigger_event,
+            key=self.key,
+            step=self.step,
+            instance=self.instance,
+            started_ms=self.started_ms,
+            deferred=deferred,
+        )
+
+    @classmethod
+    def from_timer(cls, rule: Rule, timer: Timer) -> Firing:
+        return cls(
+            rule,
+            timer.user_id,
+            timer.trigger_event,
+            timer.partition,
+            timer.key,
+            timer.step,
+            timer.instance,
+            timer.started_ms,
+        )
 
 
 @dataclass
@@ -45,149 +94,168 @@ class EventOutcome:
     cancel: list[str] = field(default_factory=list)
 
 
-def _due(at: datetime, wait: timedelta) -> int:
-    return int((at + wait).timestamp() * 1000)
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def context(
+    ruleset: RuleSet, profile: Profile, now: datetime, event: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What conditions and templates see."""
+    from triggers.conditions import helpers
+
+    user = profile.context()
+    user["score"] = round(profile.score_now(now, ruleset.config.scoring), 4)
+    return {
+        "event": event or {},
+        "profile": user,
+        "user": user,
+        "cart": user["cart"],
+        "segments": user["segments"],
+        "now": now,
+        **helpers(now),
+    }
+
+
+def segments_of(ruleset: RuleSet, profile: Profile, now: datetime) -> list[str]:
+    if not ruleset.segments:
+        return []
+    ctx = context(ruleset, profile, now)
+    return [name for name, test in ruleset.segments.items() if test(ctx)]
+
+
+def key_values(event: Event, key: str | None) -> list[str]:
+    """The correlation values of ``event`` for ``key`` (``[""]`` when uncorrelated)."""
+    if key is None:
+        return [""]
+    value = event.properties.get(key)
+    if value is not None:
+        return [str(value)]
+    items = event.properties.get("items")
+    if isinstance(items, list):
+        found = {str(i[key]) for i in items if isinstance(i, dict) and i.get(key) is not None}
+        return sorted(found)
+    return []
+
+
+def _pending(profile: Profile, rule: Rule) -> list[str]:
+    prefix = timer_id(rule.id, profile.user_id, "")
+    return sorted(tid for tid in profile.timers if tid.startswith(prefix))
+
+
+class _Evaluation:
+    """One event against every rule; the ``on_*`` methods add to ``outcome``."""
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        event: Event,
+        before: Profile | None,
+        after: Profile,
+        partition: int,
+    ) -> None:
+        self.ruleset = ruleset
+        self.event = event
+        self.before = before
+        self.after = after
+        self.partition = partition
+        self.payload = event.model_dump(mode="json")
+        self.outcome = EventOutcome()
+
+    def firing(self, rule: Rule, **extra: Any) -> Firing:
+        return Firing(rule, self.event.user_id, self.payload, self.partition, **extra)
+
+    def schedule(self, firing: Firing, due: datetime) -> None:
+        self.outcome.schedule.append(firing.timer(ms(due)))
+
+    def on_absence(self, rule: AbsenceRule) -> None:
+        if self.event.type in rule.start:
+            for key in key_values(self.event, rule.key):
+                self.schedule(self.firing(rule, key=key), self.event.ts + rule.wait)
+        elif self.event.type in rule.cancel:
+            keys = key_values(self.event, rule.key)
+            if keys and rule.key is not None:
+                self.outcome.cancel += [timer_id(rule.id, self.event.user_id, k) for k in keys]
+            else:  # no correlation value: the cancel event ends every instance
+                self.outcome.cancel += _pending(self.after, rule)
+
+    def on_inactivity(self, rule: InactivityRule) -> None:
+        if rule.events is None or self.event.type in rule.events:
+            self.schedule(self.firing(rule), self.after.last_seen + rule.wait)
+
+    def on_date(self, rule: DateRule) -> None:
+        value = date_value(self.after, rule.field)
+        tid = timer_id(rule.id, self.event.user_id, "")
+        if value is None:
+            if tid in self.after.timers:
+                self.outcome.cancel.append(tid)
+            return
+        zone = user_zone(self.after, self.ruleset.config.guards)
+        due = next_anniversary(
+            value, self.event.ts, offset_days=rule.offset_days, at=rule.at, zone=zone
+        )
+        if self.after.timers.get(tid) != ms(due):
+            instance = due.astimezone(zone).date().isoformat()
+            self.schedule(self.firing(rule, instance=instance), due)
+
+    def on_watch(self, rule: SegmentEntryRule | ThresholdRule) -> None:
+        watch = self.ruleset.watches.get(rule.id)
+        if watch is None:
+            return
+        now = self.event.ts
+        was = self.before is not None and watch(context(self.ruleset, self.before, now))
+        if not was and watch(context(self.ruleset, self.after, now)):
+            self.outcome.firings.append(self.firing(rule))
+
+    def on_sequence(self, rule: SequenceRule) -> None:
+        running = _pending(self.after, rule)
+        if self.event.type in rule.exit:
+            self.outcome.cancel += running
+            return
+        if self.event.type not in rule.start or running:
+            return
+        if rule.reentry == "once" and rule.id in self.after.fired:
+            return
+        first = self.firing(rule, step=0, started_ms=self.event.ts_ms)
+        if rule.steps[0].delay == timedelta(0):
+            self.outcome.firings.append(first)
+        else:
+            self.schedule(first, self.event.ts + rule.steps[0].delay)
+
+    def run(self) -> EventOutcome:
+        stop = self.event.type in STOP_EVENTS
+        for rule in self.ruleset.rules:
+            if isinstance(rule, OnEventRule):
+                if self.event.type in rule.events:
+                    self.outcome.firings.append(self.firing(rule))
+            elif stop:
+                continue
+            elif isinstance(rule, AbsenceRule):
+                self.on_absence(rule)
+            elif isinstance(rule, InactivityRule):
+                self.on_inactivity(rule)
+            elif isinstance(rule, DateRule):
+                self.on_date(rule)
+            elif isinstance(rule, SegmentEntryRule | ThresholdRule):
+                self.on_watch(rule)
+            elif isinstance(rule, SequenceRule):
+                self.on_sequence(rule)
+        return self.outcome
 
 
 def evaluate_event(
     ruleset: RuleSet, event: Event, before: Profile | None, after: Profile | None, partition: int
 ) -> EventOutcome:
     """What ``event`` does to each rule: fire now, (re)schedule a timer, cancel one."""
-    outcome = EventOutcome()
-    stop = event.type in _STOP_EVENTS
-    if stop:
-        outcome.cancel = sorted(before.timers) if before else []
-    if after is None:
+    if after is None or event.type in STOP_EVENTS:
+        cancelled = sorted(before.timers) if before else []
+        if after is None:
+            return EventOutcome(cancel=cancelled)
+        outcome = _Evaluation(ruleset, event, before, after, partition).run()
+        outcome.cancel = cancelled + outcome.cancel
         return outcome
-    payload = event.model_dump(mode="json")
-    for rule in ruleset.rules:
-        if isinstance(rule, OnEventRule) and event.type in rule.events:
-            outcome.firings.append(Firing(rule, event.user_id, payload))
-        elif stop:
-            continue
-        elif isinstance(rule, AbsenceRule):
-            if event.type in rule.start:
-                due = _due(event.ts, rule.wait)
-                outcome.schedule.append(Timer(rule.id, event.user_id, due, partition, payload))
-            elif event.type in rule.cancel:
-                outcome.cancel.append(Timer(rule.id, event.user_id, 0, partition, {}).id)
-        elif isinstance(rule, InactivityRule) and (
-            rule.events is None or event.type in rule.events
-        ):
-            due = _due(after.last_seen, rule.wait)
-            outcome.schedule.append(Timer(rule.id, event.user_id, due, partition, payload))
-    return outcome
+    return _Evaluation(ruleset, event, before, after, partition).run()
 
 
-@dataclass
-class UserStep:
-    """The result of folding one user's batch of events into their profile."""
-
-    profile: Profile | None
-    applied: list[tuple[str, int]] = field(default_factory=list)
-    duplicates: int = 0
-    ops: TimerOps = field(default_factory=TimerOps)
-    #: each firing with the profile as it was right after its trigger event
-    firings: list[tuple[Firing, Profile | None]] = field(default_factory=list)
-
-
-def apply_user_events(
-    ruleset: RuleSet, snapshot: Snapshot, events: Sequence[tuple[Event, int]]
-) -> UserStep:
-    """Apply ``(event, partition)`` pairs in order, skipping events already applied."""
-    step = UserStep(profile=snapshot.profile)
-    seen = set(snapshot.seen)
-    for event, partition in events:
-        if event.event_id in seen:
-            step.duplicates += 1
-            continue
-        seen.add(event.event_id)
-        before = step.profile
-        after = apply_event(before, event, ruleset.config.scoring)
-        outcome = evaluate_event(ruleset, event, before, after, partition)
-        for tid in outcome.cancel:
-            step.ops.remove(partition, tid)
-            if after is not None:
-                after.timers.pop(tid, None)
-        for timer in outcome.schedule:
-            step.ops.add(timer)
-            if after is not None:
-                after.timers[timer.id] = timer.due_ms
-        step.firings += [(firing, after) for firing in outcome.firings]
-        step.applied.append((event.event_id, event.ts_ms))
-        step.profile = after
-    return step
-
-
-def decide(
-    ruleset: RuleSet, firing: Firing, profile: Profile | None, now: datetime
-) -> tuple[Decision, SendRequest | None]:
-    """Apply the guards to one firing; render the send request when it passes."""
-    rule = firing.rule
-    rid = request_id(rule.id, firing.user_id, firing.key, firing.trigger_event_id)
-
-    def suppressed(reason: str) -> tuple[Decision, None]:
-        decision = Decision(
-            rule.id, firing.user_id, "suppressed", reason, firing.trigger_event_id, now
-        )
-        return decision, None
-
-    if profile is None:
-        return suppressed("no_profile")
-    context = _context(ruleset, firing, profile, now)
-    condition = ruleset.conditions.get(rule.id)
-    if condition is not None and not condition(**context):
-        return suppressed("condition_false")
-    if not profile.email:
-        return suppressed("no_email")
-    if rule.category == "marketing" and not profile.email_consent:
-        return suppressed("no_consent")
-    try:
-        email = ruleset.renderer.render(rule.template, context)
-    except RenderError:
-        return suppressed("render_error")
-    sender = ruleset.config.sender
-    headers = {}
-    if rule.category == "marketing":
-        headers["List-Unsubscribe"] = f"<{context['unsubscribe_url']}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    name = " ".join(p for p in (profile.first_name, profile.last_name) if p) or None
-    send = SendRequest(
-        request_id=rid,
-        user_id=firing.user_id,
-        to=profile.email,
-        to_name=name,
-        from_email=sender.from_email,
-        from_name=sender.from_name,
-        reply_to=sender.reply_to,
-        rule_id=rule.id,
-        template=rule.template,
-        subject=email.subject,
-        html=email.html,
-        text=email.text,
-        headers=headers,
-        category=rule.category,
-        trigger_event_id=firing.trigger_event_id,
-        trigger_event_type=str(firing.trigger_event.get("type", "")),
-        locale=profile.locale,
-        tags=[rule.id, rule.kind],
-        created_at=now,
-    )
-    decision = Decision(rule.id, firing.user_id, "fired", "ok", firing.trigger_event_id, now, rid)
-    return decision, send
-
-
-def _context(ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime) -> dict[str, Any]:
-    user = profile.context()
-    user["score"] = round(profile.score_now(now, ruleset.config.scoring), 2)
-    return {
-        "event": firing.trigger_event,
-        "profile": user,
-        "user": user,
-        "cart": user["cart"],
-        "rule": {"id": firing.rule.id, "category": firing.rule.category},
-        "now": now,
-        "unsubscribe_url": ruleset.config.sender.unsubscribe_url.replace(
-            "{user_id}", firing.user_id
-        ),
-    }
+def epoch(ms_value: int) -> datetime:
+    return datetime.fromtimestamp(ms_value / 1000, tz=UTC)

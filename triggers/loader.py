@@ -7,37 +7,53 @@ as ``config/rules.yaml:12: rules[1] (cart_abandonment).wait: invalid duration 's
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
-from render import Renderer, RenderError, build_expression_environment
+from profiles import KNOWN_EVENT_TYPES, Profile
+from render import Renderer, RenderError
+from triggers.conditions import (
+    CompiledCondition,
+    ConditionSyntaxError,
+    compile_condition,
+    expressions,
+    profile_fields_used,
+)
 from triggers.errors import ConfigError, ConfigIssue
-from triggers.rules import Rule, RulesConfig
+from triggers.rules import (
+    Condition,
+    Rule,
+    RulesConfig,
+    SegmentEntryRule,
+    SequenceRule,
+    ThresholdRule,
+)
 
-__all__ = ["RULES_FILE", "TEMPLATES_DIR", "Condition", "RuleSet", "load_rules"]
+__all__ = ["RULES_FILE", "TEMPLATES_DIR", "RuleSet", "load_rules"]
 
 RULES_FILE = "rules.yaml"
 TEMPLATES_DIR = "templates"
 
 Path_ = tuple[str | int, ...]
-#: a compiled condition: called with the evaluation context, returns its value
-Condition = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class RuleSet:
-    """Everything the engine needs from ``config/``, validated once."""
+    """Everything the engine needs from ``config/``, validated and compiled once."""
 
     config: RulesConfig
     renderer: Renderer
-    conditions: dict[str, Condition]
     source: Path
+    #: rule conditions by rule id, and sequence step conditions by ``"<rule id>#<step>"``
+    conditions: dict[str, CompiledCondition] = field(default_factory=dict)
+    #: segment membership tests by segment name
+    segments: dict[str, CompiledCondition] = field(default_factory=dict)
+    #: what segment_entry and threshold rules watch, by rule id
+    watches: dict[str, CompiledCondition] = field(default_factory=dict)
 
     @property
     def rules(self) -> list[Rule]:
@@ -45,6 +61,10 @@ class RuleSet:
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.id == rule_id), None)
+
+    def rank(self, rule: Rule) -> tuple[int, int]:
+        """Arbitration order: higher priority first, then earlier in the file."""
+        return (-rule.priority, self.config.rules.index(rule))
 
 
 def load_rules(config_dir: Path) -> RuleSet:
@@ -55,18 +75,106 @@ def load_rules(config_dir: Path) -> RuleSet:
         config = RulesConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_validation_issues(exc, data, lines, shown)) from exc
-    renderer = Renderer(config_dir / TEMPLATES_DIR)
-    issues: list[ConfigIssue] = []
-    conditions: dict[str, Condition] = {}
-    for index, rule in enumerate(config.rules):
-        issues += _template_issues(renderer, rule, index, lines, shown)
+    checker = _Checker(config, Renderer(config_dir / TEMPLATES_DIR), lines, shown)
+    ruleset = checker.compile(path)
+    if checker.issues:
+        raise ConfigError(sorted(checker.issues, key=lambda issue: issue.line or 0))
+    return ruleset
+
+
+#: profile fields a condition may name (besides the model's own)
+_DERIVED_PROFILE_FIELDS = frozenset({"score"})
+
+
+class _Checker:
+    """Compiles what the models cannot check alone, collecting every issue with its line."""
+
+    def __init__(
+        self, config: RulesConfig, renderer: Renderer, lines: dict[Path_, int], shown: str
+    ) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.lines = lines
+        self.shown = shown
+        self.issues: list[ConfigIssue] = []
+        self.known_events = set(KNOWN_EVENT_TYPES) | set(config.custom_events)
+        self.profile_fields = set(Profile.model_fields) | _DERIVED_PROFILE_FIELDS
+
+    def issue(self, path: Path_, field: str, message: str) -> None:
+        line = next(
+            (self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines),
+            None,
+        )
+        self.issues.append(ConfigIssue(self.shown, line, field, message))
+
+    def compile(self, source: Path) -> RuleSet:
+        ruleset = RuleSet(config=self.config, renderer=self.renderer, source=source)
+        for name, condition in self.config.segments.items():
+            compiled = self.condition(condition, ("segments", name), f"segments.{name}")
+            if compiled:
+                ruleset.segments[name] = compiled
+        for index, rule in enumerate(self.config.rules):
+            self.rule(rule, index, ruleset)
+        return ruleset
+
+    def rule(self, rule: Rule, index: int, ruleset: RuleSet) -> None:
+        at: Path_ = ("rules", index)
+        name = f"rules[{index}] ({rule.id})"
+        self.event_types(rule, at, name)
         if rule.condition is not None:
-            compiled = _compile_condition(rule.condition, rule.id, index, lines, shown, issues)
-            if compiled is not None:
-                conditions[rule.id] = compiled
-    if issues:
-        raise ConfigError(issues)
-    return RuleSet(config=config, renderer=renderer, conditions=conditions, source=path)
+            compiled = self.condition(rule.condition, (*at, "condition"), f"{name}.condition")
+            if compiled:
+                ruleset.conditions[rule.id] = compiled
+        if isinstance(rule, SequenceRule):
+            for step, spec in enumerate(rule.steps):
+                where = (*at, "steps", step)
+                self.template(spec.template, (*where, "template"), f"{name}.steps[{step}].template")
+                if spec.condition is not None:
+                    label = f"{name}.steps[{step}].condition"
+                    compiled = self.condition(spec.condition, (*where, "condition"), label)
+                    if compiled:
+                        ruleset.conditions[f"{rule.id}#{step}"] = compiled
+            return
+        self.template(rule.template, (*at, "template"), f"{name}.template")
+        if isinstance(rule, ThresholdRule):
+            compiled = self.condition(rule.expression(), (*at, "value"), f"{name}.value")
+            if compiled:
+                ruleset.watches[rule.id] = compiled
+        elif isinstance(rule, SegmentEntryRule) and rule.segment in ruleset.segments:
+            ruleset.watches[rule.id] = ruleset.segments[rule.segment]
+
+    def event_types(self, rule: Rule, at: Path_, name: str) -> None:
+        for attr in ("events", "start", "cancel", "exit"):
+            for position, event_type in enumerate(getattr(rule, attr, None) or []):
+                if event_type not in self.known_events:
+                    self.issue(
+                        (*at, attr, position),
+                        f"{name}.{attr}",
+                        f"unknown event type {event_type!r}: not a known type and not "
+                        "declared under custom_events",
+                    )
+
+    def template(self, template: str, path: Path_, field: str) -> None:
+        missing = self.renderer.missing_files(template)
+        if missing:
+            names = ", ".join(str(m) for m in missing)
+            self.issue(path, field, f"missing template files: {names}")
+            return
+        try:
+            self.renderer.check(template)
+        except RenderError as exc:
+            self.issue(path, field, str(exc))
+
+    def condition(self, condition: Condition, path: Path_, field: str) -> CompiledCondition | None:
+        try:
+            compiled = compile_condition(condition)
+        except ConditionSyntaxError as exc:
+            self.issue(path, field, str(exc))
+            return None
+        for expression in expressions(condition):
+            for unknown in sorted(profile_fields_used(expression) - self.profile_fields):
+                self.issue(path, field, f"unknown profile field {unknown!r} in {expression!r}")
+        return compiled
 
 
 def _read_yaml(path: Path, shown: str) -> tuple[Any, dict[Path_, int]]:
@@ -145,39 +253,3 @@ def _strip_tags(loc: Path_, data: Any) -> Path_:
         else:
             data = None
     return tuple(path)
-
-
-def _template_issues(
-    renderer: Renderer, rule: Rule, index: int, lines: dict[Path_, int], shown: str
-) -> list[ConfigIssue]:
-    path = ("rules", index, "template")
-    field = f"rules[{index}] ({rule.id}).template"
-    missing = renderer.missing_files(rule.template)
-    if missing:
-        names = ", ".join(str(m) for m in missing)
-        return [ConfigIssue(shown, lines.get(path), field, f"missing template files: {names}")]
-    try:
-        renderer.check(rule.template)
-    except RenderError as exc:
-        return [ConfigIssue(shown, lines.get(path), field, str(exc))]
-    return []
-
-
-_EXPRESSIONS = build_expression_environment()
-
-
-def _compile_condition(
-    expression: str,
-    rule_id: str,
-    index: int,
-    lines: dict[Path_, int],
-    shown: str,
-    issues: list[ConfigIssue],
-) -> Condition | None:
-    try:
-        return _EXPRESSIONS.compile_expression(expression)
-    except TemplateSyntaxError as exc:
-        path = ("rules", index, "condition")
-        field = f"rules[{index}] ({rule_id}).condition"
-        issues.append(ConfigIssue(shown, lines.get(path), field, f"invalid expression: {exc}"))
-        return None

@@ -1,20 +1,28 @@
 """Rule config models: what ``config/rules.yaml`` may say.
 
-Three trigger kinds so far:
+Trigger kinds:
 
 - ``on_event``: fire when one of ``events`` arrives (and ``condition`` holds);
 - ``absence``: one of ``start`` arrives and none of ``cancel`` follows within ``wait``
-  (every further ``start`` event moves the deadline); ``condition`` is checked at fire time;
-- ``inactivity``: no event (or none of ``events``) from the user for ``wait``.
+  (each further ``start`` moves the deadline), optionally correlated by ``key`` (an event
+  property such as ``product_id`` or ``cart_id``);
+- ``inactivity``: no event (or none of ``events``) from the user for ``wait``;
+- ``date``: on (or ``offset_days`` from) the yearly anniversary of a profile date, at a
+  local time in the user's time zone;
+- ``segment_entry``: the user enters a segment (once per crossing);
+- ``threshold``: a value (e.g. the engagement score) rises above / falls below a bound;
+- ``sequence``: ordered steps with delays from the start event, each with its own
+  template and condition, ended early by ``exit`` events.
 
-Every rule names a ``template`` and a ``category``: ``marketing`` sends need email consent,
-``transactional`` ones do not.
+Every rule has a ``category``: ``marketing`` sends need email consent and obey the
+frequency cap and quiet hours; ``transactional`` ones do not.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Literal
+import re
+from datetime import time, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,56 +32,101 @@ from triggers.durations import Duration
 
 __all__ = [
     "AbsenceRule",
+    "AllOf",
+    "AnyOf",
+    "Condition",
+    "DateRule",
+    "FrequencyCap",
+    "Guards",
     "InactivityRule",
+    "NotOf",
     "OnEventRule",
+    "QuietHours",
     "Rule",
     "RulesConfig",
+    "SegmentEntryRule",
     "Sender",
+    "SequenceRule",
+    "SequenceStep",
+    "ThresholdRule",
 ]
 
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 Category = Literal["marketing", "transactional"]
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-def _check_event_types(values: list[str]) -> list[str]:
-    for value in values:
+def _check_event_types(values: list[str] | None) -> list[str] | None:
+    for value in values or []:
         if not EVENT_TYPE_PATTERN.match(value):
             raise ValueError(f"{value!r} is not an event type (lowercase [a-z0-9_.]+)")
     return values
 
 
+# --- conditions ----------------------------------------------------------------------------
+
+
+class AllOf(BaseModel):
+    model_config = _FROZEN
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyOf(BaseModel):
+    model_config = _FROZEN
+    any: list[Condition] = Field(min_length=1)
+
+
+class NotOf(BaseModel):
+    model_config = _FROZEN
+    not_: Condition = Field(alias="not")
+
+
+#: a Jinja2 expression over ``event``, ``profile``, ``segments`` and ``now``, or a nested
+#: ``all`` / ``any`` / ``not`` of them
+Condition = str | AllOf | AnyOf | NotOf
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
 class _RuleBase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _FROZEN
 
     id: str = Field(pattern=RULE_ID_PATTERN, max_length=64)
     description: str = ""
     enabled: bool = True
-    template: str = Field(min_length=1)
     category: Category = "marketing"
-    #: a Jinja2 expression over ``event``, ``profile`` and ``now``; the rule fires only if true
-    condition: str | None = None
+    condition: Condition | None = None
+    #: when several rules fire for a user at the same moment, the highest priority sends
+    priority: int = 0
+    #: ``always``: every trigger instance may send; ``once``: at most one send, ever
+    reentry: Literal["always", "once"] = "always"
+    #: at least this long between two sends of this rule to one user
+    cooldown: Duration | None = None
+    #: ``false`` lets this marketing rule send during quiet hours
+    quiet_hours: bool = True
 
 
-class OnEventRule(_RuleBase):
+class _Templated(_RuleBase):
+    template: str = Field(min_length=1)
+
+
+class OnEventRule(_Templated):
     kind: Literal["on_event"]
     events: list[str] = Field(min_length=1)
 
-    @field_validator("events")
-    @classmethod
-    def _types(cls, values: list[str]) -> list[str]:
-        return _check_event_types(values)
+    _types = field_validator("events")(_check_event_types)
 
 
-class AbsenceRule(_RuleBase):
+class AbsenceRule(_Templated):
     kind: Literal["absence"]
     start: list[str] = Field(min_length=1)
     cancel: list[str] = Field(min_length=1)
     wait: Duration
+    #: correlate start and cancel by this event property (also found in ``items[]``)
+    key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+$")
 
-    @field_validator("start", "cancel")
-    @classmethod
-    def _types(cls, values: list[str]) -> list[str]:
-        return _check_event_types(values)
+    _types = field_validator("start", "cancel")(_check_event_types)
 
     @model_validator(mode="after")
     def _disjoint(self) -> AbsenceRule:
@@ -83,25 +136,146 @@ class AbsenceRule(_RuleBase):
         return self
 
 
-class InactivityRule(_RuleBase):
+class InactivityRule(_Templated):
     kind: Literal["inactivity"]
     wait: Duration
     #: the event types that count as activity; all of them when omitted
     events: list[str] | None = None
 
-    @field_validator("events")
+    _types = field_validator("events")(_check_event_types)
+
+
+_DATE_FIELD = r"^(signed_up_at|first_seen|last_purchase_at|traits\.[A-Za-z0-9_]+)$"
+
+
+class DateRule(_Templated):
+    kind: Literal["date"]
+    #: a profile date: ``traits.birthday``, ``signed_up_at``, ``first_seen``, ...
+    field: str = Field(pattern=_DATE_FIELD)
+    #: days relative to the anniversary (negative: before it)
+    offset_days: int = Field(default=0, ge=-180, le=180)
+    #: local time of day in the user's time zone
+    at: time = time(9, 0)
+
+
+class SegmentEntryRule(_Templated):
+    kind: Literal["segment_entry"]
+    segment: str
+
+
+class ThresholdRule(_Templated):
+    kind: Literal["threshold"]
+    #: an expression for the watched value, e.g. ``profile.score`` or ``profile.total_spent``
+    value: str = Field(min_length=1)
+    above: float | None = None
+    below: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ThresholdRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of `above` or `below`")
+        return self
+
+    def expression(self) -> str:
+        if self.above is not None:
+            return f"(({self.value}) or 0) > {self.above!r}"
+        return f"(({self.value}) or 0) < {self.below!r}"
+
+
+class SequenceStep(BaseModel):
+    model_config = _FROZEN
+
+    #: time from the start event; the first step usually has none
+    delay: Duration = timedelta(0)
+    template: str = Field(min_length=1)
+    condition: Condition | None = None
+
+
+class SequenceRule(_RuleBase):
+    kind: Literal["sequence"]
+    start: list[str] = Field(min_length=1)
+    #: events that end the sequence early
+    exit: list[str] = []
+    steps: list[SequenceStep] = Field(min_length=1)
+    reentry: Literal["always", "once"] = "once"
+
+    _types = field_validator("start", "exit")(_check_event_types)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SequenceRule:
+        for index, (before, after) in enumerate(zip(self.steps, self.steps[1:], strict=False)):
+            if after.delay < before.delay:
+                raise ValueError(
+                    f"step {index + 1} (delay {after.delay}) comes before step {index} "
+                    f"(delay {before.delay}): steps must be in delay order"
+                )
+        return self
+
+
+Rule = Annotated[
+    OnEventRule
+    | AbsenceRule
+    | InactivityRule
+    | DateRule
+    | SegmentEntryRule
+    | ThresholdRule
+    | SequenceRule,
+    Field(discriminator="kind"),
+]
+
+
+# --- guards and the whole file ------------------------------------------------------------
+
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
+
+
+class QuietHours(BaseModel):
+    """Marketing mail due inside this local-time window waits until it ends."""
+
+    model_config = _FROZEN
+
+    start: time
+    end: time
+
+    @field_validator("start", "end", mode="before")
     @classmethod
-    def _types(cls, values: list[str] | None) -> list[str] | None:
-        return None if values is None else _check_event_types(values)
+    def _clock(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _CLOCK.match(value):
+            raise ValueError(f"{value!r} is not a time of day like '21:00'")
+        if isinstance(value, int):  # YAML reads 21:00 as sexagesimal minutes
+            return time(value // 60 % 24, value % 60)
+        return value
 
 
-Rule = Annotated[OnEventRule | AbsenceRule | InactivityRule, Field(discriminator="kind")]
+class FrequencyCap(BaseModel):
+    """At most ``max`` marketing sends per user in any rolling ``window``."""
+
+    model_config = _FROZEN
+
+    max: int = Field(ge=1)
+    window: Duration
+
+
+class Guards(BaseModel):
+    model_config = _FROZEN
+
+    frequency_cap: FrequencyCap | None = None
+    quiet_hours: QuietHours | None = None
+    #: the time zone of users whose profile has none
+    default_timezone: str = "UTC"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from profiles.events import _check_zone
+
+        return _check_zone(value) or value
 
 
 class Sender(BaseModel):
     """Who the mail is from, and where recipients unsubscribe (``{user_id}`` is filled in)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _FROZEN
 
     from_email: str = Field(default="hello@example.com", pattern=r"^[^@\s]+@[^@\s]+$")
     from_name: str = "nudge"
@@ -110,14 +284,21 @@ class Sender(BaseModel):
 
 
 class RulesConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _FROZEN
 
     version: Literal[1] = 1
     sender: Sender = Sender()
     scoring: ScoringConfig = ScoringConfig()
+    guards: Guards = Guards()
+    #: named conditions; rules and templates see ``segments`` (the names the user is in)
+    segments: dict[str, Condition] = {}
+    #: custom event types rules may name (known types need no declaration)
+    custom_events: list[str] = []
     #: the longest a timer may stay leased by a worker that died before completing it
     timer_lease: Duration = timedelta(seconds=60)
     rules: list[Rule] = []
+
+    _types = field_validator("custom_events")(_check_event_types)
 
     @field_validator("rules")
     @classmethod
@@ -128,3 +309,17 @@ class RulesConfig(BaseModel):
                 raise ValueError(f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
         return rules
+
+    @model_validator(mode="after")
+    def _segments_exist(self) -> RulesConfig:
+        for rule in self.rules:
+            if isinstance(rule, SegmentEntryRule) and rule.segment not in self.segments:
+                known = ", ".join(sorted(self.segments)) or "none defined"
+                raise ValueError(
+                    f"rule {rule.id!r} names unknown segment {rule.segment!r} ({known})"
+                )
+        return self
+
+
+for _model in (AllOf, AnyOf, NotOf, SequenceStep, RulesConfig):
+    _model.model_rebuild()

@@ -1,0 +1,228 @@
+"""Guards, arbitration and rendering: from firings to decisions and send requests.
+
+Every firing passes the guards in this order, and the first that objects decides:
+
+1. the user still has a profile (``no_profile``);
+2. the rule's (and sequence step's) condition holds (``condition_false``);
+3. the profile has an email address (``no_email``);
+4. marketing mail needs email consent (``no_consent``);
+5. re-entry ``once``: the rule never sent to this user before (``already_sent``);
+6. the rule's ``cooldown`` has passed since its last send (``cooldown``);
+7. marketing mail stays under the frequency cap (``frequency_cap``);
+8. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
+9. among the marketing firings left at the same moment, the highest priority sends and
+   the others are suppressed (``arbitration``).
+
+Every outcome becomes a :class:`Decision`; sends and decisions are recorded on the
+profile so that caps, cooldowns and ``explain`` see them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from profiles import Profile, SendRecord, TimerOps
+from render import RenderError
+from triggers.contracts import Decision, SendRequest, request_id
+from triggers.evaluate import Firing, context, ms
+from triggers.loader import RuleSet
+from triggers.rules import DateRule, SequenceRule
+from triggers.schedule import date_value, next_anniversary, quiet_until, user_zone
+
+__all__ = ["Resolution", "resolve"]
+
+
+@dataclass
+class Resolution:
+    decisions: list[Decision] = field(default_factory=list)
+    sends: list[SendRequest] = field(default_factory=list)
+    #: deferred sends and follow-up timers (next sequence step, next anniversary)
+    ops: TimerOps = field(default_factory=TimerOps)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    reason: str = ""
+    detail: str = ""
+    defer_until: datetime | None = None
+
+
+def _guard(ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime) -> _Verdict | None:
+    """The first guard that objects (``None``: the firing is a candidate)."""
+    rule = firing.rule
+    ctx = context(ruleset, profile, now, firing.trigger_event)
+    for key in (rule.id, f"{rule.id}#{firing.step}"):
+        condition = ruleset.conditions.get(key)
+        if condition is not None and not condition(ctx):
+            return _Verdict("condition_false")
+    if not profile.email:
+        return _Verdict("no_email")
+    marketing = rule.category == "marketing"
+    if marketing and not profile.email_consent:
+        return _Verdict("no_consent")
+    last = profile.fired.get(rule.id)
+    if rule.reentry == "once" and last is not None and not isinstance(rule, SequenceRule):
+        return _Verdict("already_sent", f"sent {last.isoformat()}")
+    if rule.cooldown is not None and last is not None and now - last < rule.cooldown:
+        return _Verdict("cooldown", f"last sent {last.isoformat()}")
+    guards = ruleset.config.guards
+    cap = guards.frequency_cap
+    if marketing and cap is not None and profile.sends_since(now - cap.window) >= cap.max:
+        return _Verdict("frequency_cap", f"{cap.max} marketing sends within {cap.window}")
+    if marketing and rule.quiet_hours and guards.quiet_hours is not None:
+        until = quiet_until(now, user_zone(profile, guards), guards.quiet_hours)
+        if until is not None:
+            return _Verdict("quiet_hours", f"deferred to {until.isoformat()}", until)
+    return None
+
+
+def resolve(
+    ruleset: RuleSet, firings: list[Firing], profile: Profile | None, now: datetime
+) -> Resolution:
+    """Decide every firing of one user at one moment; record the outcome on ``profile``."""
+    out = Resolution()
+    candidates: list[Firing] = []
+    for firing in firings:
+        verdict = _guard(ruleset, firing, profile, now) if profile else _Verdict("no_profile")
+        if verdict is None:
+            candidates.append(firing)
+        elif verdict.defer_until is not None:
+            out.ops.add(firing.timer(ms(verdict.defer_until), deferred=True))
+            if profile is not None:
+                profile.timers[firing.timer(0).id] = ms(verdict.defer_until)
+            _decide(out, profile, firing, now, "deferred", verdict.reason, verdict.detail)
+        else:
+            _decide(out, profile, firing, now, "suppressed", verdict.reason, verdict.detail)
+            _follow_up(ruleset, out, profile, firing, now)
+    marketing = sorted(
+        (f for f in candidates if f.rule.category == "marketing"),
+        key=lambda f: ruleset.rank(f.rule),
+    )
+    losers = {id(f) for f in marketing[1:]}
+    for firing in candidates:
+        assert profile is not None  # candidates passed the no_profile guard
+        if id(firing) in losers:
+            detail = f"lost to {marketing[0].rule.id}"
+            _decide(out, profile, firing, now, "suppressed", "arbitration", detail)
+        else:
+            _send(ruleset, out, profile, firing, now)
+        _follow_up(ruleset, out, profile, firing, now)
+    return out
+
+
+def _decide(
+    out: Resolution,
+    profile: Profile | None,
+    firing: Firing,
+    now: datetime,
+    outcome: str,
+    reason: str,
+    detail: str = "",
+    rid: str | None = None,
+) -> None:
+    decision = Decision(
+        firing.rule.id,
+        firing.user_id,
+        outcome,  # type: ignore[arg-type]
+        reason,
+        firing.trigger_event_id,
+        now,
+        rid,
+        detail,
+        firing.step,
+    )
+    out.decisions.append(decision)
+    if profile is not None:
+        profile.record_decision(decision.as_dict())
+
+
+def _send(
+    ruleset: RuleSet, out: Resolution, profile: Profile, firing: Firing, now: datetime
+) -> None:
+    rule = firing.rule
+    rid = request_id(
+        rule.id, firing.user_id, firing.key, firing.trigger_event_id, firing.instance_id
+    )
+    ctx = context(ruleset, profile, now, firing.trigger_event)
+    ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
+    ctx["unsubscribe_url"] = ruleset.config.sender.unsubscribe_url.replace(
+        "{user_id}", firing.user_id
+    )
+    try:
+        email = ruleset.renderer.render(firing.template, ctx)
+    except RenderError as exc:
+        _decide(out, profile, firing, now, "suppressed", "render_error", str(exc))
+        return
+    assert profile.email is not None  # checked by the no_email guard
+    sender = ruleset.config.sender
+    headers = {}
+    if rule.category == "marketing":
+        headers["List-Unsubscribe"] = f"<{ctx['unsubscribe_url']}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    name = " ".join(p for p in (profile.first_name, profile.last_name) if p) or None
+    out.sends.append(
+        SendRequest(
+            request_id=rid,
+            user_id=firing.user_id,
+            to=profile.email,
+            to_name=name,
+            from_email=sender.from_email,
+            from_name=sender.from_name,
+            reply_to=sender.reply_to,
+            rule_id=rule.id,
+            template=firing.template,
+            subject=email.subject,
+            html=email.html,
+            text=email.text,
+            headers=headers,
+            category=rule.category,
+            trigger_event_id=firing.trigger_event_id,
+            trigger_event_type=str(firing.trigger_event.get("type", "")),
+            locale=profile.locale,
+            tags=[rule.id, rule.kind],
+            created_at=now,
+        )
+    )
+    profile.record_send(SendRecord(at=now, rule_id=rule.id, category=rule.category, request_id=rid))
+    _decide(out, profile, firing, now, "fired", "ok", rid=rid)
+
+
+def _follow_up(
+    ruleset: RuleSet, out: Resolution, profile: Profile | None, firing: Firing, now: datetime
+) -> None:
+    """Schedule what comes after a resolved firing: the next step, the next anniversary."""
+    rule = firing.rule
+    if profile is None:
+        return
+    if isinstance(rule, SequenceRule) and firing.step is not None:
+        following = firing.step + 1
+        if following < len(rule.steps):
+            due = firing.started_ms + int(rule.steps[following].delay / timedelta(milliseconds=1))
+            timer = Firing(
+                rule,
+                firing.user_id,
+                firing.trigger_event,
+                firing.partition,
+                firing.key,
+                following,
+                "",
+                firing.started_ms,
+            ).timer(due)
+            out.ops.add(timer)
+            profile.timers[timer.id] = due
+    elif isinstance(rule, DateRule):
+        value = date_value(profile, rule.field)
+        if value is None:
+            return
+        zone = user_zone(profile, ruleset.config.guards)
+        moment = next_anniversary(value, now, offset_days=rule.offset_days, at=rule.at, zone=zone)
+        nxt = Firing(
+            rule,
+            firing.user_id,
+            firing.trigger_event,
+            firing.partition,
+            instance=moment.astimezone(zone).date().isoformat(),
+        ).timer(ms(moment))
+        out.ops.add(nxt)
+        profile.timers[nxt.id] = ms(moment)
