@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,88 @@ def schema(contract: str) -> None:
 
     document = event_json_schema() if contract == "event" else SendRequest.json_schema()
     click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+@cli.command()
+@click.option(
+    "--events",
+    "events_file",
+    required=True,
+    type=click.File("rb"),
+    help="Recorded events, one JSON object per line.",
+)
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+    help="Fire every timer due up to this time (ISO-8601 with zone, or a date).",
+)
+@click.option("--out", type=click.File("wb"), help="Write send requests here (JSONL).")
+@click.option("--decisions", type=click.File("wb"), help="Write decisions here (JSONL).")
+@click.option(
+    "--compare",
+    "compare_dir",
+    type=click.Path(path_type=Path),
+    help="Another rules directory: show what it would add or remove.",
+)
+def simulate(
+    events_file: Any,
+    config_dir: Path | None,
+    until: datetime | None,
+    out: Any,
+    decisions: Any,
+    compare_dir: Path | None,
+) -> None:
+    """Replay recorded events through the rules on virtual time; no Kafka, no Redis."""
+    from triggers.simulate import compare
+    from triggers.simulate import simulate as run_simulation
+
+    rules = _load_or_exit(config_dir or Settings().config_dir)
+    lines = [line.strip() for line in events_file if line.strip()]
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    result = asyncio.run(run_simulation(rules, lines, until=until))
+    _print_table(result.table(), len(lines), len(result.sends), len(result.dead_letters))
+    if out is not None:
+        out.write(b"".join(send.to_json() + b"\n" for send in result.sends))
+    if decisions is not None:
+        decisions.write(b"".join(d.to_json() + b"\n" for d in result.decisions))
+    if compare_dir is not None:
+        other = asyncio.run(run_simulation(_load_or_exit(compare_dir), lines, until=until))
+        diff = compare(result, other)
+        click.echo(f"\nwith {compare_dir}: +{len(diff.added)} / -{len(diff.removed)} sends")
+        for sign, sends in (("+", diff.added), ("-", diff.removed)):
+            for send in sends:
+                click.echo(f"  {sign} [{send.rule_id}] {send.user_id}: {send.subject}")
+
+
+def _print_table(table: dict[str, Any], events: int, sends: int, dead: int) -> None:
+    click.echo(f"{events} events, {sends} send requests, {dead} invalid")
+    click.echo(f"{'rule':<24}{'fired':>7}{'deferred':>10}  suppressed")
+    for rule_id, counts in table.items():
+        reasons = sorted((k.split(":", 1)[1], v) for k, v in counts.items() if ":" in k)
+        total = sum(v for _, v in reasons)
+        detail = f"{total} (" + ", ".join(f"{r}: {n}" for r, n in reasons) + ")" if reasons else "0"
+        click.echo(f"{rule_id:<24}{counts['fired']:>7}{counts['deferred']:>10}  {detail}")
+
+
+@cli.command()
+@click.argument("user_id")
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def explain(user_id: str, config_dir: Path | None, as_json: bool) -> None:
+    """Show USER_ID's live profile, segments, pending timers and recent decisions."""
+    from streams.explain import explain_user, render_explanation
+
+    settings = Settings()
+    rules = _load_or_exit(config_dir or settings.config_dir)
+    report = asyncio.run(explain_user(settings, rules, user_id))
+    if report is None:
+        raise click.ClickException(f"no profile for user {user_id!r}")
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    else:
+        click.echo(render_explanation(report))
 
 
 def main() -> None:

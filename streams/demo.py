@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from triggers import AbsenceRule, InactivityRule, RuleSet
+from triggers import AbsenceRule, InactivityRule, RuleSet, SequenceRule
 
 if TYPE_CHECKING:
     from streams.app import Nudge
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEMO_ABSENCE_WAIT = timedelta(seconds=10)
 DEMO_INACTIVITY_WAIT = timedelta(seconds=40)
+DEMO_STEP_DELAY = timedelta(seconds=15)
 
 #: (user, first name, email consent)
 SHOPPERS = [
@@ -53,15 +54,22 @@ PRODUCTS = [
 
 
 def shorten_waits(rules: RuleSet) -> RuleSet:
-    """The same rules with demo-sized waits, so timers fire while you watch."""
+    """The same rules with demo-sized waits and no quiet hours, so you see them fire."""
     shortened = []
     for rule in rules.config.rules:
         if isinstance(rule, AbsenceRule):
             rule = rule.model_copy(update={"wait": DEMO_ABSENCE_WAIT})
         elif isinstance(rule, InactivityRule):
             rule = rule.model_copy(update={"wait": DEMO_INACTIVITY_WAIT})
+        elif isinstance(rule, SequenceRule):
+            steps = [
+                step.model_copy(update={"delay": DEMO_STEP_DELAY * index})
+                for index, step in enumerate(rule.steps)
+            ]
+            rule = rule.model_copy(update={"steps": steps})
         shortened.append(rule)
-    config = rules.config.model_copy(update={"rules": shortened})
+    guards = rules.config.guards.model_copy(update={"quiet_hours": None})
+    config = rules.config.model_copy(update={"rules": shortened, "guards": guards})
     return dataclasses.replace(rules, config=config)
 
 
@@ -156,30 +164,50 @@ async def _feed(nudge: Nudge) -> None:
     click.echo(click.style("demo: all events sent; timers fire in a few seconds", fg="cyan"))
 
 
-async def _print_sends(nudge: Nudge) -> None:
+async def _print_output(nudge: Nudge) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    sends, decisions = nudge.settings.send_topic, nudge.settings.decisions_topic
     consumer = AIOKafkaConsumer(bootstrap_servers=nudge.settings.bootstrap_servers)
     await consumer.start()
     try:
-        topic = nudge.settings.send_topic
         await consumer.topics()  # fetch metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        parts = [
+            TopicPartition(topic, p)
+            for topic in (sends, decisions)
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(parts)
         await consumer.seek_to_end()
         async for record in consumer:
-            send = orjson.loads(record.value)
-            head = f"[{send['rule_id']}] to {send['to']}: {send['subject']}"
-            click.echo(click.style(head, fg="green", bold=True))
-            click.echo("    " + send["text"].strip().replace("\n", "\n    ") + "\n")
+            data = orjson.loads(record.value)
+            if record.topic == sends:
+                _print_send(data)
+            elif data["outcome"] != "fired":
+                _print_decision(data)
     finally:
         await consumer.stop()
 
 
+def _print_send(send: dict[str, Any]) -> None:
+    head = f"[{send['rule_id']}] to {send['to']}: {send['subject']}"
+    click.echo(click.style(head, fg="green", bold=True))
+    click.echo("    " + send["text"].strip().replace("\n", "\n    ") + "\n")
+
+
+def _print_decision(decision: dict[str, Any]) -> None:
+    line = (
+        f"[{decision['rule_id']}] {decision['user_id']}: {decision['outcome']} "
+        f"({decision['reason']}{': ' + decision['detail'] if decision['detail'] else ''})"
+    )
+    click.echo(click.style(line, fg="yellow") + "\n")
+
+
 def attach_demo(nudge: Nudge) -> None:
     click.echo(
-        f"demo: waits shortened (absence {DEMO_ABSENCE_WAIT.seconds}s, "
-        f"inactivity {DEMO_INACTIVITY_WAIT.seconds}s); send requests print below"
+        f"demo: waits shortened (absence {DEMO_ABSENCE_WAIT.seconds}s, inactivity "
+        f"{DEMO_INACTIVITY_WAIT.seconds}s, sequence steps {DEMO_STEP_DELAY.seconds}s apart), "
+        "quiet hours off; send requests and held-back decisions print below"
     )
-    nudge.app.task(lambda: _print_sends(nudge))
+    nudge.app.task(lambda: _print_output(nudge))
     nudge.app.task(lambda: _feed(nudge))

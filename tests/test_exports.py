@@ -45,6 +45,12 @@ EXPECTED = {
     "triggers": {
         "AbsenceRule",
         "BatchResult",
+        "DateRule",
+        "SegmentEntryRule",
+        "SequenceRule",
+        "Simulation",
+        "ThresholdRule",
+        "simulate",
         "ConfigError",
         "ConfigIssue",
         "DeadLetter",

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from profiles import Profile, SendRecord, TimerOps
 from render import RenderError
 from triggers.contracts import Decision, SendRequest, request_id
+from triggers.durations import format_duration
 from triggers.evaluate import Firing, context, ms
 from triggers.loader import RuleSet
 from triggers.rules import DateRule, SequenceRule
@@ -69,7 +70,8 @@ def _guard(ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime) ->
     guards = ruleset.config.guards
     cap = guards.frequency_cap
     if marketing and cap is not None and profile.sends_since(now - cap.window) >= cap.max:
-        return _Verdict("frequency_cap", f"{cap.max} marketing sends within {cap.window}")
+        window = format_duration(cap.window)
+        return _Verdict("frequency_cap", f"{cap.max} marketing sends within {window}")
     if marketing and rule.quiet_hours and guards.quiet_hours is not None:
         until = quiet_until(now, user_zone(profile, guards), guards.quiet_hours)
         if until is not None:
