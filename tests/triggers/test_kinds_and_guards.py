@@ -1,0 +1,387 @@
+"""Every trigger kind and guard, on the pure fold (no stores, no clock but the one we pass)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from profiles import Event, Profile, Snapshot, Timer
+from triggers import RuleSet, load_rules, request_id
+from triggers.fold import UserStep, apply_user_events, fire_user_timers
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, noon UTC
+
+RULES = """\
+version: 1
+guards:
+  default_timezone: UTC
+segments:
+  big_cart: "profile.cart.item_count >= 3"
+custom_events: [price.alert]
+rules:
+  - id: order_thanks
+    kind: on_event
+    events: [purchase]
+    category: transactional
+    condition:
+      all:
+        - "profile.purchase_count == 1"
+        - "event.properties.total >= 100"
+    template: welcome
+  - id: price_alert
+    kind: on_event
+    events: [price.alert]
+    cooldown: 1d
+    template: welcome
+  - id: browse
+    kind: absence
+    start: [product_view]
+    cancel: [add_to_cart, purchase]
+    key: product_id
+    wait: 1h
+    template: welcome
+  - id: buyer_winback
+    kind: inactivity
+    events: [purchase]
+    wait: 10d
+    template: winback
+  - id: birthday
+    kind: date
+    field: traits.birthday
+    at: "09:00"
+    template: welcome
+  - id: big_cart
+    kind: segment_entry
+    segment: big_cart
+    template: welcome
+  - id: engaged
+    kind: threshold
+    value: profile.score
+    above: 25
+    template: welcome
+  - id: series
+    kind: sequence
+    start: [signup]
+    exit: [purchase]
+    steps:
+      - template: welcome
+      - delay: 3d
+        template: welcome
+      - delay: 7d
+        template: welcome
+        condition: "not profile.traits.skip_offer"
+"""
+
+
+class User:
+    """One user's profile and pending timers, driven event by event and tick by tick."""
+
+    def __init__(self, rules: RuleSet, user_id: str = "u1") -> None:
+        self.rules = rules
+        self.user_id = user_id
+        self.profile: Profile | None = None
+        self.timers: dict[str, Timer] = {}
+        self.sent: list[tuple[str, str]] = []  # (rule id, request id)
+        self.decisions: list[tuple[str, str, str]] = []  # (rule, outcome, reason)
+        self.n = 0
+
+    def _absorb(self, step: UserStep) -> UserStep:
+        self.profile = step.profile
+        for _, tid in step.ops.cancel:
+            self.timers.pop(tid, None)
+        for (_, tid), timer in step.ops.schedule.items():
+            self.timers[tid] = timer
+        self.sent += [(s.rule_id, s.request_id) for s in step.sends]
+        self.decisions += [(d.rule_id, d.outcome, d.reason) for d in step.decisions]
+        return step
+
+    def event(self, kind: str, at: datetime = T0, **props: Any) -> UserStep:
+        self.n += 1
+        event = Event(
+            event_id=f"e{self.n}", type=kind, user_id=self.user_id, ts=at, properties=props
+        )
+        step = apply_user_events(self.rules, Snapshot(self.profile), [(event, 0)], at)
+        return self._absorb(step)
+
+    def tick(self, at: datetime) -> UserStep:
+        """Fire every timer due by ``at``, each at its own due time, like the simulator."""
+        step = UserStep(profile=self.profile)
+        while due := sorted(
+            (t for t in self.timers.values() if t.due_ms <= _ms(at)), key=lambda t: t.due_ms
+        ):
+            now = max(datetime.fromtimestamp(due[0].due_ms / 1000, tz=UTC), T0)
+            batch = [t for t in due if t.due_ms == due[0].due_ms]
+            for timer in batch:
+                del self.timers[timer.id]
+            step = self._absorb(fire_user_timers(self.rules, self.profile, batch, now))
+        return step
+
+    def signup(self, at: datetime = T0, consent: bool = True, **extra: Any) -> UserStep:
+        return self.event(
+            "signup", at, email=f"{self.user_id}@example.com", consent={"email": consent}, **extra
+        )
+
+    def rules_sent(self) -> list[str]:
+        return [rule for rule, _ in self.sent]
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+@pytest.fixture
+def rules(make_config: Callable[[str], Path]) -> Callable[..., RuleSet]:
+    """The rules above, with extra guard lines, replaced text or extra rules."""
+
+    def make(guards: str = "", extra_rules: str = "") -> RuleSet:
+        text = RULES.replace("  default_timezone: UTC\n", f"  default_timezone: UTC\n{guards}")
+        return load_rules(make_config(text + extra_rules))
+
+    return make
+
+
+@pytest.fixture
+def user(rules: Callable[..., RuleSet]) -> User:
+    return User(rules())
+
+
+# --- on_event ------------------------------------------------------------------------------
+
+
+def test_on_event_condition_with_all_of(user: User) -> None:
+    user.signup()
+    user.event("purchase", order_id="o1", total=50.0)
+    user.event("purchase", order_id="o2", total=500.0)  # not the first purchase any more
+    assert "order_thanks" not in user.rules_sent()
+    other = User(user.rules, "u2")
+    other.signup(consent=False)
+    other.event("purchase", order_id="o3", total=150.0)
+    assert other.rules_sent() == ["order_thanks"]  # transactional: no consent needed
+
+
+def test_custom_event_with_cooldown(user: User) -> None:
+    user.signup()
+    for hours in (1, 5, 25):
+        user.event("price.alert", T0 + timedelta(hours=hours), name="Kettle", price=39.0)
+    assert user.rules_sent().count("price_alert") == 2
+    assert ("price_alert", "suppressed", "cooldown") in user.decisions
+
+
+# --- absence with a correlation key ----------------------------------------------------------
+
+
+def test_absence_is_correlated_by_key(user: User) -> None:
+    user.signup()
+    user.event("product_view", product_id="p1")
+    user.event("product_view", product_id="p2")
+    user.event("product_view", product_id="p3")
+    user.event("add_to_cart", product_id="p1", price=5.0)  # cancels p1 only
+    user.event(
+        "purchase", order_id="o", total=5.0, items=[{"product_id": "p3", "price": 5.0}]
+    )  # cancels p3 through items[]
+    user.tick(T0 + timedelta(hours=2))
+    browse = [rid for rule, rid in user.sent if rule == "browse"]
+    assert browse == [request_id("browse", "u1", "p2", "e3")]
+
+
+def test_absence_cancel_without_key_value_ends_every_instance(user: User) -> None:
+    user.signup()
+    user.event("product_view", product_id="p1")
+    user.event("product_view", product_id="p2")
+    user.event("purchase", order_id="o", total=5.0)  # no items: cannot tell which
+    user.tick(T0 + timedelta(days=2))
+    assert "browse" not in user.rules_sent()
+
+
+# --- inactivity ------------------------------------------------------------------------------
+
+
+def test_inactivity_counts_only_the_listed_events(user: User) -> None:
+    user.signup()
+    user.event("purchase", order_id="o", total=5.0)
+    user.event("page_view", T0 + timedelta(days=5), url="/")  # not a purchase: no push
+    user.tick(T0 + timedelta(days=9, hours=23))
+    assert "buyer_winback" not in user.rules_sent()
+    user.tick(T0 + timedelta(days=10))
+    assert "buyer_winback" in user.rules_sent()
+
+
+# --- date field ------------------------------------------------------------------------------
+
+
+def test_birthday_fires_at_local_time_every_year(user: User) -> None:
+    user.signup(timezone="Asia/Tokyo")
+    user.event("profile_update", traits={"birthday": "1990-03-05"})
+    [timer] = [t for t in user.timers.values() if t.rule_id == "birthday"]
+    # 9:00 in Tokyo is 0:00 UTC
+    assert timer.due_ms == _ms(datetime(2026, 3, 5, 0, 0, tzinfo=UTC))
+    user.tick(datetime(2028, 3, 6, tzinfo=UTC))
+    birthdays = [rid for rule, rid in user.sent if rule == "birthday"]
+    assert len(birthdays) == 3 == len(set(birthdays))  # 2026, 2027 and 2028, distinct ids
+    [upcoming] = [t for t in user.timers.values() if t.rule_id == "birthday"]
+    assert upcoming.instance == "2029-03-05"
+
+
+def test_leap_day_birthday_falls_on_28_february(user: User) -> None:
+    user.signup()
+    user.event("profile_update", traits={"birthday": "2000-02-29"})
+    user.tick(datetime(2027, 3, 1, tzinfo=UTC))
+    [timer] = [t for t in user.timers.values() if t.rule_id == "birthday"]
+    assert timer.instance == "2028-02-29"
+    assert ("birthday", "fired", "ok") in user.decisions
+
+
+# --- segment entry and threshold -------------------------------------------------------------
+
+
+def test_segment_entry_fires_once_per_crossing(user: User) -> None:
+    user.signup()
+    for n in range(4):
+        user.event("add_to_cart", product_id=f"p{n}", price=1.0)  # enters at the third
+    assert user.rules_sent().count("big_cart") == 1
+    assert user.profile is not None and user.profile.segments == ["big_cart"]
+    user.event("remove_from_cart", product_id="p0")
+    user.event("remove_from_cart", product_id="p1")  # leaves the segment
+    user.event("add_to_cart", product_id="p9", price=1.0)  # and enters again
+    assert user.rules_sent().count("big_cart") == 2
+
+
+def test_threshold_on_the_decaying_score(user: User) -> None:
+    user.signup()
+    user.event("email_open", message_id="m")
+    user.event("email_open", message_id="m")
+    assert "engaged" not in user.rules_sent()  # 20 points
+    user.event("email_click", message_id="m", url="/")  # 35 points: crosses 25
+    user.event("email_open", message_id="m")
+    assert user.rules_sent().count("engaged") == 1
+    # a year later the score has decayed to ~0; one more click crosses again
+    user.event("email_click", T0 + timedelta(days=365), message_id="m", url="/")
+    assert user.rules_sent().count("engaged") == 1  # 15 points: below 25
+    user.event("email_click", T0 + timedelta(days=365), message_id="m", url="/")
+    assert user.rules_sent().count("engaged") == 2
+
+
+# --- sequence --------------------------------------------------------------------------------
+
+
+def test_sequence_sends_each_step_after_its_delay(user: User) -> None:
+    user.signup()
+    assert user.rules_sent() == ["series"]
+    user.tick(T0 + timedelta(days=2, hours=23))
+    assert user.rules_sent() == ["series"]
+    user.tick(T0 + timedelta(days=7))
+    sent = [rid for rule, rid in user.sent if rule == "series"]
+    assert sent == [request_id("series", "u1", "", "e1", f"step{i}") for i in range(3)]
+    assert not [t for t in user.timers.values() if t.rule_id == "series"]
+
+
+def test_sequence_step_condition_skips_only_that_step(user: User) -> None:
+    user.signup()
+    user.event("profile_update", traits={"skip_offer": True})
+    user.tick(T0 + timedelta(days=8))
+    assert user.rules_sent() == ["series", "series"]
+    assert ("series", "suppressed", "condition_false") in user.decisions
+
+
+def test_exit_event_ends_the_sequence_and_it_does_not_restart(user: User) -> None:
+    user.signup()
+    user.event("purchase", T0 + timedelta(days=1), order_id="o", total=5.0)
+    user.signup(T0 + timedelta(days=2))  # signing up again does not restart it
+    user.tick(T0 + timedelta(days=30))
+    assert user.rules_sent().count("series") == 1
+
+
+# --- guards ----------------------------------------------------------------------------------
+
+
+def test_frequency_cap_counts_marketing_sends_in_a_rolling_window(
+    rules: Callable[..., RuleSet],
+) -> None:
+    user = User(rules(guards="  frequency_cap: {max: 2, window: 1d}\n"))
+
+    def fill_cart(at: datetime) -> None:  # enters the big_cart segment
+        for n in range(3):
+            user.event("add_to_cart", at, product_id=f"p{n}", price=1.0)
+
+    def empty_cart(at: datetime) -> None:
+        for n in range(3):
+            user.event("remove_from_cart", at, product_id=f"p{n}")
+
+    user.signup()  # the series' first step: marketing send 1
+    user.event("price.alert", T0 + timedelta(hours=1))  # marketing send 2
+    fill_cart(T0 + timedelta(hours=2))
+    assert ("big_cart", "suppressed", "frequency_cap") in user.decisions
+    user.event("purchase", T0 + timedelta(hours=3), order_id="o", total=500.0)
+    assert "order_thanks" in user.rules_sent()  # transactional mail is not capped
+    empty_cart(T0 + timedelta(hours=24, minutes=30))
+    fill_cart(T0 + timedelta(hours=24, minutes=30))  # the first send left the window
+    assert user.rules_sent() == ["series", "price_alert", "order_thanks", "big_cart"]
+
+
+def test_quiet_hours_defer_to_their_end_in_the_users_zone(
+    rules: Callable[..., RuleSet],
+) -> None:
+    user = User(rules(guards='  quiet_hours: {start: "22:00", end: "07:30"}\n'))
+    late = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # 23:00 in Tokyo
+    user.signup(late, timezone="Asia/Tokyo")
+    assert user.sent == []
+    assert ("series", "deferred", "quiet_hours") in user.decisions
+    [timer] = [t for t in user.timers.values() if t.deferred]
+    assert timer.due_ms == _ms(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))  # 07:30 Tokyo
+    user.tick(datetime(2026, 3, 2, 22, 29, tzinfo=UTC))
+    assert user.sent == []
+    user.tick(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))
+    assert user.rules_sent() == ["series"]
+    # transactional mail is never held back
+    user.event("purchase", late + timedelta(days=1), order_id="o", total=500.0)
+    assert user.rules_sent() == ["series", "order_thanks"]
+
+
+def test_arbitration_lets_the_highest_priority_send(rules: Callable[..., RuleSet]) -> None:
+    extra = """\
+  - id: cart_push
+    kind: on_event
+    events: [add_to_cart]
+    priority: 5
+    template: welcome
+  - id: cart_nudge
+    kind: on_event
+    events: [add_to_cart]
+    priority: 1
+    template: welcome
+  - id: cart_receipt
+    kind: on_event
+    events: [add_to_cart]
+    category: transactional
+    template: welcome
+"""
+    user = User(rules(extra_rules=extra))
+    user.signup()
+    user.event("add_to_cart", product_id="p", price=1.0)
+    assert user.rules_sent() == ["series", "cart_push", "cart_receipt"]
+    assert ("cart_nudge", "suppressed", "arbitration") in user.decisions
+
+
+def test_reentry_once(make_config: Callable[[str], Path]) -> None:
+    once = RULES.replace("key: product_id\n", "key: product_id\n    reentry: once\n")
+    user = User(load_rules(make_config(once)))
+    user.signup()
+    user.event("product_view", product_id="p1")
+    user.tick(T0 + timedelta(hours=2))
+    user.event("product_view", T0 + timedelta(hours=3), product_id="p2")
+    user.tick(T0 + timedelta(hours=5))
+    assert user.rules_sent().count("browse") == 1
+    assert ("browse", "suppressed", "already_sent") in user.decisions
+
+
+def test_unsubscribe_cancels_every_pending_timer(user: User) -> None:
+    user.signup()
+    user.event("product_view", product_id="p1")
+    user.event("profile_update", traits={"birthday": "1990-12-24"})
+    assert {t.rule_id for t in user.timers.values()} == {"series", "browse", "birthday"}
+    user.event("unsubscribe")
+    assert user.timers == {}
