@@ -34,6 +34,8 @@ def format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     parts = []
     for unit, size in _UNITS.items():
+        if unit == "w":  # read, but written as days: "7d" is what people write
+            continue
         if seconds >= size:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size

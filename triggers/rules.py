@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from profiles.events import EVENT_TYPE_PATTERN
 from profiles.model import ScoringConfig
-from triggers.durations import Duration
+from triggers.durations import Duration, format_duration
 
 __all__ = [
     "AbsenceRule",
@@ -206,8 +206,9 @@ class SequenceRule(_RuleBase):
         for index, (before, after) in enumerate(zip(self.steps, self.steps[1:], strict=False)):
             if after.delay < before.delay:
                 raise ValueError(
-                    f"step {index + 1} (delay {after.delay}) comes before step {index} "
-                    f"(delay {before.delay}): steps must be in delay order"
+                    f"step {index + 1} (delay {format_duration(after.delay)}) would come "
+                    f"before step {index} (delay {format_duration(before.delay)}): "
+                    "steps must be in delay order"
                 )
         return self
 

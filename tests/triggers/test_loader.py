@@ -99,3 +99,54 @@ def test_validate_cli_exit_codes(make_config: Callable[[str], Path]) -> None:
     result = runner.invoke(cli, ["validate", str(bad)])
     assert result.exit_code == 2
     assert f"error: {bad}/rules.yaml:11: rules[1] (cart_abandonment).wait:" in result.output
+
+
+def test_unknown_event_type_is_reported_unless_declared(
+    make_config: Callable[[str], Path],
+) -> None:
+    typo = GOOD.replace("cancel: [purchase]", "cancel: [purchse]")
+    [found] = issues(make_config(typo))
+    assert ":10: rules[1] (cart_abandonment).cancel: unknown event type 'purchse'" in found
+    declared = typo.replace("version: 1\n", "version: 1\ncustom_events: [purchse]\n")
+    assert load_rules(make_config(declared)).rule("cart_abandonment") is not None
+
+
+def test_unknown_profile_field_in_a_condition(make_config: Callable[[str], Path]) -> None:
+    text = GOOD.replace(
+        "    template: welcome\n",
+        "    template: welcome\n    condition:\n      any:\n"
+        "        - \"profile.totl_spent > 5\"\n        - \"profile.cart.item_count > 0\"\n",
+    )
+    [found] = issues(make_config(text))
+    assert ":7: rules[0] (welcome).condition: unknown profile field 'totl_spent'" in found
+
+
+def test_sequence_steps_out_of_order_are_unreachable(make_config: Callable[[str], Path]) -> None:
+    text = """\
+version: 1
+rules:
+  - id: series
+    kind: sequence
+    start: [signup]
+    steps:
+      - template: welcome
+      - delay: 7d
+        template: nowhere
+      - delay: 3d
+        template: welcome
+"""
+    [found] = issues(make_config(text))
+    assert found.endswith(
+        "rules.yaml:3: rules[0] (series): step 2 (delay 3d) would come before step 1 "
+        "(delay 7d): steps must be in delay order"
+    )
+    fixed = text.replace("delay: 3d", "delay: 9d")
+    [missing] = issues(make_config(fixed))
+    assert ":9: rules[0] (series).steps[1].template: missing template files" in missing
+
+
+def test_segment_names_must_exist(make_config: Callable[[str], Path]) -> None:
+    text = "version: 1\nrules:\n  - id: v\n    kind: segment_entry\n    segment: vip\n"
+    text += "    template: welcome\n"
+    [found] = issues(make_config(text))
+    assert "rule 'v' names unknown segment 'vip' (none defined)" in found
