@@ -115,7 +115,7 @@ def test_unknown_profile_field_in_a_condition(make_config: Callable[[str], Path]
     text = GOOD.replace(
         "    template: welcome\n",
         "    template: welcome\n    condition:\n      any:\n"
-        "        - \"profile.totl_spent > 5\"\n        - \"profile.cart.item_count > 0\"\n",
+        '        - "profile.totl_spent > 5"\n        - "profile.cart.item_count > 0"\n',
     )
     [found] = issues(make_config(text))
     assert ":7: rules[0] (welcome).condition: unknown profile field 'totl_spent'" in found

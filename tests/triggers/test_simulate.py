@@ -1,0 +1,168 @@
+"""``nudge simulate`` on the shipped config: every kind and guard, on virtual time."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from streams.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def ev(n: int, kind: str, user: str, at: timedelta, **props: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{user}-{n}",
+        "type": kind,
+        "user_id": user,
+        "ts": (T0 + at).isoformat(),
+        "properties": props,
+    }
+
+
+def signup(user: str, consent: bool = True, **extra: Any) -> dict[str, Any]:
+    return ev(
+        0,
+        "signup",
+        user,
+        timedelta(0),
+        email=f"{user}@example.com",
+        first_name=user.title(),
+        consent={"email": consent},
+        **extra,
+    )
+
+
+def scenario() -> list[dict[str, Any]]:
+    h = timedelta(hours=1)
+    kettle = {"product_id": "kettle", "name": "Kettle", "category": "kitchen", "price": 59.0}
+    return [
+        # ada: welcome series, browse and cart abandonment, then silence (winback)
+        signup("ada"),
+        ev(1, "product_view", "ada", 1 * h, **kettle),
+        ev(2, "add_to_cart", "ada", 1 * h, product_id="mug", price=14.0, cart_id="c1"),
+        # grace: a big first order thanks her and ends her welcome series
+        signup("grace"),
+        ev(1, "purchase", "grace", 2 * h, order_id="o1", total=150.0, currency="EUR"),
+        # edsger: no consent, no marketing mail
+        signup("edsger", consent=False),
+        ev(1, "add_to_cart", "edsger", 1 * h, product_id="mug", price=14.0, cart_id="c2"),
+        # barbara: birthday at 9:00 in Paris, signs up late at night (quiet hours)
+        signup("barbara", timezone="Europe/Paris") | {"ts": (T0 + 12 * h).isoformat()},
+        ev(1, "profile_update", "barbara", 13 * h, traits={"birthday": "1991-03-20"}),
+        # linus: a price alert and a VIP-making purchase within the frequency cap
+        signup("linus"),
+        ev(1, "price.alert", "linus", 1 * h, name="Kettle", price=39.0),
+        ev(2, "purchase", "linus", 2 * h, order_id="o2", total=600.0),
+        ev(3, "price.alert", "linus", 3 * h, name="Kettle", price=35.0),
+        # one line that is not an event at all
+        {"not": "an event"},
+    ]
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in scenario()))
+    return path
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(cli, ["simulate", "--config", str(REPO / "config"), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def sends_by(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for send in read(path):
+        out.setdefault(send["user_id"], []).append(send["rule_id"])
+    return out
+
+
+def test_every_kind_and_guard_on_virtual_time(events: Path, tmp_path: Path) -> None:
+    out, decisions = tmp_path / "sends.jsonl", tmp_path / "decisions.jsonl"
+    until = (T0 + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%S%z")
+    table = run(
+        "--events", str(events), "--until", until, "--out", str(out), "--decisions", str(decisions)
+    )
+    assert "14 events" in table and "1 invalid" in table
+    sent = sends_by(out)
+    assert sent["ada"] == [
+        "welcome",
+        "cart_abandonment",
+        "browse_abandonment",
+        "welcome",
+        "welcome",
+        "winback",
+    ]
+    assert sent["grace"] == ["welcome", "order_thanks", "winback"]  # series ended by purchase
+    assert "edsger" not in sent
+    # each welcome step lands in her night and is deferred; the birthday is at 9:00
+    assert sent["barbara"] == ["welcome", "welcome", "welcome", "birthday", "winback"]
+    assert sent["linus"][:4] == ["welcome", "price_alert", "order_thanks", "vip_welcome"]
+    by_user: dict[str, list[tuple[str, str, str]]] = {}
+    for d in read(decisions):
+        by_user.setdefault(d["user_id"], []).append((d["rule_id"], d["outcome"], d["reason"]))
+    assert ("welcome", "suppressed", "no_consent") in by_user["edsger"]
+    assert ("cart_abandonment", "suppressed", "no_consent") in by_user["edsger"]
+    assert ("welcome", "deferred", "quiet_hours") in by_user["barbara"]
+    assert ("price_alert", "suppressed", "cooldown") in by_user["linus"]
+    barbara_welcome = next(s for s in read(out) if s["user_id"] == "barbara")
+    assert barbara_welcome["created_at"] == "2026-03-03T07:00:00Z"  # 08:00 in Paris
+    birthday = next(s for s in read(out) if s["rule_id"] == "birthday")
+    assert birthday["created_at"] == "2026-03-20T08:00:00Z"  # 09:00 in Paris
+    assert "welcome" in table and "suppressed" in table
+
+
+def test_output_is_byte_identical_across_runs(events: Path, tmp_path: Path) -> None:
+    outputs = []
+    for n in range(2):
+        out, dec = tmp_path / f"s{n}.jsonl", tmp_path / f"d{n}.jsonl"
+        table = run(
+            "--events",
+            str(events),
+            "--until",
+            "2026-05-01",
+            "--out",
+            str(out),
+            "--decisions",
+            str(dec),
+        )
+        outputs.append((table, out.read_bytes(), dec.read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][1].count(b"\n") > 10
+
+
+def test_without_until_pending_timers_do_not_fire(events: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.jsonl"
+    run("--events", str(events), "--out", str(out))
+    assert "winback" not in {s["rule_id"] for s in read(out)}
+
+
+def test_compare_shows_what_a_rule_change_adds_and_removes(events: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "config", other)
+    rules = yaml.safe_load((other / "rules.yaml").read_text())
+    for rule in rules["rules"]:
+        if rule["id"] == "browse_abandonment":
+            rule["enabled"] = False
+    (other / "rules.yaml").write_text(yaml.safe_dump(rules))
+    table = run("--events", str(events), "--until", "2026-05-01", "--compare", str(other))
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"with {other}"))
+    diff = lines[start:]
+    assert diff[0].endswith(": +0 / -1 sends")
+    assert any(line.startswith("  - [browse_abandonment] ada:") for line in diff)
