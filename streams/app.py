@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -30,7 +32,7 @@ from streams.failures import process_safely, retry_forever
 from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.settings import Settings
-from triggers import Engine, Incoming, RuleSet
+from triggers import ConfigError, Engine, Incoming, RuleSet, load_rules
 
 __all__ = ["Nudge", "create_app"]
 
@@ -64,11 +66,24 @@ class PartitionClock:
         )
 
 
+def config_fingerprint(config_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any file under ``config_dir`` is edited, added or removed."""
+    files = sorted(p for p in config_dir.rglob("*") if p.is_file())
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+
+
 class Nudge:
     """The running engine inside one Faust app."""
 
-    def __init__(self, settings: Settings, rules: RuleSet) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RuleSet,
+        *,
+        adapt_rules: Callable[[RuleSet], RuleSet] | None = None,
+    ) -> None:
         self.settings = settings
+        self.adapt_rules = adapt_rules or (lambda rules: rules)
         self.metrics = Metrics()
         self.app = faust.App(
             settings.app_id,
@@ -111,6 +126,11 @@ class Nudge:
     def _wire(self) -> None:
         self.app.agent(self.events_topic, name="nudge.process")(self._consume)
         self.app.timer(self.settings.timer_interval, name="nudge.timers")(self._sweep)
+        self._fingerprint = config_fingerprint(self.settings.config_dir)
+        if self.settings.config_poll_interval > 0:
+            poll = self.settings.config_poll_interval
+            self.app.timer(poll, name="nudge.config")(self._watch_config)
+        self.app.task(self._on_sighup)
 
         # faust calls page handlers as handler(view, request)
         async def live(view: Any, request: Any) -> Any:
@@ -128,6 +148,33 @@ class Nudge:
         self.app.page("/health/live")(live)
         self.app.page("/health/ready")(ready)
         self.app.page("/metrics")(metrics)
+
+    async def reload_rules(self, why: str) -> bool:
+        """Swap in the rules on disk if they are valid; keep the running ones if not."""
+        try:
+            rules = self.adapt_rules(load_rules(self.settings.config_dir))
+        except ConfigError as exc:
+            self.metrics.reloads.labels("rejected").inc()
+            for issue in exc.issues:
+                log.error("config reload (%s) rejected, keeping the running rules: %s", why, issue)
+            return False
+        async with self.lock:
+            self.engine.rules = rules
+        self.metrics.reloads.labels("applied").inc()
+        log.warning("config reloaded (%s): %d rules active", why, len(rules.rules))
+        return True
+
+    async def _watch_config(self) -> None:
+        fingerprint = config_fingerprint(self.settings.config_dir)
+        if fingerprint != self._fingerprint:
+            self._fingerprint = fingerprint
+            await self.reload_rules("config changed")
+
+    async def _on_sighup(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: loop.create_task(self.reload_rules("SIGHUP"))
+        )
 
     async def _consume(self, stream: Any) -> None:
         size, within = self.settings.batch_size, self.settings.batch_within
@@ -198,5 +245,10 @@ def _incoming(message: Any) -> Incoming:
     )
 
 
-def create_app(settings: Settings, rules: RuleSet) -> Nudge:
-    return Nudge(settings, rules)
+def create_app(
+    settings: Settings,
+    rules: RuleSet,
+    *,
+    adapt_rules: Callable[[RuleSet], RuleSet] | None = None,
+) -> Nudge:
+    return Nudge(settings, rules, adapt_rules=adapt_rules)

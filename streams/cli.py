@@ -58,7 +58,9 @@ def dev(demo: bool, config_dir: Path | None) -> None:
     is reachable at the configured addresses, and stops them on exit.
     """
     settings = Settings()
-    rules = _load_or_exit(config_dir or settings.config_dir)
+    if config_dir is not None:
+        settings = settings.model_copy(update={"config_dir": config_dir})
+    rules = _load_or_exit(settings.config_dir)
     try:
         with EmbeddedServices.ensure(settings.kafka_bootstrap, settings.redis_url) as services:
             for line in services.started:
@@ -70,19 +72,26 @@ def dev(demo: bool, config_dir: Path | None) -> None:
                 }
             )
             extra: list[Any] = []
+            adapt = None
             if demo:
                 from streams.demo import attach_demo, shorten_waits
 
+                adapt = shorten_waits
                 rules = shorten_waits(rules)
                 extra.append(attach_demo)
                 if "NUDGE_LOG_LEVEL" not in os.environ:
                     settings = settings.model_copy(update={"log_level": "warning"})
-            _run(settings, rules, extra)
+            _run(settings, rules, extra, adapt)
     except EmbeddedError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-def _run(settings: Settings, rules: RuleSet, extra: list[Any] | None = None) -> None:
+def _run(
+    settings: Settings,
+    rules: RuleSet,
+    extra: list[Any] | None = None,
+    adapt: Any = None,
+) -> None:
     import faust
 
     from streams.app import create_app
@@ -91,7 +100,7 @@ def _run(settings: Settings, rules: RuleSet, extra: list[Any] | None = None) -> 
     created = asyncio.run(ensure_topics(settings))
     if created:
         click.echo(f"nudge: created topics {', '.join(created)}")
-    nudge = create_app(settings, rules)
+    nudge = create_app(settings, rules, adapt_rules=adapt)
     for hook in extra or []:
         hook(nudge)
     worker = faust.Worker(nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False)

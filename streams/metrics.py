@@ -60,6 +60,12 @@ class Metrics:
             registry=r,
             buckets=(1, 10, 50, 100, 250, 500, 1000),
         )
+        self.reloads = Counter(
+            "nudge_config_reloads_total",
+            "Rule config reloads by result (applied|rejected)",
+            ["result"],
+            registry=r,
+        )
         self.lag = Gauge(
             "nudge_partition_lag",
             "Messages not yet processed, per events partition",

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # --- rules (triggers slice) ----------------------------------------------------------
     config_dir: Path = Path("config")
     timer_interval: float = Field(1.0, gt=0, description="seconds between timer sweeps")
+    config_poll_interval: float = Field(
+        2.0, ge=0, description="seconds between checks of config_dir for changes (0: off)"
+    )
 
     # --- ops -----------------------------------------------------------------------------
     web_host: str = "127.0.0.1"
