@@ -54,6 +54,10 @@ class WorkerEnv:
         return f"dlq-{self.unique}"
 
     @property
+    def decisions_topic(self) -> str:
+        return f"decisions-{self.unique}"
+
+    @property
     def keys(self) -> Keys:
         return Keys(prefix=f"it-{self.unique}")
 
@@ -68,6 +72,8 @@ class WorkerEnv:
             "NUDGE_EVENTS_TOPIC": self.events_topic,
             "NUDGE_SEND_TOPIC": self.send_topic,
             "NUDGE_DEAD_LETTER_TOPIC": self.dead_letter_topic,
+            "NUDGE_DECISIONS_TOPIC": self.decisions_topic,
+            "NUDGE_CONFIG_POLL_INTERVAL": "0.3",
             "NUDGE_TOPIC_PARTITIONS": str(PARTITIONS),
             "NUDGE_WEB_PORT": str(web_port),
             "NUDGE_DATA_DIR": str(self.tmp / f"data-{self.unique}"),
@@ -178,6 +184,21 @@ class Kafka:
         finally:
             await consumer.stop()
 
+    async def decisions(self, topic: str, user_id: str) -> list[tuple[str, str, str]]:
+        """(rule, outcome, reason) of every decision about ``user_id`` so far."""
+        found = [orjson.loads(r.value) for r in await self.read_all(topic)]
+        return [(d["rule_id"], d["outcome"], d["reason"]) for d in found if d["user_id"] == user_id]
+
+    async def wait_for_decision(
+        self, topic: str, user_id: str, decision: tuple[str, str, str], timeout: float = 30
+    ) -> list[tuple[str, str, str]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.decisions(topic, user_id)
+            if decision in found or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.2)
+
     async def sends(
         self, topic: str, user_id: str, rule_id: str | None = None
     ) -> list[dict[str, Any]]:
@@ -250,9 +271,11 @@ rules:
 def worker_env(
     kafka_bootstrap: str, redis_url: str, make_config: Callable[[str], Path], tmp_path: Path
 ) -> Callable[..., WorkerEnv]:
-    def make(cart_wait: str = "3s", winback_wait: str = "8s") -> WorkerEnv:
-        config = make_config(TEST_RULES.format(cart_wait=cart_wait, winback_wait=winback_wait))
-        return WorkerEnv(kafka_bootstrap, redis_url, config, tmp_path)
+    def make(
+        cart_wait: str = "3s", winback_wait: str = "8s", rules: str | None = None
+    ) -> WorkerEnv:
+        text = rules or TEST_RULES.format(cart_wait=cart_wait, winback_wait=winback_wait)
+        return WorkerEnv(kafka_bootstrap, redis_url, make_config(text), tmp_path)
 
     return make
 

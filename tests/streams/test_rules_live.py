@@ -1,0 +1,311 @@
+"""Trigger kinds, guards and rule tooling on a live worker (real broker, real Redis).
+
+As in test_worker.py, "did not send" is checked after a later effect proves the worker
+got past the point where it would have sent: a later send, a decision on the decisions
+topic followed by a marker send, or the user's timers leaving Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+
+Env = Callable[..., WorkerEnv]
+Start = Callable[[WorkerEnv], WorkerProcess]
+View = Callable[..., RedisView]
+NUDGE = Path(sys.executable).parent / "nudge"
+
+HEAD = """\
+version: 1
+custom_events: [marker]
+rules:
+  - id: marker
+    kind: on_event
+    events: [marker]
+    category: transactional
+    template: welcome
+"""
+
+
+def ev(kind: str, user: str, **props: Any) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": kind,
+        "user_id": user,
+        "ts": datetime.now(UTC).isoformat(),
+        "properties": props,
+    }
+
+
+def signup(user: str, **extra: Any) -> dict[str, Any]:
+    return ev(
+        "signup",
+        user,
+        email=f"{user}@example.com",
+        first_name="Ada",
+        consent={"email": True},
+        **extra,
+    )
+
+
+async def marker(kafka: Kafka, env: WorkerEnv, user: str) -> None:
+    """Send a marker event and wait for its (transactional) mail: everything before it is done."""
+    await kafka.produce(env.events_topic, ev("marker", user))
+    assert await kafka.wait_for_sends(env.send_topic, user, "marker")
+
+
+async def test_absence_correlated_by_product(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(
+        rules=HEAD
+        + """\
+  - id: browse
+    kind: absence
+    start: [product_view]
+    cancel: [add_to_cart, purchase]
+    key: product_id
+    wait: 2s
+    template: browse_abandonment
+"""
+    )
+    start_worker(env)
+    view = redis_view(env.keys)
+    await kafka.produce(
+        env.events_topic,
+        signup("ann"),
+        ev("product_view", "ann", product_id="p1", name="Kettle"),
+        ev("product_view", "ann", product_id="p2", name="Lamp"),
+        ev("add_to_cart", "ann", product_id="p1", name="Kettle", price=59.0),
+    )
+    [sent] = await kafka.wait_for_sends(env.send_topic, "ann", "browse")
+    assert sent["subject"] == "Still thinking about Lamp?"
+    await view.wait_until(lambda: _no_timer(view, "ann", "browse"))
+    assert len(await kafka.sends(env.send_topic, "ann", "browse")) == 1
+
+
+async def _no_timer(view: RedisView, user: str, rule: str) -> bool:
+    return not [t for t in await view.pending(user) if t.rule_id == rule]
+
+
+async def test_inactivity_counts_only_listed_events(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env(
+        rules=HEAD
+        + """\
+  - id: buyer_winback
+    kind: inactivity
+    events: [purchase]
+    wait: 3s
+    template: winback
+"""
+    )
+    start_worker(env)
+    purchase = ev("purchase", "bea", order_id="o1", total=10.0)
+    await kafka.produce(env.events_topic, signup("bea"), purchase)
+    await kafka.produce(env.events_topic, ev("page_view", "bea", url="/"))  # not activity
+    [sent] = await kafka.wait_for_sends(env.send_topic, "bea", "buyer_winback")
+    assert sent["trigger_event_id"] == purchase["event_id"]
+
+
+async def test_quiet_hours_defer_a_send_to_their_end(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(seconds=8)
+    env = worker_env(
+        rules=HEAD.replace(
+            "version: 1\n",
+            f"""version: 1
+guards:
+  quiet_hours: {{start: "{start:%H:%M:%S}", end: "{end:%H:%M:%S}"}}
+""",
+        )
+        + """\
+  - id: welcome
+    kind: on_event
+    events: [signup]
+    template: welcome
+"""
+    )
+    start_worker(env)
+    await kafka.produce(env.events_topic, signup("cleo"))
+    held = ("welcome", "deferred", "quiet_hours")
+    assert held in await kafka.wait_for_decision(env.decisions_topic, "cleo", held)
+    assert await kafka.sends(env.send_topic, "cleo", "welcome") == []
+    [sent] = await kafka.wait_for_sends(env.send_topic, "cleo", "welcome")
+    assert datetime.fromisoformat(sent["created_at"]) >= end.replace(microsecond=0)
+
+
+async def test_frequency_cap_and_arbitration(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env(
+        rules=HEAD.replace(
+            "version: 1\n",
+            """version: 1
+guards:
+  frequency_cap: {max: 2, window: 1h}
+""",
+        )
+        + """\
+  - id: cart_push
+    kind: on_event
+    events: [add_to_cart]
+    priority: 5
+    template: welcome
+  - id: cart_nudge
+    kind: on_event
+    events: [add_to_cart]
+    priority: 1
+    template: welcome
+  - id: promo
+    kind: on_event
+    events: [page_view]
+    template: welcome
+"""
+    )
+    start_worker(env)
+    cart = ev("add_to_cart", "dora", product_id="p", price=1.0)
+    await kafka.produce(env.events_topic, signup("dora"), cart)  # cart_push beats cart_nudge
+    await kafka.produce(env.events_topic, ev("page_view", "dora", url="/"))  # promo: send 2
+    await kafka.produce(env.events_topic, ev("page_view", "dora", url="/x"))  # capped
+    await marker(kafka, env, "dora")
+    decisions = await kafka.decisions(env.decisions_topic, "dora")
+    assert ("cart_nudge", "suppressed", "arbitration") in decisions
+    assert ("promo", "suppressed", "frequency_cap") in decisions
+    sent = [s["rule_id"] for s in await kafka.sends(env.send_topic, "dora")]
+    assert sent == ["cart_push", "promo", "marker"]
+
+
+async def test_sequence_steps_and_exit(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(
+        rules=HEAD
+        + """\
+  - id: series
+    kind: sequence
+    start: [signup]
+    exit: [purchase]
+    steps:
+      - template: welcome
+      - delay: 3s
+        template: welcome_tips
+"""
+    )
+    start_worker(env)
+    view = redis_view(env.keys)
+    await kafka.produce(env.events_topic, signup("eve"), signup("fay"))
+    await kafka.produce(env.events_topic, ev("purchase", "eve", order_id="o", total=1.0))
+    steps = await kafka.wait_for_sends(env.send_topic, "fay", "series", count=2)
+    assert [s["template"] for s in steps] == ["welcome", "welcome_tips"]
+    await view.wait_until(lambda: _no_timer(view, "eve", "series"))
+    assert [s["template"] for s in await kafka.sends(env.send_topic, "eve", "series")] == [
+        "welcome"
+    ]
+
+
+async def test_explain_shows_profile_timers_and_decisions(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="1h")
+    worker = start_worker(env)
+    await kafka.produce(
+        env.events_topic,
+        signup("gil"),
+        ev("add_to_cart", "gil", product_id="mug", price=14.0, cart_id="c1"),
+    )
+    view = redis_view(env.keys)
+    await view.wait_until(lambda: _has_timer(view, "gil", "cart_abandonment"))
+    run = subprocess.run(
+        [str(NUDGE), "explain", "gil", "--config", str(env.config_dir)],
+        env=env.environ(worker.port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "email gil@example.com  consent yes" in run.stdout
+    assert "cart 1 item(s), 14.00" in run.stdout
+    assert "cart_abandonment" in run.stdout.split("pending timers:")[1]
+    assert "welcome: fired (ok)" in run.stdout
+    report = subprocess.run(
+        [str(NUDGE), "explain", "gil", "--json", "--config", str(env.config_dir)],
+        env=env.environ(worker.port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    data = orjson.loads(report.stdout)
+    assert {t["rule_id"] for t in data["pending_timers"]} == {"cart_abandonment", "winback"}
+    missing = subprocess.run(
+        [str(NUDGE), "explain", "nobody", "--config", str(env.config_dir)],
+        env=env.environ(worker.port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert "no profile for user 'nobody'" in missing.stderr
+
+
+async def _has_timer(view: RedisView, user: str, rule: str) -> bool:
+    return not await _no_timer(view, user, rule)
+
+
+async def test_hot_reload_swaps_valid_rules_and_keeps_them_on_invalid_ones(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env(rules=HEAD)
+    worker = start_worker(env)
+    rules_file = env.config_dir / "rules.yaml"
+    rules_file.write_text(
+        HEAD
+        + """\
+  - id: hello
+    kind: on_event
+    events: [page_view]
+    category: transactional
+    template: welcome
+"""
+    )
+    await _wait_metric(worker, "applied", 1)
+    await kafka.produce(env.events_topic, signup("hal"), ev("page_view", "hal", url="/"))
+    assert await kafka.wait_for_sends(env.send_topic, "hal", "hello")
+
+    rules_file.write_text(
+        rules_file.read_text().replace(
+            "kind: on_event\n    events: [page", "kind: on_whim\n    events: [page"
+        )
+    )
+    await _wait_metric(worker, "rejected", 1)
+    assert "config reload (config changed) rejected" in worker.log.read_text()
+    await kafka.produce(env.events_topic, ev("page_view", "hal", url="/again"))
+    assert len(await kafka.wait_for_sends(env.send_topic, "hal", "hello", count=2)) == 2
+
+    rules_file.write_text(HEAD)
+    os.kill(worker.proc.pid, signal.SIGHUP)
+    await _wait_metric(worker, "applied", 2)
+
+
+async def _wait_metric(worker: WorkerProcess, result: str, value: float) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + 30
+    while worker.metric("nudge_config_reloads_total", result=result) < value:
+        assert time.monotonic() < deadline, worker.tail()
+        await asyncio.sleep(0.2)
