@@ -77,6 +77,10 @@ class Cart(BaseModel):
     def item_count(self) -> int:
         return sum(line.quantity for line in self.items.values())
 
+    @property
+    def lines(self) -> list[CartLine]:
+        return list(self.items.values())
+
 
 #: recent sends and decisions kept per profile (frequency caps, ``explain``)
 MAX_SENDS = 50
@@ -118,6 +122,8 @@ class Profile(BaseModel):
     signed_up_at: datetime | None = None
     #: names of the configured segments the user was in after the last event
     segments: list[str] = []
+    #: segment_entry / threshold rules whose condition held after the last event
+    watched: list[str] = []
     #: pending timers of this user: timer id -> due (epoch ms); lets unsubscribe/erase
     #: cancel them without scanning every partition's timer set.
     timers: dict[str, int] = {}
@@ -158,13 +164,19 @@ def decayed_score(score: float, at: datetime, now: datetime, half_life_days: flo
     return score * math.pow(0.5, elapsed_days / half_life_days)
 
 
-def apply_event(profile: Profile | None, event: Event, scoring: ScoringConfig) -> Profile | None:
-    """Return the profile after ``event`` (``None`` once the user asked to be erased)."""
+def apply_event(
+    profile: Profile | None, event: Event, scoring: ScoringConfig, *, in_place: bool = False
+) -> Profile | None:
+    """Return the profile after ``event`` (``None`` once the user asked to be erased).
+
+    ``profile`` is left as it was unless ``in_place`` (the engine's hot path, which owns
+    the profile it loaded and saves a copy per event that way).
+    """
     if event.type == "erase":
         return None
     if profile is None:
         profile = Profile(user_id=event.user_id, first_seen=event.ts, last_seen=event.ts)
-    else:
+    elif not in_place:
         profile = profile.model_copy(deep=True)
     profile.first_seen = min(profile.first_seen, event.ts)
     profile.last_seen = max(profile.last_seen, event.ts)

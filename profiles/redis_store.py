@@ -1,8 +1,10 @@
 """The Redis implementation of :class:`profiles.store.ProfileStore`.
 
-One pipelined round trip reads a whole batch's users (``HMGET`` + ``ZMSCORE`` each); one
-pipelined round trip writes them back (one ``EVALSHA`` of ``save_profile.lua`` per user,
-so every script touches a single hash slot and stays legal on Redis Cluster).
+A whole batch's users are read by one Lua call (``load_profiles.lua``) and written back
+by another (``save_profiles.lua``): one round trip each, and the client encodes one
+command instead of a few per user. On Redis Cluster (``cluster=True``) a script may only
+touch one hash slot, so users are grouped by slot, one call per group, all in one
+pipeline.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -42,53 +45,76 @@ async def translate_errors() -> AsyncIterator[None]:
 
 class RedisProfileStore:
     def __init__(
-        self, client: aioredis.Redis, *, keys: Keys | None = None, dedup_window: int = 1000
+        self,
+        client: aioredis.Redis,
+        *,
+        keys: Keys | None = None,
+        dedup_window: int = 1000,
+        cluster: bool = False,
     ) -> None:
         self._redis = client
         self._keys = keys or Keys()
         self._dedup_window = dedup_window
-        self._save = client.register_script(load_script("save_profile.lua"))
+        self._cluster = cluster
+        self._load = client.register_script(load_script("load_profiles.lua"))
+        self._save = client.register_script(load_script("save_profiles.lua"))
+
+    def _groups(self, user_ids: Sequence[str]) -> list[list[str]]:
+        """Users that one script call may touch together (one group unless clustered)."""
+        if not self._cluster:
+            return [list(user_ids)] if user_ids else []
+        by_slot: dict[int, list[str]] = {}
+        for user_id in user_ids:
+            by_slot.setdefault(key_slot(self._keys.profile(user_id).encode()), []).append(user_id)
+        return list(by_slot.values())
+
+    def _keys_of(self, users: Sequence[str]) -> list[str]:
+        return [k for u in users for k in (self._keys.profile(u), self._keys.seen(u))]
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
-        users = list(wanted)
-        if not users:
+        groups = self._groups(list(wanted))
+        if not groups:
             return {}
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
-            for user_id in users:
-                pipe.hmget(self._keys.profile(user_id), ["v", "p"])
-                if wanted[user_id]:
-                    pipe.zmscore(self._keys.seen(user_id), list(wanted[user_id]))
-            replies = iter(await pipe.execute())
-        return {
-            user_id: self._snapshot(next(replies), replies, wanted[user_id]) for user_id in users
-        }
-
-    @staticmethod
-    def _snapshot(hash_reply: Any, replies: Any, event_ids: Sequence[str]) -> Snapshot:
-        version, doc = hash_reply
-        scores = next(replies) if event_ids else []
-        seen = frozenset(e for e, score in zip(event_ids, scores, strict=True) if score is not None)
-        profile = Profile.model_validate_json(doc) if doc else None
-        return Snapshot(profile, int(version) if version else 0, seen)
+            for users in groups:
+                args: list[str | int] = []
+                for user_id in users:
+                    args += [len(wanted[user_id]), *wanted[user_id]]
+                await self._load(keys=self._keys_of(users), args=args, client=pipe)
+            replies = await pipe.execute()
+        out = {}
+        for users, rows in zip(groups, replies, strict=True):
+            for user_id, (version, doc, scores) in zip(users, rows, strict=True):
+                asked = wanted[user_id]
+                seen = frozenset(e for e, sc in zip(asked, scores, strict=True) if sc is not None)
+                profile = Profile.model_validate_json(doc) if doc else None
+                out[user_id] = Snapshot(profile, int(version) if version else 0, seen)
+        return out
 
     async def save(self, writes: Sequence[ProfileWrite]) -> list[str]:
-        if not writes:
+        by_user = {write.user_id: write for write in writes}
+        groups = self._groups(list(by_user))
+        if not groups:
             return []
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
-            for write in writes:
-                args: list[str | int] = [
-                    write.expected_version,
-                    write.profile.model_dump_json() if write.profile else "",
-                    self._dedup_window,
-                ]
-                for event_id, ts_ms in write.applied:
-                    args += [ts_ms, event_id]
-                keys = [self._keys.profile(write.user_id), self._keys.seen(write.user_id)]
-                await self._save(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
-        return [w.user_id for w, ok in zip(writes, results, strict=True) if not ok]
+            for users in groups:
+                args: list[Any] = [self._dedup_window]
+                for user_id in users:
+                    write = by_user[user_id]
+                    doc = write.profile.model_dump_json() if write.profile else ""
+                    args += [write.expected_version, doc, len(write.applied)]
+                    for event_id, ts_ms in write.applied:
+                        args += [ts_ms, event_id]
+                await self._save(keys=self._keys_of(users), args=args, client=pipe)
+            replies = await pipe.execute()
+        return [
+            user_id
+            for users, flags in zip(groups, replies, strict=True)
+            for user_id, ok in zip(users, flags, strict=True)
+            if not ok
+        ]
 
     async def snapshot(self, user_id: str) -> Snapshot:
         """One user's current profile (for ``explain`` and tests)."""

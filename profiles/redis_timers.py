@@ -1,13 +1,15 @@
 """The Redis implementation of :class:`profiles.timers.TimerStore`.
 
 Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> JSON) that share
-one hash tag; claiming and completing are Lua scripts, so each is atomic.
+one hash tag; applying changes, claiming and completing are Lua scripts, so each is atomic
+and costs one command per partition.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -22,20 +24,26 @@ class RedisTimerStore:
     def __init__(self, client: aioredis.Redis, *, keys: Keys | None = None) -> None:
         self._redis = client
         self._keys = keys or Keys()
+        self._apply = client.register_script(load_script("apply_timers.lua"))
         self._claim = client.register_script(load_script("claim_timers.lua"))
         self._complete = client.register_script(load_script("complete_timers.lua"))
 
     async def apply(self, ops: TimerOps) -> None:
+        """One script call per partition touched, all in one round trip."""
         if not ops:
             return
+        schedule: dict[int, list[Any]] = defaultdict(list)
+        cancel: dict[int, list[str]] = defaultdict(list)
+        for (partition, tid), timer in ops.schedule.items():
+            schedule[partition] += [tid, timer.due_ms, timer.to_json()]
+        for partition, tid in ops.cancel:
+            cancel[partition].append(tid)
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
-            for (partition, tid), timer in ops.schedule.items():
-                pipe.hset(self._keys.timers_data(partition), tid, timer.to_json())
-                pipe.zadd(self._keys.timers_due(partition), {tid: timer.due_ms})
-            for partition, tid in ops.cancel:
-                pipe.zrem(self._keys.timers_due(partition), tid)
-                pipe.hdel(self._keys.timers_data(partition), tid)
+            for partition in sorted(schedule.keys() | cancel.keys()):
+                keys = [self._keys.timers_due(partition), self._keys.timers_data(partition)]
+                args = [len(schedule[partition]) // 3, *schedule[partition], *cancel[partition]]
+                await self._apply(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
     async def claim_due(

@@ -51,7 +51,9 @@ class ProfileStore(Protocol):
 @dataclass
 class _Entry:
     version: int = 0
-    profile: Profile | None = None
+    #: the profile as JSON, like Redis holds it: nothing the caller does to a loaded
+    #: profile reaches the store until it is saved
+    document: bytes | None = None
     seen: dict[str, int] = field(default_factory=dict)
 
 
@@ -66,7 +68,7 @@ class InMemoryProfileStore:
         out = {}
         for user_id, event_ids in wanted.items():
             entry = self._users.get(user_id, _Entry())
-            profile = entry.profile.model_copy(deep=True) if entry.profile else None
+            profile = Profile.model_validate_json(entry.document) if entry.document else None
             seen = frozenset(e for e in event_ids if e in entry.seen)
             out[user_id] = Snapshot(profile, entry.version, seen)
         return out
@@ -79,10 +81,10 @@ class InMemoryProfileStore:
                 conflicts.append(write.user_id)
                 continue
             if write.profile is None:
-                entry.version, entry.profile = 0, None
+                entry.version, entry.document = 0, None
             else:
                 entry.version += 1
-                entry.profile = write.profile.model_copy(deep=True)
+                entry.document = write.profile.model_dump_json().encode()
             entry.seen.update(write.applied)
             self._trim(entry)
         return conflicts

@@ -105,12 +105,21 @@ class Nudge:
             datadir=str(settings.data_dir),
             autodiscover=False,
         )
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = (
+            aioredis.RedisCluster.from_url(settings.redis_url)
+            if settings.redis_cluster
+            else aioredis.Redis.from_url(settings.redis_url)
+        )
         keys = Keys(settings.redis_prefix)
         self.engine = Engine(
             rules=rules,
-            profiles=RedisProfileStore(self.redis, keys=keys, dedup_window=settings.dedup_window),
-            timers=RedisTimerStore(self.redis, keys=keys),
+            profiles=RedisProfileStore(
+                self.redis,  # type: ignore[arg-type]
+                keys=keys,
+                dedup_window=settings.dedup_window,
+                cluster=settings.redis_cluster,
+            ),
+            timers=RedisTimerStore(self.redis, keys=keys),  # type: ignore[arg-type]
             outbox=KafkaOutbox(self.app, settings),
         )
         self.clock = PartitionClock()

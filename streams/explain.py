@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from profiles import Keys, RedisProfileStore, RedisTimerStore
 from streams.settings import Settings
 from triggers import RuleSet
-from triggers.evaluate import segments_of
+from triggers.evaluate import memberships
 
 __all__ = ["explain_user", "render_explanation"]
 
@@ -36,7 +36,7 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
         "version": snapshot.version,
         "profile": {k: data[k] for k in data if k not in ("timers", "decisions", "sends")},
         "score_now": round(profile.score_now(now, rules.config.scoring), 2),
-        "segments_now": segments_of(rules, profile, now),
+        "segments_now": memberships(rules, profile, now)[0],
         "pending_timers": [
             {
                 "rule_id": t.rule_id,

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     # --- Redis (profiles slice) ------------------------------------------------------------
     redis_url: str = "redis://localhost:6379/0"
     redis_prefix: str = Field("nudge", description="namespace of every Redis key")
+    redis_cluster: bool = Field(False, description="Redis Cluster: group scripts per slot")
     dedup_window: int = Field(1000, ge=1, description="event ids remembered per user")
 
     # --- rules (triggers slice) ----------------------------------------------------------

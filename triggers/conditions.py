@@ -22,12 +22,18 @@ from triggers.rules import AllOf, AnyOf, Condition, NotOf
 __all__ = [
     "CompiledCondition",
     "ConditionSyntaxError",
+    "Probe",
     "compile_condition",
+    "compile_probe",
+    "expressions",
     "helpers",
     "profile_fields_used",
+    "to_expression",
 ]
 
 CompiledCondition = Callable[[Mapping[str, Any]], bool]
+#: many named conditions evaluated in one go: context -> the names that hold
+Probe = Callable[[Mapping[str, Any]], list[str]]
 
 _ENV = build_expression_environment()
 
@@ -40,21 +46,42 @@ class ConditionSyntaxError(ValueError):
         self.expression = expression
 
 
-def compile_condition(condition: Condition) -> CompiledCondition:
+def to_expression(condition: Condition) -> str:
+    """The condition as one Jinja2 expression (``all`` is ``and``, ``any`` is ``or``)."""
     if isinstance(condition, AllOf):
-        parts = [compile_condition(c) for c in condition.all]
-        return lambda ctx: all(part(ctx) for part in parts)
+        return "(" + " and ".join(to_expression(c) for c in condition.all) + ")"
     if isinstance(condition, AnyOf):
-        parts = [compile_condition(c) for c in condition.any]
-        return lambda ctx: any(part(ctx) for part in parts)
+        return "(" + " or ".join(to_expression(c) for c in condition.any) + ")"
     if isinstance(condition, NotOf):
-        inner = compile_condition(condition.not_)
-        return lambda ctx: not inner(ctx)
+        return f"(not {to_expression(condition.not_)})"
+    return f"({condition})"
+
+
+def _compile(expression: str) -> Any:
     try:
-        expression = _ENV.compile_expression(condition)
+        return _ENV.compile_expression(expression)
     except TemplateSyntaxError as exc:
-        raise ConditionSyntaxError(condition, exc.message or str(exc)) from exc
+        raise ConditionSyntaxError(expression, exc.message or str(exc)) from exc
+
+
+def compile_condition(condition: Condition) -> CompiledCondition:
+    for leaf in expressions(condition):  # report the leaf at fault, not the whole
+        _compile(leaf)
+    expression = _compile(to_expression(condition))
     return lambda ctx: bool(expression(**ctx))
+
+
+def compile_probe(conditions: Mapping[str, Condition]) -> Probe:
+    """One expression evaluating every named condition: one Jinja call instead of many."""
+    if not conditions:
+        return lambda ctx: []
+    names = list(conditions)
+    listing = _compile("[" + ", ".join(to_expression(c) for c in conditions.values()) + "]")
+
+    def probe(ctx: Mapping[str, Any]) -> list[str]:
+        return [name for name, held in zip(names, listing(**ctx), strict=True) if held]
+
+    return probe
 
 
 def expressions(condition: Condition) -> list[str]:

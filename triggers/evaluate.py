@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from profiles import Event, Profile, Timer, timer_id
+from triggers.conditions import helpers
 from triggers.loader import RuleSet
 from triggers.rules import (
     AbsenceRule,
@@ -25,7 +26,16 @@ from triggers.rules import (
 )
 from triggers.schedule import date_value, next_anniversary, user_zone
 
-__all__ = ["EventOutcome", "Firing", "context", "evaluate_event", "key_values", "segments_of"]
+__all__ = [
+    "Before",
+    "EventOutcome",
+    "Firing",
+    "ProfileView",
+    "context",
+    "evaluate_event",
+    "key_values",
+    "memberships",
+]
 
 #: events after which a user gets no new timers, and loses the pending ones
 STOP_EVENTS = frozenset({"unsubscribe", "erase"})
@@ -87,6 +97,20 @@ class Firing:
         )
 
 
+@dataclass(frozen=True)
+class Before:
+    """What evaluation needs of the profile as it was before the event."""
+
+    timers: tuple[str, ...] = ()
+    watched: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, profile: Profile | None) -> Before:
+        if profile is None:
+            return cls()
+        return cls(tuple(sorted(profile.timers)), frozenset(profile.watched))
+
+
 @dataclass
 class EventOutcome:
     firings: list[Firing] = field(default_factory=list)
@@ -98,30 +122,47 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+class ProfileView:
+    """A profile as conditions and templates see it: its attributes, read-only, uncopied,
+    with ``score`` decayed to the moment of evaluation."""
+
+    __slots__ = ("_profile", "score")
+
+    def __init__(self, profile: Profile, score: float) -> None:
+        self._profile = profile
+        self.score = score
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._profile, name)
+
+
 def context(
     ruleset: RuleSet, profile: Profile, now: datetime, event: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """What conditions and templates see."""
-    from triggers.conditions import helpers
-
-    user = profile.context()
-    user["score"] = round(profile.score_now(now, ruleset.config.scoring), 4)
+    view = ProfileView(profile, round(profile.score_now(now, ruleset.config.scoring), 4))
     return {
         "event": event or {},
-        "profile": user,
-        "user": user,
-        "cart": user["cart"],
-        "segments": user["segments"],
+        "profile": view,
+        "user": view,
+        "cart": profile.cart,
+        "segments": profile.segments,
         "now": now,
         **helpers(now),
     }
 
 
-def segments_of(ruleset: RuleSet, profile: Profile, now: datetime) -> list[str]:
-    if not ruleset.segments:
-        return []
-    ctx = context(ruleset, profile, now)
-    return [name for name, test in ruleset.segments.items() if test(ctx)]
+def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> tuple[list[str], list[str]]:
+    """The segments the user is in, and the segment_entry/threshold rules whose condition holds."""
+    held = ruleset.probe(context(ruleset, profile, now))
+    segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
+    watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]
+    watched += [
+        rule.id
+        for rule in ruleset.rules
+        if isinstance(rule, SegmentEntryRule) and rule.segment in segments
+    ]
+    return segments, sorted(watched)
 
 
 def key_values(event: Event, key: str | None) -> list[str]:
@@ -147,12 +188,7 @@ class _Evaluation:
     """One event against every rule; the ``on_*`` methods add to ``outcome``."""
 
     def __init__(
-        self,
-        ruleset: RuleSet,
-        event: Event,
-        before: Profile | None,
-        after: Profile,
-        partition: int,
+        self, ruleset: RuleSet, event: Event, before: Before, after: Profile, partition: int
     ) -> None:
         self.ruleset = ruleset
         self.event = event
@@ -199,12 +235,7 @@ class _Evaluation:
             self.schedule(self.firing(rule, instance=instance), due)
 
     def on_watch(self, rule: SegmentEntryRule | ThresholdRule) -> None:
-        watch = self.ruleset.watches.get(rule.id)
-        if watch is None:
-            return
-        now = self.event.ts
-        was = self.before is not None and watch(context(self.ruleset, self.before, now))
-        if not was and watch(context(self.ruleset, self.after, now)):
+        if rule.id in self.after.watched and rule.id not in self.before.watched:
             self.outcome.firings.append(self.firing(rule))
 
     def on_sequence(self, rule: SequenceRule) -> None:
@@ -244,15 +275,17 @@ class _Evaluation:
 
 
 def evaluate_event(
-    ruleset: RuleSet, event: Event, before: Profile | None, after: Profile | None, partition: int
+    ruleset: RuleSet, event: Event, before: Before, after: Profile | None, partition: int
 ) -> EventOutcome:
-    """What ``event`` does to each rule: fire now, (re)schedule a timer, cancel one."""
+    """What ``event`` does to each rule: fire now, (re)schedule a timer, cancel one.
+
+    ``after`` is the profile after the event, its segments and watched rules up to date.
+    """
     if after is None or event.type in STOP_EVENTS:
-        cancelled = sorted(before.timers) if before else []
         if after is None:
-            return EventOutcome(cancel=cancelled)
+            return EventOutcome(cancel=list(before.timers))
         outcome = _Evaluation(ruleset, event, before, after, partition).run()
-        outcome.cancel = cancelled + outcome.cancel
+        outcome.cancel = list(before.timers) + outcome.cancel
         return outcome
     return _Evaluation(ruleset, event, before, after, partition).run()
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from profiles import Event, Profile, Snapshot, Timer, TimerOps, apply_event
 from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
-from triggers.evaluate import Firing, evaluate_event, segments_of
+from triggers.evaluate import Before, Firing, evaluate_event, memberships
 from triggers.loader import RuleSet
 
 __all__ = ["UserStep", "apply_user_events", "fire_user_timers"]
@@ -45,7 +45,11 @@ def apply_user_events(
     events: Sequence[tuple[Event, int]],
     now: datetime,
 ) -> UserStep:
-    """Apply ``(event, partition)`` pairs in order, skipping events already applied."""
+    """Apply ``(event, partition)`` pairs in order, skipping events already applied.
+
+    The snapshot's profile is updated in place and becomes ``UserStep.profile``: the
+    caller hands over a profile it owns (a fresh load), which saves a copy per event.
+    """
     step = UserStep(profile=snapshot.profile)
     seen = set(snapshot.seen)
     for event, partition in events:
@@ -53,10 +57,10 @@ def apply_user_events(
             step.duplicates += 1
             continue
         seen.add(event.event_id)
-        before = step.profile
-        after = apply_event(before, event, ruleset.config.scoring)
+        before = Before.of(step.profile)
+        after = apply_event(step.profile, event, ruleset.config.scoring, in_place=True)
         if after is not None:
-            after.segments = segments_of(ruleset, after, event.ts)
+            after.segments, after.watched = memberships(ruleset, after, event.ts)
         outcome = evaluate_event(ruleset, event, before, after, partition)
         for tid in outcome.cancel:
             step.ops.remove(partition, tid)

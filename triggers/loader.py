@@ -19,7 +19,9 @@ from render import Renderer, RenderError
 from triggers.conditions import (
     CompiledCondition,
     ConditionSyntaxError,
+    Probe,
     compile_condition,
+    compile_probe,
     expressions,
     profile_fields_used,
 )
@@ -28,7 +30,6 @@ from triggers.rules import (
     Condition,
     Rule,
     RulesConfig,
-    SegmentEntryRule,
     SequenceRule,
     ThresholdRule,
 )
@@ -50,10 +51,9 @@ class RuleSet:
     source: Path
     #: rule conditions by rule id, and sequence step conditions by ``"<rule id>#<step>"``
     conditions: dict[str, CompiledCondition] = field(default_factory=dict)
-    #: segment membership tests by segment name
-    segments: dict[str, CompiledCondition] = field(default_factory=dict)
-    #: what segment_entry and threshold rules watch, by rule id
-    watches: dict[str, CompiledCondition] = field(default_factory=dict)
+    #: every segment (``segment:<name>``) and threshold rule (``threshold:<rule id>``),
+    #: evaluated in one call
+    probe: Probe = field(default=lambda ctx: [])
 
     @property
     def rules(self) -> list[Rule]:
@@ -108,23 +108,28 @@ class _Checker:
         self.issues.append(ConfigIssue(self.shown, line, field, message))
 
     def compile(self, source: Path) -> RuleSet:
-        ruleset = RuleSet(config=self.config, renderer=self.renderer, source=source)
+        probed: dict[str, Condition] = {}
         for name, condition in self.config.segments.items():
-            compiled = self.condition(condition, ("segments", name), f"segments.{name}")
-            if compiled:
-                ruleset.segments[name] = compiled
+            if self.condition(condition, ("segments", name), f"segments.{name}"):
+                probed[f"segment:{name}"] = condition
+        conditions: dict[str, CompiledCondition] = {}
         for index, rule in enumerate(self.config.rules):
-            self.rule(rule, index, ruleset)
-        return ruleset
+            self.rule(rule, index, conditions)
+            if isinstance(rule, ThresholdRule):
+                label = f"rules[{index}] ({rule.id}).value"
+                if self.condition(rule.expression(), ("rules", index, "value"), label):
+                    probed[f"threshold:{rule.id}"] = rule.expression()
+        probe = compile_probe(probed) if not self.issues else (lambda ctx: [])
+        return RuleSet(self.config, self.renderer, source, conditions, probe)
 
-    def rule(self, rule: Rule, index: int, ruleset: RuleSet) -> None:
+    def rule(self, rule: Rule, index: int, conditions: dict[str, CompiledCondition]) -> None:
         at: Path_ = ("rules", index)
         name = f"rules[{index}] ({rule.id})"
         self.event_types(rule, at, name)
         if rule.condition is not None:
             compiled = self.condition(rule.condition, (*at, "condition"), f"{name}.condition")
             if compiled:
-                ruleset.conditions[rule.id] = compiled
+                conditions[rule.id] = compiled
         if isinstance(rule, SequenceRule):
             for step, spec in enumerate(rule.steps):
                 where = (*at, "steps", step)
@@ -133,15 +138,9 @@ class _Checker:
                     label = f"{name}.steps[{step}].condition"
                     compiled = self.condition(spec.condition, (*where, "condition"), label)
                     if compiled:
-                        ruleset.conditions[f"{rule.id}#{step}"] = compiled
+                        conditions[f"{rule.id}#{step}"] = compiled
             return
         self.template(rule.template, (*at, "template"), f"{name}.template")
-        if isinstance(rule, ThresholdRule):
-            compiled = self.condition(rule.expression(), (*at, "value"), f"{name}.value")
-            if compiled:
-                ruleset.watches[rule.id] = compiled
-        elif isinstance(rule, SegmentEntryRule) and rule.segment in ruleset.segments:
-            ruleset.watches[rule.id] = ruleset.segments[rule.segment]
 
     def event_types(self, rule: Rule, at: Path_, name: str) -> None:
         for attr in ("events", "start", "cancel", "exit"):

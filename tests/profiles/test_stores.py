@@ -24,13 +24,15 @@ from profiles import (
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-by-slot"])
 def profile_store(
     request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
 ) -> ProfileStore:
     if request.param == "memory":
         return InMemoryProfileStore(dedup_window=3)
-    return RedisProfileStore(redis_client, keys=keys, dedup_window=3)
+    # "redis-by-slot" groups users per Redis Cluster hash slot, as on a cluster
+    cluster = request.param == "redis-by-slot"
+    return RedisProfileStore(redis_client, keys=keys, dedup_window=3, cluster=cluster)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -158,3 +160,18 @@ async def test_claim_respects_limit_soonest_first(timer_store: TimerStore) -> No
     await timer_store.apply(ops(*(timer(f"r{i}", due=100 * (5 - i)) for i in range(5))))
     claimed = await timer_store.claim_due(0, 10_000, limit=2, lease_ms=60_000)
     assert [t.rule_id for t in claimed] == ["r4", "r3"]
+
+
+async def test_a_batch_of_many_users_round_trips(profile_store: ProfileStore) -> None:
+    users = [f"user-{n}" for n in range(40)]
+    await profile_store.save(
+        [
+            ProfileWrite(u, 0, profile(u, traits={"n": n}), ((f"{u}-e", n),))
+            for n, u in enumerate(users)
+        ]
+    )
+    snaps = await profile_store.load({u: [f"{u}-e", "other"] for u in users})
+    for n, user in enumerate(users):
+        snap = snaps[user]
+        assert snap.profile is not None and snap.profile.traits == {"n": n}
+        assert (snap.version, snap.seen) == (1, {f"{user}-e"})
