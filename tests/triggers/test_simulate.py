@@ -49,6 +49,7 @@ def scenario() -> list[dict[str, Any]]:
         signup("ada"),
         ev(1, "product_view", "ada", 1 * h, **kettle),
         ev(2, "add_to_cart", "ada", 1 * h, product_id="mug", price=14.0, cart_id="c1"),
+        ev(3, "product_view", "ada", 50 * h, product_id="lamp"),  # browse is once only
         # grace: a big first order thanks her and ends her welcome series
         signup("grace"),
         ev(1, "purchase", "grace", 2 * h, order_id="o1", total=150.0, currency="EUR"),
@@ -63,6 +64,16 @@ def scenario() -> list[dict[str, Any]]:
         ev(1, "price.alert", "linus", 1 * h, name="Kettle", price=39.0),
         ev(2, "purchase", "linus", 2 * h, order_id="o2", total=600.0),
         ev(3, "price.alert", "linus", 3 * h, name="Kettle", price=35.0),
+        # kim: engaged reader, then VIP, then capped (3 marketing mails a day)
+        signup("kim"),
+        *[ev(n, "email_open", "kim", 1 * h, message_id="m") for n in (1, 2, 3)],
+        *[ev(n, "email_click", "kim", 1 * h, message_id="m", url="/") for n in (4, 5)],
+        ev(6, "purchase", "kim", 2 * h, order_id="o3", total=600.0),
+        ev(7, "price.alert", "kim", 3 * h, name="Kettle", price=39.0),
+        # lee: browse and cart abandonment fall due together; the cart has priority
+        signup("lee"),
+        ev(1, "product_view", "lee", 1 * h, product_id="kettle", name="Kettle"),
+        ev(2, "add_to_cart", "lee", 24 * h, product_id="mug", price=14.0, cart_id="c9"),
         # one line that is not an event at all
         {"not": "an event"},
     ]
@@ -98,7 +109,7 @@ def test_every_kind_and_guard_on_virtual_time(events: Path, tmp_path: Path) -> N
     table = run(
         "--events", str(events), "--until", until, "--out", str(out), "--decisions", str(decisions)
     )
-    assert "14 events" in table and "1 invalid" in table
+    assert "26 events" in table and "1 invalid" in table
     sent = sends_by(out)
     assert sent["ada"] == [
         "welcome",
@@ -120,6 +131,11 @@ def test_every_kind_and_guard_on_virtual_time(events: Path, tmp_path: Path) -> N
     assert ("cart_abandonment", "suppressed", "no_consent") in by_user["edsger"]
     assert ("welcome", "deferred", "quiet_hours") in by_user["barbara"]
     assert ("price_alert", "suppressed", "cooldown") in by_user["linus"]
+    assert ("browse_abandonment", "suppressed", "already_sent") in by_user["ada"]
+    assert sent["kim"][:4] == ["welcome", "engaged_reader", "order_thanks", "vip_welcome"]
+    assert ("price_alert", "suppressed", "frequency_cap") in by_user["kim"]
+    assert ("cart_abandonment", "fired", "ok") in by_user["lee"]
+    assert ("browse_abandonment", "suppressed", "arbitration") in by_user["lee"]
     barbara_welcome = next(s for s in read(out) if s["user_id"] == "barbara")
     assert barbara_welcome["created_at"] == "2026-03-03T07:00:00Z"  # 08:00 in Paris
     birthday = next(s for s in read(out) if s["rule_id"] == "birthday")
