@@ -33,6 +33,7 @@ from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.settings import Settings
 from triggers import ConfigError, Engine, Incoming, RuleSet, load_rules
+from triggers.fold import MOMENT_MS
 
 __all__ = ["Nudge", "create_app"]
 
@@ -215,9 +216,14 @@ class Nudge:
                 lag = max(highwater - self.clock.next_offset.get(tp.partition, 0), 0)
                 self.metrics.lag.labels(str(tp.partition)).set(lag)
             now = self.clock.now(tp.partition, highwater)
+            # fire only whole moments (seconds), so timers of one user falling due in the
+            # same second arbitrate together, here as in `nudge simulate`
+            horizon = datetime.fromtimestamp(
+                ((int(now.timestamp() * 1000) // MOMENT_MS) * MOMENT_MS - 1) / 1000, tz=UTC
+            )
             async with self.lock:
                 result = await retry_forever(
-                    partial(self.engine.fire_due, tp.partition, now),
+                    partial(self.engine.fire_due, tp.partition, now, horizon=horizon),
                     stage="timers",
                     metrics=self.metrics,
                 )

@@ -165,16 +165,23 @@ class Engine:
         await self.timers.apply(ops)
         return await self.profiles.save(writes)
 
-    async def fire_due(self, partition: int, now: datetime, *, limit: int = 500) -> BatchResult:
-        """Fire the timers of ``partition`` that are due at ``now``.
+    async def fire_due(
+        self,
+        partition: int,
+        now: datetime,
+        *,
+        limit: int = 500,
+        horizon: datetime | None = None,
+    ) -> BatchResult:
+        """Fire the timers of ``partition`` due by ``horizon`` (default ``now``) at ``now``.
 
         Timers are completed only for users whose profile write succeeded; the others
         stay leased and fire again, with the same request ids, when the lease runs out.
         """
         result = BatchResult()
         lease_ms = int(self.rules.config.timer_lease.total_seconds() * 1000)
-        now_ms = int(now.timestamp() * 1000)
-        claimed = await self.timers.claim_due(partition, now_ms, limit=limit, lease_ms=lease_ms)
+        horizon_ms = int((horizon or now).timestamp() * 1000)
+        claimed = await self.timers.claim_due(partition, horizon_ms, limit=limit, lease_ms=lease_ms)
         if not claimed:
             return result
         by_user: dict[str, list[Timer]] = {}

@@ -76,11 +76,29 @@ def apply_user_events(
     return step
 
 
+#: timers of one user due within the same window count as one moment (they arbitrate)
+MOMENT_MS = 1000
+
+
 def fire_user_timers(
     ruleset: RuleSet, profile: Profile | None, timers: Sequence[Timer], now: datetime
 ) -> UserStep:
-    """Resolve one user's due timers together (they arbitrate against each other)."""
+    """Resolve one user's due timers, a moment at a time.
+
+    Timers due within the same second are one moment: they arbitrate against each other,
+    as the firings of one event do. Moments resolve in due order.
+    """
     step = UserStep(profile=profile)
+    moments: dict[int, list[Timer]] = {}
+    for timer in sorted(timers, key=lambda t: (t.due_ms, t.id)):
+        moments.setdefault(timer.due_ms // MOMENT_MS, []).append(timer)
+    for moment in moments.values():
+        _fire_moment(ruleset, step, moment, now)
+    return step
+
+
+def _fire_moment(ruleset: RuleSet, step: UserStep, timers: list[Timer], now: datetime) -> None:
+    profile = step.profile
     firings = []
     for timer in timers:
         if profile is not None and profile.timers.get(timer.id) == timer.due_ms:
@@ -105,4 +123,3 @@ def fire_user_timers(
             continue
         firings.append(Firing.from_timer(rule, timer))
     step.absorb(resolve(ruleset, firings, profile, now))
-    return step

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from profiles import InMemoryProfileStore, InMemoryTimerStore, InvalidEvent, parse_event
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.engine import Engine, Incoming
+from triggers.fold import MOMENT_MS
 from triggers.loader import RuleSet
 
 __all__ = ["Simulation", "compare", "simulate"]
@@ -99,7 +100,10 @@ async def _fire_until(engine: Engine, sim: Simulation, clock: _Clock, limit: dat
             return
         due = datetime.fromtimestamp(pending[0].due_ms / 1000, tz=UTC)
         clock.advance(due)
-        await engine.fire_due(_PARTITION, max(due, clock.now))
+        # the rest of that second is the same moment (see triggers.fold.MOMENT_MS)
+        moment_end_ms = (pending[0].due_ms // MOMENT_MS + 1) * MOMENT_MS - 1
+        horizon = datetime.fromtimestamp(min(moment_end_ms, limit_ms) / 1000, tz=UTC)
+        await engine.fire_due(_PARTITION, clock.now, horizon=horizon)
 
 
 @dataclass(frozen=True)

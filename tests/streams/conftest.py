@@ -145,9 +145,9 @@ class Kafka:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
 
     async def start(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         await self.producer.start()
 
     async def stop(self) -> None:

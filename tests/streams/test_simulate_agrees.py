@@ -1,0 +1,230 @@
+"""Property: ``nudge simulate`` and the live worker send the same requests for a stream.
+
+Hypothesis draws random event streams over a few users; each is produced to a live
+worker (real broker, real Redis) with the wall clock as event time, and the very same
+lines are replayed by the simulator. Both must publish the same set of
+(user, rule, request id). The waits are longer than a stream lasts, so every timer falls
+due after the last event in both; what is compared is rule logic, dedup, cancellation,
+keys, sequences, segments and the frequency cap, not clock races.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from triggers import load_rules, simulate
+
+from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+
+RULES = """\
+version: 1
+guards:
+  frequency_cap: {max: 4, window: 1h}
+segments:
+  big_cart: "profile.cart.item_count >= 3"
+rules:
+  - id: welcome
+    kind: on_event
+    events: [signup]
+    template: welcome
+  - id: cart
+    kind: absence
+    start: [add_to_cart, remove_from_cart]
+    cancel: [purchase]
+    key: cart_id
+    wait: 4s
+    condition: "profile.cart.item_count > 0"
+    priority: 5
+    template: cart_abandonment
+  - id: browse
+    kind: absence
+    start: [product_view]
+    cancel: [add_to_cart, purchase]
+    key: product_id
+    wait: 4s
+    template: browse_abandonment
+  - id: quiet_user
+    kind: inactivity
+    wait: 5s
+    template: winback
+  - id: big_cart
+    kind: segment_entry
+    segment: big_cart
+    template: welcome
+  - id: series
+    kind: sequence
+    start: [signup]
+    exit: [purchase]
+    steps:
+      - template: welcome
+      - delay: 4s
+        template: welcome_tips
+  - id: receipt
+    kind: on_event
+    events: [purchase]
+    category: transactional
+    template: welcome
+"""
+
+PRODUCTS = ["p1", "p2", "p3"]
+CARTS = ["c1", "c2"]
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[tuple[int, str, dict[str, Any]]]:
+    """(user index, event type, properties) in order; some events repeated (dedup)."""
+    users = draw(st.integers(1, 3))
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    for user in range(users):
+        consent = draw(st.booleans())
+        out.append(
+            (user, "signup", {"email": f"u{user}@example.com", "consent": {"email": consent}})
+        )
+    kinds = st.sampled_from(
+        [
+            "product_view",
+            "add_to_cart",
+            "remove_from_cart",
+            "purchase",
+            "page_view",
+            "email_open",
+            "repeat",
+        ]
+    )
+    for _ in range(draw(st.integers(2, 10))):
+        user, kind = draw(st.integers(0, users - 1)), draw(kinds)
+        product, cart = draw(st.sampled_from(PRODUCTS)), draw(st.sampled_from(CARTS))
+        if kind == "repeat":
+            out.append((-1, "repeat", {}))
+        elif kind in ("add_to_cart", "remove_from_cart"):
+            out.append((user, kind, {"product_id": product, "cart_id": cart, "price": 2.0}))
+        elif kind == "product_view":
+            out.append((user, kind, {"product_id": product}))
+        elif kind == "purchase":
+            out.append(
+                (
+                    user,
+                    kind,
+                    {
+                        "order_id": uuid.uuid4().hex[:6],
+                        "total": 4.0,
+                        "items": [{"product_id": product, "price": 2.0}],
+                    },
+                )
+            )
+        elif kind == "page_view":
+            out.append((user, kind, {"url": "/"}))
+        else:
+            out.append((user, kind, {"message_id": "m"}))
+    return out
+
+
+def materialise(stream: list[tuple[int, str, dict[str, Any]]], tag: str) -> list[bytes]:
+    """JSON lines with unique ids and wall-clock times; ``repeat`` resends the last line."""
+    lines: list[bytes] = []
+    for user, kind, props in stream:
+        if kind == "repeat":
+            if lines:
+                lines.append(lines[-1])
+            continue
+        lines.append(
+            orjson.dumps(
+                {
+                    "event_id": uuid.uuid4().hex,
+                    "type": kind,
+                    "user_id": f"{tag}-u{user}",
+                    "ts": datetime.now(UTC).isoformat(),
+                    "properties": props,
+                }
+            )
+        )
+        time.sleep(0.01)
+    return lines
+
+
+async def produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for line in lines:
+            await producer.send_and_wait(topic, line, key=orjson.loads(line)["user_id"].encode())
+    finally:
+        await producer.stop()
+
+
+async def applied(view: RedisView, expected: dict[str, int]) -> bool:
+    for user, count in expected.items():
+        profile = (await view.profile(user)).profile
+        if profile is None or sum(profile.counts.values()) < count:
+            return False
+    return True
+
+
+async def live_sends(env: WorkerEnv, view: RedisView, tag: str, lines: list[bytes]) -> set[Any]:
+    events: dict[str, set[str]] = {}
+    for line in lines:
+        event = orjson.loads(line)
+        events.setdefault(event["user_id"], set()).add(event["event_id"])
+    await view.wait_until(lambda: applied(view, {u: len(ids) for u, ids in events.items()}))
+    users = set(events)
+    deadline = time.monotonic() + 60
+    while True:  # every timer of these users has fired (and been completed)
+        pending = [t for u in users for t in await view.pending(u)]
+        if not pending or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert not pending, pending
+    kafka = Kafka(env.bootstrap)
+    records = await kafka.read_all(env.send_topic)
+    sends = [orjson.loads(r.value) for r in records]
+    return {
+        (s["user_id"], s["rule_id"], s["request_id"])
+        for s in sends
+        if s["user_id"].startswith(f"{tag}-")
+    }
+
+
+def test_simulate_and_live_worker_agree(
+    worker_env: Callable[..., WorkerEnv],
+    start_worker: Callable[[WorkerEnv], WorkerProcess],
+    redis_url: str,
+) -> None:
+    env = worker_env(rules=RULES)
+    start_worker(env)
+    rules = load_rules(env.config_dir)
+
+    @settings(
+        max_examples=8,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(stream=streams())
+    def agree(stream: list[tuple[int, str, dict[str, Any]]]) -> None:
+        tag = uuid.uuid4().hex[:8]
+        lines = materialise(stream, tag)
+        asyncio.run(produce(env.bootstrap, env.events_topic, lines))
+        simulated = asyncio.run(simulate(rules, lines, until=datetime(2100, 1, 1, tzinfo=UTC)))
+        expected = {(s.user_id, s.rule_id, s.request_id) for s in simulated.sends}
+
+        async def live() -> set[Any]:
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(redis_url)
+            try:
+                return await live_sends(env, RedisView(client, env.keys), tag, lines)
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(live()) == expected
+
+    agree()
