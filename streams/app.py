@@ -52,10 +52,11 @@ class PartitionClock:
         self.watermark_ms: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}
 
-    def observe(self, partition: int, offset: int, event_ms: int | None) -> None:
+    def processed(self, partition: int, offset: int) -> None:
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
-        if event_ms is not None:
-            self.watermark_ms[partition] = max(self.watermark_ms.get(partition, 0), event_ms)
+
+    def saw_event_time(self, partition: int, event_ms: int) -> None:
+        self.watermark_ms[partition] = max(self.watermark_ms.get(partition, 0), event_ms)
 
     def now(self, partition: int, highwater: int | None) -> datetime:
         wall_ms = int(time.time() * 1000)
@@ -202,9 +203,9 @@ class Nudge:
         async with self.lock:
             result = await process_safely(self.engine, batch, self.metrics)
         for message in batch:
-            self.clock.observe(message.partition, message.offset, None)
+            self.clock.processed(message.partition, message.offset)
         for partition, event_ms in result.watermarks.items():
-            self.clock.observe(partition, -1, event_ms)
+            self.clock.saw_event_time(partition, event_ms)
         self.metrics.record(result)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(batch))

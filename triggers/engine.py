@@ -136,7 +136,7 @@ class Engine:
             steps[user_id] = step = apply_user_events(self.rules, snapshot, events, now)
             result.duplicates += step.duplicates
             result.events += len(step.applied)
-            result.by_type.update(e.type for e, _ in events if e.event_id not in snapshot.seen)
+            result.by_type.update(step.types)
         writes = [
             ProfileWrite(user_id, snapshots[user_id].version, step.profile, tuple(step.applied))
             for user_id, step in steps.items()

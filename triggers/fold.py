@@ -7,6 +7,7 @@ simulator keeps them in memory.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,8 @@ class UserStep:
 
     profile: Profile | None
     applied: list[tuple[str, int]] = field(default_factory=list)
+    #: event types applied (duplicates excluded)
+    types: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     ops: TimerOps = field(default_factory=TimerOps)
     sends: list[SendRequest] = field(default_factory=list)
@@ -72,6 +75,7 @@ def apply_user_events(
                 after.timers[timer.id] = timer.due_ms
         step.absorb(resolve(ruleset, outcome.firings, after, now))
         step.applied.append((event.event_id, event.ts_ms))
+        step.types[event.type] += 1
         step.profile = after
     return step
 

@@ -133,7 +133,9 @@ async def test_welcome_fires_once_with_a_deterministic_request_id(h: Harness) ->
 
 
 async def test_duplicate_event_id_changes_nothing(h: Harness) -> None:
-    await h.send(signup(h), cart(h, eid="c1"), cart(h, eid="c1"))
+    result = await h.engine.process([signup(h), cart(h, eid="c1"), cart(h, eid="c1")])
+    assert (result.events, result.duplicates) == (2, 1)
+    assert result.by_type == {"signup": 1, "add_to_cart": 1}
     await h.send(cart(h, eid="c1"))
     snap = (await h.profiles.load({"u1": []}))["u1"]
     assert snap.profile is not None

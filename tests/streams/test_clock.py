@@ -1,0 +1,35 @@
+"""The per-partition clock that decides when timers are due on a live worker."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from streams.app import PartitionClock
+
+LONG_AGO_MS = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_a_partition_with_a_backlog_follows_event_time() -> None:
+    clock = PartitionClock()
+    clock.processed(3, offset=9)
+    clock.saw_event_time(3, LONG_AGO_MS)
+    # 10 processed, 50 on the broker: the clock stays at the newest event processed,
+    # so a purchase still in the backlog cancels a cart timer before it may fire
+    assert clock.now(3, highwater=50) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_caught_up_partition_follows_the_wall_clock() -> None:
+    clock = PartitionClock()
+    clock.processed(3, offset=49)
+    clock.saw_event_time(3, LONG_AGO_MS)
+    before = int(time.time() * 1000) / 1000  # the clock counts whole milliseconds
+    assert clock.now(3, highwater=50).timestamp() >= before
+    assert clock.now(4, highwater=None).timestamp() >= before  # nothing known yet
+
+
+def test_event_time_ahead_of_the_wall_clock_wins() -> None:
+    clock = PartitionClock()
+    future_ms = int((time.time() + 3600) * 1000)
+    clock.saw_event_time(0, future_ms)
+    assert clock.now(0, highwater=None) == datetime.fromtimestamp(future_ms / 1000, tz=UTC)
