@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from profiles.events import EVENT_TYPE_PATTERN
-from profiles.model import ScoringConfig
+from profiles.model import MAX_SENDS, ScoringConfig
 from triggers.durations import Duration, format_duration
 
 __all__ = [
@@ -253,7 +253,8 @@ class FrequencyCap(BaseModel):
 
     model_config = _FROZEN
 
-    max: int = Field(ge=1)
+    #: bounded by the send history each profile keeps
+    max: int = Field(ge=1, le=MAX_SENDS)
     window: Duration
 
 

@@ -150,3 +150,13 @@ def test_segment_names_must_exist(make_config: Callable[[str], Path]) -> None:
     text += "    template: welcome\n"
     [found] = issues(make_config(text))
     assert "rule 'v' names unknown segment 'vip' (none defined)" in found
+
+
+def test_frequency_cap_beyond_the_kept_send_history_is_refused(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = GOOD.replace(
+        "version: 1\n", "version: 1\nguards:\n  frequency_cap: {max: 51, window: 1d}\n"
+    )
+    [found] = issues(make_config(text))
+    assert ":3: guards.frequency_cap.max: Input should be less than or equal to 50" in found
