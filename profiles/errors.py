@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidEvent", "ProfileError", "StoreUnavailable"]
+__all__ = ["CorruptProfile", "InvalidEvent", "ProfileError", "StoreUnavailable"]
 
 
 class ProfileError(Exception):
@@ -20,6 +20,14 @@ class InvalidEvent(ProfileError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class CorruptProfile(ProfileError):
+    """A stored profile document does not parse; the user's events cannot be applied."""
+
+    def __init__(self, user_id: str, problem: str) -> None:
+        super().__init__(f"stored profile of user {user_id!r} is not valid: {problem}")
+        self.user_id = user_id
 
 
 class StoreUnavailable(ProfileError):

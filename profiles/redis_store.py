@@ -15,12 +15,13 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from profiles.errors import ProfileError, StoreUnavailable
+from profiles.errors import CorruptProfile, ProfileError, StoreUnavailable
 from profiles.keys import Keys
 from profiles.model import Profile
 from profiles.store import ProfileWrite, Snapshot
@@ -41,6 +42,13 @@ async def translate_errors() -> AsyncIterator[None]:
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
     except RedisError as exc:
         raise ProfileError(f"Redis error: {exc}") from exc
+
+
+def _parse(user_id: str, doc: bytes) -> Profile:
+    try:
+        return Profile.model_validate_json(doc)
+    except ValidationError as exc:
+        raise CorruptProfile(user_id, str(exc).splitlines()[0]) from exc
 
 
 class RedisProfileStore:
@@ -88,7 +96,7 @@ class RedisProfileStore:
             for user_id, (version, doc, scores) in zip(users, rows, strict=True):
                 asked = wanted[user_id]
                 seen = frozenset(e for e, sc in zip(asked, scores, strict=True) if sc is not None)
-                profile = Profile.model_validate_json(doc) if doc else None
+                profile = _parse(user_id, doc) if doc else None
                 out[user_id] = Snapshot(profile, int(version) if version else 0, seen)
         return out
 

@@ -19,7 +19,6 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,11 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from profiles import Keys, RedisProfileStore, RedisTimerStore
-from streams.failures import process_safely, retry_forever
+from streams.failures import is_retryable, process_safely
 from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.settings import Settings
-from triggers import ConfigError, Engine, Incoming, RuleSet, load_rules
+from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
 from triggers.fold import MOMENT_MS
 
 __all__ = ["Nudge", "create_app"]
@@ -198,10 +197,16 @@ class Nudge:
             for event in events:
                 await stream.ack(event)
 
+    async def _process(self, batch: Sequence[Incoming]) -> BatchResult:
+        async with self.lock:
+            return await self.engine.process(batch)
+
+    async def _dead_letter(self, letter: DeadLetter) -> None:
+        await self.engine.outbox.publish([], [letter])
+
     async def handle(self, batch: Sequence[Incoming]) -> None:
         started = time.perf_counter()
-        async with self.lock:
-            result = await process_safely(self.engine, batch, self.metrics)
+        result = await process_safely(self._process, self._dead_letter, batch, self.metrics)
         for message in batch:
             self.clock.processed(message.partition, message.offset)
         for partition, event_ms in result.watermarks.items():
@@ -222,12 +227,18 @@ class Nudge:
             horizon = datetime.fromtimestamp(
                 ((int(now.timestamp() * 1000) // MOMENT_MS) * MOMENT_MS - 1) / 1000, tz=UTC
             )
-            async with self.lock:
-                result = await retry_forever(
-                    partial(self.engine.fire_due, tp.partition, now, horizon=horizon),
-                    stage="timers",
-                    metrics=self.metrics,
-                )
+            try:
+                async with self.lock:
+                    result = await self.engine.fire_due(tp.partition, now, horizon=horizon)
+            except Exception as exc:
+                # timers are durable: whatever failed is still there for the next sweep
+                if is_retryable(exc):
+                    self.metrics.retries.labels("timers").inc()
+                    log.warning("timer sweep failed (%s); next sweep retries", exc)
+                    return
+                self.metrics.timer_failures.inc()
+                log.exception("timers of partition %d failed; other partitions go on", tp.partition)
+                continue
             self.metrics.record(result)
 
     def _owned(self) -> set[Any]:

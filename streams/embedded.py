@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,14 +116,27 @@ def start_broker(
     return proc, address
 
 
-def start_redis(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``redis-server`` without persistence on a free port; return it and its URL."""
+def start_redis(
+    port: int | None = None, *, extra_args: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``redis-server`` (no persistence unless ``extra_args`` say so) on a free port."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise EmbeddedError("no Redis: install redis-server (e.g. apt-get install redis-server)")
     port = port or free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *extra_args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )

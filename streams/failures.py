@@ -19,10 +19,10 @@ from aiokafka.errors import KafkaError
 
 from profiles import StoreUnavailable
 from streams.metrics import Metrics
-from triggers import BatchResult, DeadLetter, Engine, Incoming
+from triggers import BatchResult, DeadLetter, Incoming
 from triggers.engine import ConcurrentUpdate
 
-__all__ = ["RETRYABLE", "process_safely", "retry_forever"]
+__all__ = ["RETRYABLE", "is_retryable", "process_safely", "retry_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _is_retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
+    """An outage to wait out, as opposed to a message or state that is bad."""
     # faust wraps producer failures in its own ProducerSendError (from KafkaError)
     return isinstance(exc, RETRYABLE) or isinstance(exc.__cause__, RETRYABLE)
 
@@ -56,7 +57,7 @@ async def retry_forever(
         try:
             return await action()
         except Exception as exc:
-            if not _is_retryable(exc):
+            if not is_retryable(exc):
                 raise
             metrics.retries.labels(stage).inc()
             log.warning("%s failed (%s); retrying in %.1fs", stage, exc, delay)
@@ -64,19 +65,30 @@ async def retry_forever(
             delay = min(delay * 2, max_delay)
 
 
+Process = Callable[[Sequence[Incoming]], Awaitable[BatchResult]]
+PublishDeadLetter = Callable[[DeadLetter], Awaitable[None]]
+
+
 async def process_safely(
-    engine: Engine, batch: Sequence[Incoming], metrics: Metrics
+    process: Process,
+    dead_letter: PublishDeadLetter,
+    batch: Sequence[Incoming],
+    metrics: Metrics,
 ) -> BatchResult:
-    """Process ``batch`` durably; never raise for a bad message, never drop one."""
+    """Process ``batch`` durably; never raise for a bad message, never drop one.
+
+    ``process`` is one attempt; between attempts nothing is held (the caller's lock is
+    taken per attempt, so an outage does not block the timer sweep, nor it this).
+    """
     try:
-        return await retry_forever(lambda: engine.process(batch), stage="batch", metrics=metrics)
+        return await retry_forever(partial(process, batch), stage="batch", metrics=metrics)
     except Exception:
         log.exception("batch of %d failed; retrying message by message", len(batch))
     merged = BatchResult()
     for message in batch:
         try:
             result = await retry_forever(
-                partial(engine.process, [message]), stage="message", metrics=metrics
+                partial(process, [message]), stage="message", metrics=metrics
             )
         except Exception as exc:
             log.exception(
@@ -91,9 +103,7 @@ async def process_safely(
                 partition=message.partition,
                 offset=message.offset,
             )
-            await retry_forever(
-                partial(engine.outbox.publish, [], [letter]), stage="dead_letter", metrics=metrics
-            )
+            await retry_forever(partial(dead_letter, letter), stage="dead_letter", metrics=metrics)
             result = BatchResult(dead_letters=[letter])
         _merge(merged, result)
     return merged

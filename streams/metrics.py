@@ -42,6 +42,11 @@ class Metrics:
         self.timers_fired = Counter(
             "nudge_timers_fired_total", "Timers claimed and evaluated", registry=r
         )
+        self.timer_failures = Counter(
+            "nudge_timer_failures_total",
+            "Timer sweeps of a partition that failed for a reason other than an outage",
+            registry=r,
+        )
         self.retries = Counter(
             "nudge_retries_total",
             "Batches retried after a store or broker failure",

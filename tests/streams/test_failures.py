@@ -1,0 +1,111 @@
+"""Chaos on a live worker: the store goes away, a message cannot be processed.
+
+The failure policy (streams/failures.py): a store or broker outage is retried for as long
+as it lasts, with nothing lost or skipped; a message that cannot be processed goes to the
+dead-letter topic with reason ``processing_error`` while every other message goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from profiles import Keys
+from streams.embedded import free_port, start_redis
+
+from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+
+Env = Callable[..., WorkerEnv]
+Start = Callable[[WorkerEnv], WorkerProcess]
+
+
+def signup(user: str) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": "signup",
+        "user_id": user,
+        "ts": datetime.now(UTC).isoformat(),
+        "properties": {"email": f"{user}@example.com", "consent": {"email": True}},
+    }
+
+
+async def test_redis_outage_is_waited_out_without_losing_or_repeating_sends(
+    worker_env: Env, start_worker: Start, kafka: Kafka, tmp_path: Path
+) -> None:
+    port = free_port()
+    persist = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    redis_proc, url = start_redis(port, extra_args=persist)
+    env = dataclasses.replace(worker_env(winback_wait="1h"), redis_url=url)
+    worker = start_worker(env)
+    client = aioredis.Redis.from_url(url)
+    view = RedisView(client, env.keys)
+    try:
+        before = [f"before-{n}" for n in range(3)]
+        await kafka.produce(env.events_topic, *(signup(u) for u in before))
+        await view.wait_until(lambda: _profiles_exist(view, before))
+
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+        during = [f"during-{n}" for n in range(3)]
+        await kafka.produce(env.events_topic, *(signup(u) for u in during))
+        deadline = time.monotonic() + 30
+        while worker.metric("nudge_retries_total", stage="batch") < 2:
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.2)
+        assert worker.get("/health/ready")[0] == 503
+        assert await kafka.sends(env.send_topic, "during-0") == []
+
+        redis_proc, _ = start_redis(port, extra_args=persist)
+        for user in during:
+            assert await kafka.wait_for_sends(env.send_topic, user, "welcome", timeout=60)
+        assert worker.get("/health/ready")[0] == 200
+        for user in before + during:
+            sends = await kafka.sends(env.send_topic, user)
+            assert [s["rule_id"] for s in sends] == ["welcome"], user
+    finally:
+        await client.aclose()
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+
+
+async def _profiles_exist(view: RedisView, users: list[str]) -> bool:
+    return all([(await view.profile(u)).profile is not None for u in users])
+
+
+async def test_unprocessable_message_is_dead_lettered_alone(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_url: str
+) -> None:
+    env = worker_env(winback_wait="1h")
+    worker = start_worker(env)
+    client = aioredis.Redis.from_url(redis_url)
+    try:  # a corrupt stored profile: this user's events cannot be applied
+        await client.hset(Keys(env.keys.prefix).profile("mallory"), mapping={"v": 1, "p": "{"})
+    finally:
+        await client.aclose()
+    poison = signup("mallory")
+    await kafka.produce(env.events_topic, poison, signup("trent"))
+    assert await kafka.wait_for_sends(env.send_topic, "trent", "welcome")
+    deadline = time.monotonic() + 30
+    while not (letters := await kafka.read_all(env.dead_letter_topic)):
+        assert time.monotonic() < deadline, worker.tail()
+    [letter] = letters
+    headers = {k: v.decode() for k, v in letter.headers}
+    assert headers["nudge.dlq.reason"] == "processing_error"
+    assert "stored profile of user 'mallory' is not valid" in headers["nudge.dlq.detail"]
+    assert letter.key == b"mallory" and letter.value == kafka_value(poison)
+    assert await kafka.sends(env.send_topic, "mallory") == []
+    assert worker.metric("nudge_dead_letters_total", reason="processing_error") == 1
+    assert worker.proc.poll() is None
+
+
+def kafka_value(event: dict[str, Any]) -> bytes:
+    import orjson
+
+    return orjson.dumps(event)
