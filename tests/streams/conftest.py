@@ -104,14 +104,20 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def partitions(self) -> int:
+        try:
+            status, body = self.get("/health/ready")
+        except OSError:
+            return 0
+        return int(orjson.loads(body)["partitions"]) if status == 200 else 0
+
+    def wait_ready(self, timeout: float = 60, partitions: int = PARTITIONS) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{self.tail()}")
             try:
-                status, body = self.get("/health/ready")
-                if status == 200 and orjson.loads(body)["partitions"] == PARTITIONS:
+                if self.partitions() >= partitions:
                     return
             except OSError:
                 pass
@@ -281,13 +287,13 @@ def worker_env(
 
 
 @pytest.fixture
-def start_worker(request: pytest.FixtureRequest) -> Iterator[Callable[[WorkerEnv], WorkerProcess]]:
+def start_worker(request: pytest.FixtureRequest) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(env: WorkerEnv) -> WorkerProcess:
+    def start(env: WorkerEnv, partitions: int = PARTITIONS) -> WorkerProcess:
         worker = WorkerProcess(env, str(len(started)))
         started.append(worker)
-        worker.wait_ready()
+        worker.wait_ready(partitions=partitions)
         return worker
 
     yield start

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -207,3 +207,41 @@ async def test_health_and_metrics_endpoints(worker_env: Env, start_worker: Start
     assert orjson.loads(body) == {"ready": True, "redis": True, "partitions": 4}
     _, metrics = worker.get("/metrics")
     assert b"# TYPE nudge_events_total counter" in metrics
+
+
+async def test_timers_move_with_a_rebalance(
+    worker_env: Env,
+    start_worker: Callable[..., WorkerProcess],
+    kafka: Kafka,
+    redis_view: View,
+) -> None:
+    env = worker_env(cart_wait="45s", winback_wait="1h")
+    first = start_worker(env)
+    view = redis_view(env.keys)
+    users = [f"shopper-{n}" for n in range(12)]
+    carts = {user: add_to_cart(user) for user in users}
+    await kafka.produce(env.events_topic, *(signup(u) for u in users), *carts.values())
+    partitions = set()
+
+    async def all_scheduled() -> bool:
+        timers = [
+            t for u in users for t in await view.pending(u) if t.rule_id == "cart_abandonment"
+        ]
+        partitions.update(t.partition for t in timers)
+        return len(timers) == len(users)
+
+    await view.wait_until(all_scheduled)
+    assert len(partitions) > 1  # the carts' timers live in several partitions
+    second = start_worker(env, partitions=1)  # joins the group: the partitions are shared
+    assert second.partitions() < 4
+    first.stop()  # clean leave: the second worker takes every partition
+    second.wait_ready(partitions=4)
+    earliest_due = min(datetime.fromisoformat(c["ts"]) for c in carts.values()) + timedelta(
+        seconds=30
+    )
+    assert datetime.now(UTC) < earliest_due  # every timer fires on the second worker
+    for user, cart in carts.items():
+        [sent] = await kafka.wait_for_sends(env.send_topic, user, "cart_abandonment", timeout=90)
+        assert sent["request_id"] == request_id("cart_abandonment", user, "", cart["event_id"])
+    for user in users:
+        assert len(await kafka.sends(env.send_topic, user, "cart_abandonment")) == 1
