@@ -1,6 +1,6 @@
 """Live user profiles, dedup and durable timers: Redis implementations and in-memory twins."""
 
-from profiles.errors import InvalidEvent, ProfileError, StoreUnavailable
+from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.keys import Keys
 from profiles.model import Cart, CartLine, Profile, ScoringConfig, SendRecord, apply_event
@@ -13,6 +13,7 @@ __all__ = [
     "KNOWN_EVENT_TYPES",
     "Cart",
     "CartLine",
+    "CorruptProfile",
     "Event",
     "InMemoryProfileStore",
     "InMemoryTimerStore",

@@ -11,6 +11,7 @@ EXPECTED = {
         "KNOWN_EVENT_TYPES",
         "Cart",
         "CartLine",
+        "CorruptProfile",
         "Event",
         "InMemoryProfileStore",
         "InMemoryTimerStore",

@@ -23,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from profiles import (
+    CorruptProfile,
     Event,
     InvalidEvent,
     ProfileStore,
     ProfileWrite,
+    Snapshot,
     Timer,
     TimerOps,
     TimerStore,
@@ -187,11 +189,31 @@ class Engine:
         by_user: dict[str, list[Timer]] = {}
         for timer in claimed:
             by_user.setdefault(timer.user_id, []).append(timer)
-        snapshots = await self.profiles.load({user_id: [] for user_id in by_user})
+        snapshots, broken = await self._load_for_timers(list(by_user))
         steps = {
             user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now)
             for user_id, timers in by_user.items()
+            if user_id in snapshots
         }
+        for user_id, problem in broken.items():
+            # suppressed loudly and completed, rather than failing every sweep forever
+            log.error("timers of user %r cannot fire: %s", user_id, problem)
+            steps[user_id] = UserStep(
+                profile=None,
+                decisions=[
+                    Decision(
+                        t.rule_id,
+                        user_id,
+                        "suppressed",
+                        "corrupt_profile",
+                        t.trigger_event_id,
+                        now,
+                        detail=problem,
+                        step=t.step,
+                    )
+                    for t in by_user[user_id]
+                ],
+            )
         writes = [
             ProfileWrite(user_id, snapshots[user_id].version, step.profile)
             for user_id, step in steps.items()
@@ -203,6 +225,23 @@ class Engine:
         await self.timers.complete([t for t in claimed if t.user_id not in conflicts])
         result.timers_fired = len(claimed)
         return result
+
+    async def _load_for_timers(
+        self, user_ids: list[str]
+    ) -> tuple[dict[str, Snapshot], dict[str, str]]:
+        """Snapshots of ``user_ids``; users whose stored profile is corrupt come apart."""
+        try:
+            return await self.profiles.load({u: [] for u in user_ids}), {}
+        except CorruptProfile:
+            pass
+        snapshots: dict[str, Snapshot] = {}
+        broken: dict[str, str] = {}
+        for user_id in user_ids:
+            try:
+                snapshots.update(await self.profiles.load({user_id: []}))
+            except CorruptProfile as exc:
+                broken[user_id] = str(exc)
+        return snapshots, broken
 
 
 def _dead_letter(message: Incoming, reason: str, detail: str) -> DeadLetter:

@@ -65,18 +65,10 @@ class Outbox:
         return [s for s in self.sends if s.rule_id == rule_id and s.user_id == user_id]
 
 
-class Harness:
-    def __init__(self, config: Path) -> None:
-        self.outbox = Outbox()
-        self.timers = InMemoryTimerStore()
-        self.profiles = InMemoryProfileStore()
-        self.engine = Engine(
-            rules=load_rules(config),
-            profiles=self.profiles,
-            timers=self.timers,
-            outbox=self.outbox,
-            clock=lambda: T0,
-        )
+class Messages:
+    """Raw event messages with increasing offsets."""
+
+    def __init__(self) -> None:
         self.offset = 0
 
     def message(
@@ -92,6 +84,21 @@ class Harness:
         }
         return Incoming(orjson.dumps(event), user.encode(), "events", 0, self.offset)
 
+
+class Harness(Messages):
+    def __init__(self, config: Path) -> None:
+        super().__init__()
+        self.outbox = Outbox()
+        self.timers = InMemoryTimerStore()
+        self.profiles = InMemoryProfileStore()
+        self.engine = Engine(
+            rules=load_rules(config),
+            profiles=self.profiles,
+            timers=self.timers,
+            outbox=self.outbox,
+            clock=lambda: T0,
+        )
+
     async def send(self, *messages: Incoming) -> None:
         await self.engine.process(messages)
 
@@ -104,7 +111,7 @@ def h(make_config: Callable[[str], Path]) -> Harness:
     return Harness(make_config(RULES))
 
 
-def signup(h: Harness, consent: bool = True, user: str = "u1") -> Incoming:
+def signup(h: Messages, consent: bool = True, user: str = "u1") -> Incoming:
     return h.message(
         "signup",
         user=user,
@@ -114,7 +121,7 @@ def signup(h: Harness, consent: bool = True, user: str = "u1") -> Incoming:
     )
 
 
-def cart(h: Harness, at: datetime = T0, **extra: Any) -> Incoming:
+def cart(h: Messages, at: datetime = T0, **extra: Any) -> Incoming:
     return h.message("add_to_cart", at, product_id="mug", name="Mug", price=12.0, **extra)
 
 
@@ -228,3 +235,33 @@ async def test_timer_survives_a_failed_fire_and_refires_with_the_same_id(h: Harn
     await h.tick(T0 + timedelta(hours=1) + lease)
     [sent] = h.outbox.by_rule("cart_abandonment")
     assert sent.request_id == request_id("cart_abandonment", "u1", "", "e2")
+
+
+async def test_a_corrupt_profile_does_not_block_other_users_timers(
+    make_config: Callable[[str], Path], redis_client: Any, keys: Any
+) -> None:
+    from profiles import RedisProfileStore, RedisTimerStore
+
+    outbox = Outbox()
+    engine = Engine(
+        rules=load_rules(make_config(RULES)),
+        profiles=RedisProfileStore(redis_client, keys=keys),
+        timers=RedisTimerStore(redis_client, keys=keys),
+        outbox=outbox,
+        clock=lambda: T0,
+    )
+    h = Messages()
+    messages = [
+        signup(h, user="good"),
+        cart(h, user="good"),
+        signup(h, user="bad"),
+        cart(h, user="bad"),
+    ]
+    await engine.process(messages)
+    await redis_client.hset(keys.profile("bad"), "p", "{not json")
+    await engine.fire_due(0, T0 + timedelta(hours=1))
+    assert [s.user_id for s in outbox.sends if s.rule_id == "cart_abandonment"] == ["good"]
+    broken = [d for d in outbox.decisions if d.user_id == "bad" and d.rule_id == "cart_abandonment"]
+    assert [(d.outcome, d.reason) for d in broken] == [("suppressed", "corrupt_profile")]
+    pending = await RedisTimerStore(redis_client, keys=keys).pending(0)
+    assert [t.rule_id for t in pending if t.user_id == "bad"] == ["winback"]  # not yet due
