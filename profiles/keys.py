@@ -25,6 +25,11 @@ class Keys:
         """Hash: ``v`` = version (compare-and-set), ``p`` = profile JSON."""
         return f"{self.prefix}:{{{user_id}}}:profile"
 
+    def user_of(self, profile_key: str) -> str:
+        """The user id in a key made by :meth:`profile`."""
+        start = len(self.prefix) + 2
+        return profile_key[start : profile_key.rindex("}:profile")]
+
     def seen(self, user_id: str) -> str:
         """Sorted set of the user's applied event ids, scored by event time (dedup)."""
         return f"{self.prefix}:{{{user_id}}}:seen"

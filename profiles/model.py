@@ -120,6 +120,8 @@ class Profile(BaseModel):
     score: float = 0.0
     score_at: datetime | None = None
     signed_up_at: datetime | None = None
+    #: the Kafka partition of the user's events (where their timers live)
+    partition: int | None = None
     #: names of the configured segments the user was in after the last event
     segments: list[str] = []
     #: segment_entry / threshold rules whose condition held after the last event

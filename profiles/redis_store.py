@@ -124,6 +124,18 @@ class RedisProfileStore:
             if not ok
         ]
 
+    async def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
+        """Every user with a stored profile (``SCAN``: a user may appear twice)."""
+        ids: list[str] = []
+        async with translate_errors():
+            async for key in self._redis.scan_iter(match=self._keys.profile("*"), count=chunk):
+                ids.append(self._keys.user_of(key.decode() if isinstance(key, bytes) else key))
+                if len(ids) >= chunk:
+                    yield ids
+                    ids = []
+        if ids:
+            yield ids
+
     async def snapshot(self, user_id: str) -> Snapshot:
         """One user's current profile (for ``explain`` and tests)."""
         return (await self.load({user_id: []}))[user_id]

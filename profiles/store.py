@@ -9,7 +9,7 @@ overwrite a newer profile.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +45,10 @@ class ProfileStore(Protocol):
 
     async def save(self, writes: Sequence[ProfileWrite]) -> list[str]:
         """Apply the writes; return the user ids whose version moved (nothing written)."""
+        ...
+
+    def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
+        """Every user with a stored profile, a chunk of ids at a time (order unspecified)."""
         ...
 
 
@@ -88,6 +92,11 @@ class InMemoryProfileStore:
             entry.seen.update(write.applied)
             self._trim(entry)
         return conflicts
+
+    async def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
+        users = sorted(u for u, entry in self._users.items() if entry.document is not None)
+        for start in range(0, len(users), chunk):
+            yield users[start : start + chunk]
 
     def _trim(self, entry: _Entry) -> None:
         excess = len(entry.seen) - self._dedup_window

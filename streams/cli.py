@@ -242,5 +242,29 @@ def explain(user_id: str, config_dir: Path | None, as_json: bool) -> None:
         click.echo(render_explanation(report))
 
 
+@cli.command()
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+@click.option("--rule", "rule_ids", multiple=True, help="Only these rules (repeatable).")
+def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:
+    """Schedule the date and inactivity timers stored profiles imply but lack.
+
+    Run it after adding such a rule: otherwise a user gets its timer only with their next
+    event. Idempotent, and safe while workers run.
+    """
+    from streams.maintenance import run_backfill
+
+    settings = Settings()
+    rules = _load_or_exit(config_dir or settings.config_dir)
+    unknown = [r for r in rule_ids if rules.rule(r) is None]
+    if unknown:
+        raise click.ClickException(f"no enabled rule named {', '.join(map(repr, unknown))}")
+    report = asyncio.run(run_backfill(settings, rules, rule_ids))
+    click.echo(
+        f"{report.users} profiles: scheduled {report.scheduled} timer(s); "
+        f"{report.conflicts} changed meanwhile (their worker schedules them); "
+        f"{report.no_partition} without a known partition (scheduled at their next event)"
+    )
+
+
 def main() -> None:
     cli()

@@ -26,10 +26,10 @@ from profiles import Profile, SendRecord, TimerOps
 from render import RenderError
 from triggers.contracts import Decision, SendRequest, request_id
 from triggers.durations import format_duration
-from triggers.evaluate import Firing, context, ms
+from triggers.evaluate import Firing, context, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.rules import DateRule, SequenceRule
-from triggers.schedule import date_value, next_anniversary, quiet_until, user_zone
+from triggers.schedule import quiet_until, user_zone
 
 __all__ = ["Resolution", "resolve"]
 
@@ -214,17 +214,7 @@ def _follow_up(
             out.ops.add(timer)
             profile.timers[timer.id] = due
     elif isinstance(rule, DateRule):
-        value = date_value(profile, rule.field)
-        if value is None:
-            return
-        zone = user_zone(profile, ruleset.config.guards)
-        moment = next_anniversary(value, now, offset_days=rule.offset_days, at=rule.at, zone=zone)
-        nxt = Firing(
-            rule,
-            firing.user_id,
-            firing.trigger_event,
-            firing.partition,
-            instance=moment.astimezone(zone).date().isoformat(),
-        ).timer(ms(moment))
-        out.ops.add(nxt)
-        profile.timers[nxt.id] = ms(moment)
+        nxt = date_timer(ruleset, rule, profile, now, firing.partition, firing.trigger_event)
+        if nxt is not None:
+            out.ops.add(nxt)
+            profile.timers[nxt.id] = nxt.due_ms

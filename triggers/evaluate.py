@@ -32,6 +32,7 @@ __all__ = [
     "Firing",
     "ProfileView",
     "context",
+    "date_timer",
     "evaluate_event",
     "key_values",
     "memberships",
@@ -220,19 +221,15 @@ class _Evaluation:
             self.schedule(self.firing(rule), self.after.last_seen + rule.wait)
 
     def on_date(self, rule: DateRule) -> None:
-        value = date_value(self.after, rule.field)
         tid = timer_id(rule.id, self.event.user_id, "")
-        if value is None:
+        timer = date_timer(
+            self.ruleset, rule, self.after, self.event.ts, self.partition, self.payload
+        )
+        if timer is None:
             if tid in self.after.timers:
                 self.outcome.cancel.append(tid)
-            return
-        zone = user_zone(self.after, self.ruleset.config.guards)
-        due = next_anniversary(
-            value, self.event.ts, offset_days=rule.offset_days, at=rule.at, zone=zone
-        )
-        if self.after.timers.get(tid) != ms(due):
-            instance = due.astimezone(zone).date().isoformat()
-            self.schedule(self.firing(rule, instance=instance), due)
+        elif self.after.timers.get(tid) != timer.due_ms:
+            self.outcome.schedule.append(timer)
 
     def on_watch(self, rule: SegmentEntryRule | ThresholdRule) -> None:
         if rule.id in self.after.watched and rule.id not in self.before.watched:
@@ -272,6 +269,30 @@ class _Evaluation:
             elif isinstance(rule, SequenceRule):
                 self.on_sequence(rule)
         return self.outcome
+
+
+def date_timer(
+    ruleset: RuleSet,
+    rule: DateRule,
+    profile: Profile,
+    after: datetime,
+    partition: int,
+    trigger_event: dict[str, Any],
+) -> Timer | None:
+    """The next anniversary timer of ``rule`` for ``profile`` after ``after`` (if dated)."""
+    value = date_value(profile, rule.field)
+    if value is None:
+        return None
+    zone = user_zone(profile, ruleset.config.guards)
+    due = next_anniversary(value, after, offset_days=rule.offset_days, at=rule.at, zone=zone)
+    firing = Firing(
+        rule,
+        profile.user_id,
+        trigger_event,
+        partition,
+        instance=due.astimezone(zone).date().isoformat(),
+    )
+    return firing.timer(ms(due))
 
 
 def evaluate_event(

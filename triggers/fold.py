@@ -63,6 +63,7 @@ def apply_user_events(
         before = Before.of(step.profile)
         after = apply_event(step.profile, event, ruleset.config.scoring, in_place=True)
         if after is not None:
+            after.partition = partition
             after.segments, after.watched = memberships(ruleset, after, event.ts)
         outcome = evaluate_event(ruleset, event, before, after, partition)
         for tid in outcome.cancel:

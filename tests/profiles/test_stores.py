@@ -175,3 +175,11 @@ async def test_a_batch_of_many_users_round_trips(profile_store: ProfileStore) ->
         snap = snaps[user]
         assert snap.profile is not None and snap.profile.traits == {"n": n}
         assert (snap.version, snap.seen) == (1, {f"{user}-e"})
+
+
+async def test_scan_lists_every_stored_user(profile_store: ProfileStore) -> None:
+    users = {f"user|{n}" for n in range(7)} | {"with:colon"}
+    await profile_store.save([ProfileWrite(u, 0, profile(u)) for u in users])
+    await profile_store.save([ProfileWrite("user|0", 1, None)])  # erased: no profile
+    found = [u async for chunk in profile_store.scan(chunk=3) for u in chunk]
+    assert set(found) == users - {"user|0"}

@@ -1,0 +1,28 @@
+"""Operator tasks that run against the live stores, outside the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from profiles import Keys, RedisProfileStore, RedisTimerStore
+from streams.settings import Settings
+from triggers import RuleSet
+from triggers.backfill import BackfillReport, backfill
+
+__all__ = ["run_backfill"]
+
+
+async def run_backfill(
+    settings: Settings, rules: RuleSet, only: Collection[str] = ()
+) -> BackfillReport:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        keys = Keys(settings.redis_prefix)
+        profiles = RedisProfileStore(client, keys=keys, cluster=settings.redis_cluster)
+        timers = RedisTimerStore(client, keys=keys)
+        return await backfill(rules, profiles, timers, datetime.now(UTC), only=only)
+    finally:
+        await client.aclose()
