@@ -13,6 +13,7 @@ import click
 import orjson
 
 from streams.embedded import EmbeddedError, EmbeddedServices
+from streams.errors import StreamsError
 from streams.settings import Settings
 from triggers import ConfigError, RuleSet, load_rules
 
@@ -97,7 +98,10 @@ def _run(
     from streams.app import create_app
     from streams.topics import ensure_topics
 
-    created = asyncio.run(ensure_topics(settings))
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
     if created:
         click.echo(f"nudge: created topics {', '.join(created)}")
     nudge = create_app(settings, rules, adapt_rules=adapt)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.errors import StreamsError
+
 __all__ = [
     "EmbeddedError",
     "EmbeddedServices",
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(StreamsError):
     """A local service could not be started; the message says what to install."""
 
 

@@ -157,3 +157,16 @@ def test_dev_demo_starts_its_own_services_and_prints_emails(tmp_path: Path) -> N
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode == 0, log.read_text()
+
+
+def test_worker_without_a_broker_says_so(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "NUDGE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "NUDGE_CONFIG_DIR": str(REPO / "config"),
+    }
+    run = subprocess.run(
+        [str(NUDGE), "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1
+    assert "Error: cannot reach Kafka at 127.0.0.1:" in run.stderr
