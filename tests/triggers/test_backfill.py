@@ -16,9 +16,11 @@ from profiles import (
     InMemoryTimerStore,
     Keys,
     Profile,
+    ProfileStore,
     ProfileWrite,
     RedisProfileStore,
     RedisTimerStore,
+    TimerStore,
 )
 from streams.cli import cli
 from triggers import Engine, Incoming, load_rules
@@ -58,6 +60,19 @@ def stores(request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: K
     return RedisProfileStore(redis_client, keys=keys), RedisTimerStore(redis_client, keys=keys)
 
 
+def engine_before(
+    make_config: Callable[[str], Path], profiles: ProfileStore, timers: TimerStore
+) -> Engine:
+    """The engine as it ran before the new rules were added."""
+    return Engine(
+        rules=load_rules(make_config(BEFORE)),
+        profiles=profiles,
+        timers=timers,
+        outbox=Simulation(),
+        clock=lambda: T0,
+    )
+
+
 def event(n: int, kind: str, user: str, **props: object) -> Incoming:
     body = {
         "event_id": f"{user}-{n}",
@@ -73,13 +88,7 @@ async def test_backfill_schedules_what_new_rules_imply(
     stores: tuple, make_config: Callable[[str], Path]
 ) -> None:
     profiles, timers = stores
-    engine = Engine(
-        rules=load_rules(make_config(BEFORE)),
-        profiles=profiles,
-        timers=timers,
-        outbox=Simulation(),
-        clock=lambda: T0,
-    )
+    engine = engine_before(make_config, profiles, timers)
     await engine.process(
         [
             event(1, "signup", "ada", email="ada@example.com", consent={"email": True}),
@@ -111,13 +120,7 @@ async def test_backfill_only_the_named_rules(
     stores: tuple, make_config: Callable[[str], Path]
 ) -> None:
     profiles, timers = stores
-    engine = Engine(
-        rules=load_rules(make_config(BEFORE)),
-        profiles=profiles,
-        timers=timers,
-        outbox=Simulation(),
-        clock=lambda: T0,
-    )
+    engine = engine_before(make_config, profiles, timers)
     await engine.process([event(1, "signup", "cy", email="cy@example.com")])
     report = await backfill(load_rules(make_config(AFTER)), profiles, timers, T0, only={"birthday"})
     assert report.scheduled == 0  # cy has no birthday; winback was not asked for
