@@ -23,8 +23,10 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
         if snapshot.profile is None:
             return None
         timers = RedisTimerStore(client, keys=keys)
+        known = snapshot.profile.partition
+        partitions = [known] if known is not None else range(settings.topic_partitions)
         pending = []
-        for partition in range(settings.topic_partitions):
+        for partition in partitions:
             pending += [t for t in await timers.pending(partition) if t.user_id == user_id]
     finally:
         await client.aclose()
