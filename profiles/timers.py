@@ -100,12 +100,11 @@ class TimerOps:
         self.cancel.add((partition, tid))
 
     def merge(self, other: TimerOps) -> None:
-        """Apply ``other``'s changes after this one's."""
+        """Apply ``other``'s changes after this one's (its schedule and cancel are disjoint)."""
         for timer in other.schedule.values():
             self.add(timer)
         for partition, tid in other.cancel:
-            if (partition, tid) not in other.schedule:
-                self.remove(partition, tid)
+            self.remove(partition, tid)
 
     def __bool__(self) -> bool:
         return bool(self.schedule or self.cancel)

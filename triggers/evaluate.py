@@ -8,7 +8,7 @@ rendering come after, in :mod:`triggers.decide`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from profiles import Event, Profile, Timer, timer_id
@@ -309,7 +309,3 @@ def evaluate_event(
         outcome.cancel = list(before.timers) + outcome.cancel
         return outcome
     return _Evaluation(ruleset, event, before, after, partition).run()
-
-
-def epoch(ms_value: int) -> datetime:
-    return datetime.fromtimestamp(ms_value / 1000, tz=UTC)

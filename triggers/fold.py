@@ -37,9 +37,7 @@ class UserStep:
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
         self.decisions += resolution.decisions
-        self.ops.schedule.update(resolution.ops.schedule)
-        for slot in resolution.ops.schedule:
-            self.ops.cancel.discard(slot)
+        self.ops.merge(resolution.ops)
 
 
 def apply_user_events(
