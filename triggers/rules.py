@@ -125,6 +125,9 @@ class AbsenceRule(_Templated):
     wait: Duration
     #: correlate start and cancel by this event property (also found in ``items[]``)
     key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+$")
+    #: named conditions on the profile: after a start event, the first that holds cancels
+    #: every pending instance, with its name as the reason (e.g. ``cart_emptied``)
+    cancel_when: dict[Annotated[str, Field(pattern=RULE_ID_PATTERN)], Condition] = {}
 
     _types = field_validator("start", "cancel")(_check_event_types)
 
