@@ -87,6 +87,10 @@ MAX_SENDS = 50
 MAX_DECISIONS = 20
 
 
+#: decision outcomes that say where a pending timer stands now
+_MOVES = ("scheduled", "rescheduled")
+
+
 class SendRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -126,6 +130,9 @@ class Profile(BaseModel):
     segments: list[str] = []
     #: segment_entry / threshold rules whose condition held after the last event
     watched: list[str] = []
+    #: threshold rules evaluated for this user (a crossing needs a previous value);
+    #: ``None`` in profiles stored before nudge kept it, read as "all of them"
+    observed: list[str] | None = None
     #: pending timers of this user: timer id -> due (epoch ms); lets unsubscribe/erase
     #: cancel them without scanning every partition's timer set.
     timers: dict[str, int] = {}
@@ -141,7 +148,20 @@ class Profile(BaseModel):
         self.sends = [*self.sends, record][-MAX_SENDS:]
 
     def record_decision(self, decision: dict[str, Any]) -> None:
-        self.decisions = [*self.decisions, decision][-MAX_DECISIONS:]
+        """Keep ``decision`` among the recent ones.
+
+        A timer that moved again replaces its own earlier ``scheduled``/``rescheduled``
+        entry, so a busy cart does not push every other rule's decisions out.
+        """
+        kept = self.decisions
+        if decision["outcome"] in _MOVES:
+            timer = (decision["rule_id"], decision.get("key", ""))
+            kept = [
+                d
+                for d in kept
+                if d["outcome"] not in _MOVES or (d["rule_id"], d.get("key", "")) != timer
+            ]
+        self.decisions = [*kept, decision][-MAX_DECISIONS:]
 
     def sends_since(self, since: datetime, category: str = "marketing") -> int:
         return sum(1 for s in self.sends if s.category == category and s.at > since)
@@ -177,7 +197,9 @@ def apply_event(
     if event.type == "erase":
         return None
     if profile is None:
-        profile = Profile(user_id=event.user_id, first_seen=event.ts, last_seen=event.ts)
+        profile = Profile(
+            user_id=event.user_id, first_seen=event.ts, last_seen=event.ts, observed=[]
+        )
     elif not in_place:
         profile = profile.model_copy(deep=True)
     profile.first_seen = min(profile.first_seen, event.ts)

@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from profiles import Keys, RedisProfileStore, RedisTimerStore
 from streams.settings import Settings
 from triggers import RuleSet
-from triggers.evaluate import memberships
+from triggers.context import memberships
 
-__all__ = ["explain_user", "render_explanation"]
+__all__ = ["explain_user", "narrow_to_rule", "render_explanation", "verdict"]
 
 
 async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict[str, Any] | None:
@@ -38,7 +38,7 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
         "version": snapshot.version,
         "profile": {k: data[k] for k in data if k not in ("timers", "decisions", "sends")},
         "score_now": round(profile.score_now(now, rules.config.scoring), 2),
-        "segments_now": memberships(rules, profile, now)[0],
+        "segments_now": memberships(rules, profile, now).segments,
         "pending_timers": [
             {
                 "rule_id": t.rule_id,
@@ -56,6 +56,49 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
     }
 
 
+def _clock(iso: str) -> str:
+    """``2026-11-25 14:05 UTC`` for an ISO time."""
+    moment = datetime.fromisoformat(iso).astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _last_word(d: dict[str, Any]) -> str:
+    outcome, reason, at = d["outcome"], d["reason"], _clock(d["at"])
+    if outcome == "fired":
+        return f"fired at {at} (request {d['request_id']})"
+    if outcome == "cancelled":
+        return f"cancelled by {reason} at {at}" + (f" ({d['detail']})" if d["detail"] else "")
+    if outcome == "suppressed":
+        return f"suppressed: {reason}" + (f" ({d['detail']})" if d["detail"] else "") + f" at {at}"
+    return f"{outcome} ({reason}) at {at}, no timer pending any more"
+
+
+def verdict(report: dict[str, Any], rule_id: str) -> str:
+    """One line: where ``rule_id`` stands for this user now, and why."""
+    pending = [t for t in report["pending_timers"] if t["rule_id"] == rule_id]
+    if pending:
+        first = pending[0]
+        line = f"pending, due {_clock(first['due'])}"
+        line += " (deferred by quiet hours)" if first["deferred"] else ""
+        return line + (f", {len(pending)} instances" if len(pending) > 1 else "")
+    decisions = [d for d in report["recent_decisions"] if d["rule_id"] == rule_id]
+    if not decisions:
+        return "no recent decision: the rule has not triggered for this user lately"
+    return _last_word(decisions[-1])
+
+
+def narrow_to_rule(report: dict[str, Any], rule_id: str) -> dict[str, Any]:
+    """The report of one rule: its timers, sends and decisions, and the verdict."""
+    return {
+        **report,
+        "rule_id": rule_id,
+        "verdict": verdict(report, rule_id),
+        "pending_timers": [t for t in report["pending_timers"] if t["rule_id"] == rule_id],
+        "recent_sends": [s for s in report["recent_sends"] if s["rule_id"] == rule_id],
+        "recent_decisions": [d for d in report["recent_decisions"] if d["rule_id"] == rule_id],
+    }
+
+
 def _timer_line(t: dict[str, Any]) -> str:
     line = f"  {t['due']}  {t['rule_id']}"
     line += f" key={t['key']}" if t["key"] else ""
@@ -65,6 +108,8 @@ def _timer_line(t: dict[str, Any]) -> str:
 
 def _decision_line(d: dict[str, Any]) -> str:
     line = f"  {d['at']}  {d['rule_id']}: {d['outcome']} ({d['reason']})"
+    line += f" key={d['key']}" if d.get("key") else ""
+    line += f" due {d['due']}" if d.get("due") else ""
     return line + (f" {d['detail']}" if d["detail"] else "")
 
 
@@ -72,8 +117,10 @@ def render_explanation(report: dict[str, Any]) -> str:
     p = report["profile"]
     timers = [_timer_line(t) for t in report["pending_timers"]] or ["  none"]
     decisions = [_decision_line(d) for d in report["recent_decisions"]] or ["  none"]
+    head = [f"{report['rule_id']}: {report['verdict']}"] if "verdict" in report else []
     return "\n".join(
         [
+            *head,
             f"user {report['user_id']} (profile version {report['version']})",
             f"  email {p['email']}  consent {'yes' if p['email_consent'] else 'no'}  "
             f"timezone {p['timezone'] or '-'}  locale {p['locale'] or '-'}",

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from profiles import Profile, ProfileStore, ProfileWrite, Timer, TimerOps, TimerStore, timer_id
-from triggers.evaluate import date_timer, ms
+from triggers.context import memberships
+from triggers.firing import RECHECK, date_timer, ms, recheck_timer
 from triggers.loader import RuleSet
 from triggers.rules import DateRule, InactivityRule
+from triggers.timeline import Timeline
 
 __all__ = ["BackfillReport", "backfill"]
 
@@ -48,6 +50,11 @@ def _missing(
         elif isinstance(rule, InactivityRule):
             due = max(profile.last_seen + rule.wait, now)
             missing.append(Timer(rule.id, profile.user_id, ms(due), partition, trigger))
+    if not only and timer_id(RECHECK, profile.user_id) not in profile.timers:
+        # profiles stored before re-checks existed: time-based segments need one too
+        next_check = memberships(ruleset, profile, now).next_check
+        if next_check is not None:
+            missing.append(recheck_timer(profile.user_id, next_check, partition))
     return missing
 
 
@@ -74,9 +81,9 @@ async def backfill(
                 report.no_partition += 1
                 continue
             missing = _missing(ruleset, profile, profile.partition, now, only)
+            timeline = Timeline(profile, ops, [], now)
             for timer in missing:
-                ops.add(timer)
-                profile.timers[timer.id] = timer.due_ms
+                timeline.schedule(timer, "backfill")
             if missing:
                 writes.append(ProfileWrite(user_id, snapshot.version, profile))
         await timers.apply(ops)  # idempotent: a conflict below leaves a harmless timer

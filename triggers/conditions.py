@@ -10,8 +10,8 @@ that does not exist is simply undefined (false), never an error at evaluation ti
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from jinja2 import TemplateSyntaxError, nodes
 
@@ -23,6 +23,8 @@ __all__ = [
     "CompiledCondition",
     "ConditionSyntaxError",
     "Probe",
+    "TimeNotes",
+    "TimedNumber",
     "compile_condition",
     "compile_probe",
     "expressions",
@@ -124,15 +126,80 @@ def _as_datetime(value: Any) -> datetime | None:
     return None
 
 
-def helpers(now: datetime) -> dict[str, Callable[..., Any]]:
-    """Functions every condition and template may call, bound to ``now``."""
+class TimedNumber(float):
+    """A number that notes, when compared, the moment the comparison flips by time alone.
+
+    Subclasses implement :meth:`_crossing`; the comparisons themselves are a float's.
+    """
+
+    __slots__ = ()
+
+    def _crossing(self, other: Any) -> None:
+        raise NotImplementedError
+
+    def __lt__(self, other: Any) -> bool:
+        self._crossing(other)
+        return float(self) < other  # type: ignore[no-any-return]
+
+    def __le__(self, other: Any) -> bool:
+        self._crossing(other)
+        return float(self) <= other  # type: ignore[no-any-return]
+
+    def __gt__(self, other: Any) -> bool:
+        self._crossing(other)
+        return float(self) > other  # type: ignore[no-any-return]
+
+    def __ge__(self, other: Any) -> bool:
+        self._crossing(other)
+        return float(self) >= other  # type: ignore[no-any-return]
+
+    __hash__ = float.__hash__
+
+
+class _Days(TimedNumber):
+    """``days_since(x)``: it grows by one a day, so ``days_since(x) > n`` flips when ``n``
+    days have passed since ``x``."""
+
+    __slots__ = ("_note", "_origin")
+    _note: Callable[[datetime], None]
+    _origin: datetime
+
+    def __new__(cls, value: float, origin: datetime, note: Callable[[datetime], None]) -> _Days:
+        days = super().__new__(cls, value)
+        days._origin, days._note = origin, note
+        return days
+
+    def _crossing(self, other: Any) -> None:
+        if isinstance(other, int | float) and not isinstance(other, bool):
+            self._note(self._origin + timedelta(days=other, milliseconds=1))
+
+
+class TimeNotes(Protocol):
+    """Collects the moments at which a time-based condition may flip."""
+
+    def note(self, moment: datetime) -> None: ...
+
+
+def helpers(now: datetime, notes: TimeNotes | None = None) -> dict[str, Callable[..., Any]]:
+    """Functions every condition and template may call, bound to ``now``.
+
+    With ``notes``, each call also notes when its result may next change by time alone.
+    """
 
     def days_since(value: Any) -> float | None:
         at = _as_datetime(value)
-        return None if at is None else (now - at).total_seconds() / 86400
+        if at is None:
+            return None
+        days = (now - at).total_seconds() / 86400
+        return days if notes is None else _Days(days, at, notes.note)
 
     def within(value: Any, duration: str) -> bool:
         at = _as_datetime(value)
-        return at is not None and now - at <= parse_duration(duration)
+        if at is None:
+            return False
+        span = parse_duration(duration)
+        if notes is not None:
+            notes.note(at + span + timedelta(milliseconds=1))
+        return now - at <= span
 
     return {"days_since": days_since, "within": within}

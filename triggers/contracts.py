@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DeadLetter", "Decision", "SendRequest", "request_id"]
+__all__ = ["DeadLetter", "Decision", "Outcome", "SendRequest", "request_id"]
 
 
 def request_id(
@@ -91,7 +91,9 @@ class DeadLetter:
         ]
 
 
-Outcome = Literal["fired", "deferred", "suppressed"]
+#: ``fired``, ``deferred`` (quiet hours) and ``suppressed`` resolve a firing;
+#: ``scheduled``, ``rescheduled`` and ``cancelled`` follow a delayed rule's timer
+Outcome = Literal["fired", "deferred", "suppressed", "scheduled", "rescheduled", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ class Decision:
     request_id: str | None = None
     detail: str = ""
     step: int | None = None
+    #: the correlation key of a timer (``cart_id`` value, ...)
+    key: str = ""
+    #: when a scheduled or rescheduled timer falls due
+    due: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,10 +122,16 @@ class Decision:
             "reason": self.reason,
             "detail": self.detail,
             "step": self.step,
+            "key": self.key,
             "trigger_event_id": self.trigger_event_id,
             "request_id": self.request_id,
-            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "at": _iso(self.at),
+            "due": None if self.due is None else _iso(self.due),
         }
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.as_dict())
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

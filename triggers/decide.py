@@ -19,17 +19,19 @@ profile so that caps, cooldowns and ``explain`` see them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from profiles import Profile, SendRecord, TimerOps
 from render import RenderError
+from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
 from triggers.durations import format_duration
-from triggers.evaluate import Firing, context, date_timer, ms
+from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.rules import DateRule, SequenceRule
 from triggers.schedule import quiet_until, user_zone
+from triggers.timeline import Timeline
 
 __all__ = ["Resolution", "resolve"]
 
@@ -40,6 +42,9 @@ class Resolution:
     sends: list[SendRequest] = field(default_factory=list)
     #: deferred sends and follow-up timers (next sequence step, next anniversary)
     ops: TimerOps = field(default_factory=TimerOps)
+
+    def timeline(self, profile: Profile | None, now: datetime) -> Timeline:
+        return Timeline(profile, self.ops, self.decisions, now)
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,8 @@ def resolve(
         if verdict is None:
             candidates.append(firing)
         elif verdict.defer_until is not None:
-            out.ops.add(firing.timer(ms(verdict.defer_until), deferred=True))
-            if profile is not None:
-                profile.timers[firing.timer(0).id] = ms(verdict.defer_until)
+            deferred = firing.timer(ms(verdict.defer_until), deferred=True)
+            out.timeline(profile, now).schedule(deferred, "quiet_hours", log="none")
             _decide(out, profile, firing, now, "deferred", verdict.reason, verdict.detail)
         else:
             _decide(out, profile, firing, now, "suppressed", verdict.reason, verdict.detail)
@@ -197,24 +201,16 @@ def _follow_up(
     rule = firing.rule
     if profile is None:
         return
+    timeline = out.timeline(profile, now)
     if isinstance(rule, SequenceRule) and firing.step is not None:
         following = firing.step + 1
         if following < len(rule.steps):
             due = firing.started_ms + int(rule.steps[following].delay / timedelta(milliseconds=1))
-            timer = Firing(
-                rule,
-                firing.user_id,
-                firing.trigger_event,
-                firing.partition,
-                firing.key,
-                following,
-                "",
-                firing.started_ms,
-            ).timer(due)
-            out.ops.add(timer)
-            profile.timers[timer.id] = due
+            nxt = replace(firing, step=following, instance="")
+            timeline.schedule(nxt.timer(due), "next_step")
     elif isinstance(rule, DateRule):
-        nxt = date_timer(ruleset, rule, profile, now, firing.partition, firing.trigger_event)
-        if nxt is not None:
-            out.ops.add(nxt)
-            profile.timers[nxt.id] = nxt.due_ms
+        anniversary = date_timer(
+            ruleset, rule, profile, now, firing.partition, firing.trigger_event
+        )
+        if anniversary is not None:
+            timeline.schedule(anniversary, "next_anniversary")

@@ -1,18 +1,19 @@
 """What one event does to each rule: pure functions, no I/O.
 
 :func:`evaluate_event` looks at an event and the profile before and after it, and says
-which rules fire now, which timers to (re)schedule and which to cancel. Guards and
-rendering come after, in :mod:`triggers.decide`.
+which rules fire now, which timers to (re)schedule and which to cancel, and why. Guards
+and rendering come after, in :mod:`triggers.decide`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from profiles import Event, Profile, Timer, timer_id
-from triggers.conditions import helpers
+from triggers.context import context
+from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.rules import (
     AbsenceRule,
@@ -24,78 +25,12 @@ from triggers.rules import (
     SequenceRule,
     ThresholdRule,
 )
-from triggers.schedule import date_value, next_anniversary, user_zone
+from triggers.timeline import Logged
 
-__all__ = [
-    "Before",
-    "EventOutcome",
-    "Firing",
-    "ProfileView",
-    "context",
-    "date_timer",
-    "evaluate_event",
-    "key_values",
-    "memberships",
-]
+__all__ = ["Before", "EventOutcome", "entered", "evaluate_event", "key_values"]
 
 #: events after which a user gets no new timers, and loses the pending ones
 STOP_EVENTS = frozenset({"unsubscribe", "erase"})
-
-
-@dataclass(frozen=True)
-class Firing:
-    """A rule that wants to send now, for this user, because of this trigger event."""
-
-    rule: Rule
-    user_id: str
-    trigger_event: dict[str, Any]
-    partition: int = 0
-    key: str = ""
-    step: int | None = None
-    instance: str = ""
-    started_ms: int = 0
-
-    @property
-    def trigger_event_id(self) -> str:
-        return str(self.trigger_event.get("event_id", ""))
-
-    @property
-    def template(self) -> str:
-        if isinstance(self.rule, SequenceRule):
-            return self.rule.steps[self.step or 0].template
-        return self.rule.template
-
-    @property
-    def instance_id(self) -> str:
-        """What tells this send apart from other sends of the same trigger instance."""
-        return f"step{self.step}" if self.step is not None else self.instance
-
-    def timer(self, due_ms: int, *, deferred: bool = False) -> Timer:
-        return Timer(
-            self.rule.id,
-            self.user_id,
-            due_ms,
-            self.partition,
-            self.trigger_event,
-            key=self.key,
-            step=self.step,
-            instance=self.instance,
-            started_ms=self.started_ms,
-            deferred=deferred,
-        )
-
-    @classmethod
-    def from_timer(cls, rule: Rule, timer: Timer) -> Firing:
-        return cls(
-            rule,
-            timer.user_id,
-            timer.trigger_event,
-            timer.partition,
-            timer.key,
-            timer.step,
-            timer.instance,
-            timer.started_ms,
-        )
 
 
 @dataclass(frozen=True)
@@ -104,66 +39,43 @@ class Before:
 
     timers: tuple[str, ...] = ()
     watched: frozenset[str] = frozenset()
+    #: threshold rules with a previous value (``None``: stored before nudge kept this)
+    observed: frozenset[str] | None = frozenset()
 
     @classmethod
     def of(cls, profile: Profile | None) -> Before:
         if profile is None:
             return cls()
-        return cls(tuple(sorted(profile.timers)), frozenset(profile.watched))
+        observed = None if profile.observed is None else frozenset(profile.observed)
+        return cls(tuple(sorted(profile.timers)), frozenset(profile.watched), observed)
 
 
 @dataclass
 class EventOutcome:
     firings: list[Firing] = field(default_factory=list)
-    schedule: list[Timer] = field(default_factory=list)
-    cancel: list[str] = field(default_factory=list)
+    #: timers to schedule, each with which of its schedulings are logged
+    schedule: list[tuple[Timer, Logged]] = field(default_factory=list)
+    #: timer id -> why it is cancelled (the cancelling event type, a ``cancel_when`` name)
+    cancel: dict[str, str] = field(default_factory=dict)
 
 
-def ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+def entered(ruleset: RuleSet, before: Before, after: Profile) -> list[Rule]:
+    """The segment_entry and threshold rules whose condition now holds and did not before.
 
-
-class ProfileView:
-    """A profile as conditions and templates see it: its attributes, read-only, uncopied,
-    with ``score`` decayed to the moment of evaluation."""
-
-    __slots__ = ("_profile", "score")
-
-    def __init__(self, profile: Profile, score: float) -> None:
-        self._profile = profile
-        self.score = score
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._profile, name)
-
-
-def context(
-    ruleset: RuleSet, profile: Profile, now: datetime, event: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """What conditions and templates see."""
-    view = ProfileView(profile, round(profile.score_now(now, ruleset.config.scoring), 4))
-    return {
-        "event": event or {},
-        "profile": view,
-        "user": view,
-        "cart": profile.cart,
-        "segments": profile.segments,
-        "now": now,
-        **helpers(now),
-    }
-
-
-def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> tuple[list[str], list[str]]:
-    """The segments the user is in, and the segment_entry/threshold rules whose condition holds."""
-    held = ruleset.probe(context(ruleset, profile, now))
-    segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
-    watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]
-    watched += [
-        rule.id
-        for rule in ruleset.rules
-        if isinstance(rule, SegmentEntryRule) and rule.segment in segments
-    ]
-    return segments, sorted(watched)
+    A threshold crossing needs a previous value on the other side: a rule that was never
+    evaluated for this user (a brand-new user, a rule added since) does not fire yet.
+    """
+    found: list[Rule] = []
+    for rule in ruleset.rules:
+        if not isinstance(rule, SegmentEntryRule | ThresholdRule):
+            continue
+        if rule.id not in after.watched or rule.id in before.watched:
+            continue
+        known = before.observed is None or rule.id in before.observed
+        if isinstance(rule, ThresholdRule) and not known:
+            continue
+        found.append(rule)
+    return found
 
 
 def key_values(event: Event, key: str | None) -> list[str]:
@@ -202,23 +114,43 @@ class _Evaluation:
     def firing(self, rule: Rule, **extra: Any) -> Firing:
         return Firing(rule, self.event.user_id, self.payload, self.partition, **extra)
 
-    def schedule(self, firing: Firing, due: datetime) -> None:
-        self.outcome.schedule.append(firing.timer(ms(due)))
+    def schedule(self, firing: Firing, due_ms: int, *, log: Logged = "all") -> None:
+        self.outcome.schedule.append((firing.timer(due_ms), log))
+
+    def cancel(self, tids: list[str], reason: str | None = None) -> None:
+        for tid in tids:
+            self.outcome.cancel[tid] = reason or self.event.type
 
     def on_absence(self, rule: AbsenceRule) -> None:
         if self.event.type in rule.start:
-            for key in key_values(self.event, rule.key):
-                self.schedule(self.firing(rule, key=key), self.event.ts + rule.wait)
+            if self.cancelled_when(rule):
+                return
+            # a start event without the key value starts (or moves) one unkeyed instance
+            for key in key_values(self.event, rule.key) or [""]:
+                self.schedule(self.firing(rule, key=key), ms(self.event.ts + rule.wait))
         elif self.event.type in rule.cancel:
             keys = key_values(self.event, rule.key)
             if keys and rule.key is not None:
-                self.outcome.cancel += [timer_id(rule.id, self.event.user_id, k) for k in keys]
+                # the named instances, and the unkeyed one (it may be any of them)
+                self.cancel([timer_id(rule.id, self.event.user_id, k) for k in ["", *keys]])
             else:  # no correlation value: the cancel event ends every instance
-                self.outcome.cancel += _pending(self.after, rule)
+                self.cancel(_pending(self.after, rule))
+
+    def cancelled_when(self, rule: AbsenceRule) -> bool:
+        """Cancel every pending instance if one of ``cancel_when`` holds after the event."""
+        if not rule.cancel_when:
+            return False
+        ctx = context(self.ruleset, self.after, self.event.ts, self.payload)
+        for name in rule.cancel_when:
+            if self.ruleset.conditions[f"{rule.id}@{name}"](ctx):
+                self.cancel(_pending(self.after, rule), name)
+                return True
+        return False
 
     def on_inactivity(self, rule: InactivityRule) -> None:
         if rule.events is None or self.event.type in rule.events:
-            self.schedule(self.firing(rule), self.after.last_seen + rule.wait)
+            due = ms(self.after.last_seen + rule.wait)
+            self.schedule(self.firing(rule), due, log="first")
 
     def on_date(self, rule: DateRule) -> None:
         tid = timer_id(rule.id, self.event.user_id, "")
@@ -227,18 +159,14 @@ class _Evaluation:
         )
         if timer is None:
             if tid in self.after.timers:
-                self.outcome.cancel.append(tid)
+                self.cancel([tid], "date_removed")
         elif self.after.timers.get(tid) != timer.due_ms:
-            self.outcome.schedule.append(timer)
-
-    def on_watch(self, rule: SegmentEntryRule | ThresholdRule) -> None:
-        if rule.id in self.after.watched and rule.id not in self.before.watched:
-            self.outcome.firings.append(self.firing(rule))
+            self.outcome.schedule.append((timer, "all"))
 
     def on_sequence(self, rule: SequenceRule) -> None:
         running = _pending(self.after, rule)
         if self.event.type in rule.exit:
-            self.outcome.cancel += running
+            self.cancel(running)
             return
         if self.event.type not in rule.start or running:
             return
@@ -248,10 +176,11 @@ class _Evaluation:
         if rule.steps[0].delay == timedelta(0):
             self.outcome.firings.append(first)
         else:
-            self.schedule(first, self.event.ts + rule.steps[0].delay)
+            self.schedule(first, ms(self.event.ts + rule.steps[0].delay))
 
     def run(self) -> EventOutcome:
         stop = self.event.type in STOP_EVENTS
+        entries = {rule.id for rule in entered(self.ruleset, self.before, self.after)}
         for rule in self.ruleset.rules:
             if isinstance(rule, OnEventRule):
                 if self.event.type in rule.events:
@@ -264,35 +193,11 @@ class _Evaluation:
                 self.on_inactivity(rule)
             elif isinstance(rule, DateRule):
                 self.on_date(rule)
-            elif isinstance(rule, SegmentEntryRule | ThresholdRule):
-                self.on_watch(rule)
             elif isinstance(rule, SequenceRule):
                 self.on_sequence(rule)
+            elif rule.id in entries:
+                self.outcome.firings.append(self.firing(rule))
         return self.outcome
-
-
-def date_timer(
-    ruleset: RuleSet,
-    rule: DateRule,
-    profile: Profile,
-    after: datetime,
-    partition: int,
-    trigger_event: dict[str, Any],
-) -> Timer | None:
-    """The next anniversary timer of ``rule`` for ``profile`` after ``after`` (if dated)."""
-    value = date_value(profile, rule.field)
-    if value is None:
-        return None
-    zone = user_zone(profile, ruleset.config.guards)
-    due = next_anniversary(value, after, offset_days=rule.offset_days, at=rule.at, zone=zone)
-    firing = Firing(
-        rule,
-        profile.user_id,
-        trigger_event,
-        partition,
-        instance=due.astimezone(zone).date().isoformat(),
-    )
-    return firing.timer(ms(due))
 
 
 def evaluate_event(
@@ -302,10 +207,9 @@ def evaluate_event(
 
     ``after`` is the profile after the event, its segments and watched rules up to date.
     """
-    if after is None or event.type in STOP_EVENTS:
-        if after is None:
-            return EventOutcome(cancel=list(before.timers))
-        outcome = _Evaluation(ruleset, event, before, after, partition).run()
-        outcome.cancel = list(before.timers) + outcome.cancel
-        return outcome
-    return _Evaluation(ruleset, event, before, after, partition).run()
+    if after is None:  # erased
+        return EventOutcome(cancel=dict.fromkeys(before.timers, event.type))
+    outcome = _Evaluation(ruleset, event, before, after, partition).run()
+    if event.type in STOP_EVENTS:
+        outcome.cancel = {**dict.fromkeys(before.timers, event.type), **outcome.cancel}
+    return outcome

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from profiles import Event, Profile, Snapshot, Timer, TimerOps, apply_event
+from profiles import Event, Profile, Snapshot, Timer, TimerOps, apply_event, timer_id
+from triggers.context import memberships
 from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
-from triggers.evaluate import Before, Firing, evaluate_event, memberships
+from triggers.evaluate import Before, entered, evaluate_event
+from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
 from triggers.loader import RuleSet
+from triggers.timeline import Timeline
 
-__all__ = ["UserStep", "apply_user_events", "fire_user_timers"]
+__all__ = ["MOMENT_MS", "UserStep", "apply_user_events", "fire_user_timers"]
 
 
 @dataclass
@@ -39,6 +42,9 @@ class UserStep:
         self.decisions += resolution.decisions
         self.ops.merge(resolution.ops)
 
+    def timeline(self, profile: Profile | None, now: datetime) -> Timeline:
+        return Timeline(profile, self.ops, self.decisions, now)
+
 
 def apply_user_events(
     ruleset: RuleSet,
@@ -58,29 +64,47 @@ def apply_user_events(
             step.duplicates += 1
             continue
         seen.add(event.event_id)
-        before = Before.of(step.profile)
-        after = apply_event(step.profile, event, ruleset.config.scoring, in_place=True)
-        if after is not None:
-            after.partition = partition
-            after.segments, after.watched = memberships(ruleset, after, event.ts)
-        outcome = evaluate_event(ruleset, event, before, after, partition)
-        for tid in outcome.cancel:
-            step.ops.remove(partition, tid)
-            if after is not None:
-                after.timers.pop(tid, None)
-        for timer in outcome.schedule:
-            step.ops.add(timer)
-            if after is not None:
-                after.timers[timer.id] = timer.due_ms
-        step.absorb(resolve(ruleset, outcome.firings, after, now))
+        _apply_one(ruleset, step, event, partition, now)
         step.applied.append((event.event_id, event.ts_ms))
         step.types[event.type] += 1
-        step.profile = after
     return step
 
 
-#: timers of one user due within the same window count as one moment (they arbitrate)
-MOMENT_MS = 1000
+def _apply_one(
+    ruleset: RuleSet, step: UserStep, event: Event, partition: int, now: datetime
+) -> None:
+    previous = step.profile
+    before = Before.of(previous)
+    after = apply_event(previous, event, ruleset.config.scoring, in_place=True)
+    if after is not None:
+        after.partition = partition
+        _refresh(ruleset, step, after, event.ts, partition)
+    outcome = evaluate_event(ruleset, event, before, after, partition)
+    # an erased user's timers are cancelled against the profile they had
+    timeline = step.timeline(after if after is not None else previous, now)
+    for tid, reason in outcome.cancel.items():
+        timeline.cancel(partition, tid, reason, by=event.event_id)
+    for timer, log in outcome.schedule:
+        timeline.schedule(timer, event.type, log=log)
+    step.absorb(resolve(ruleset, outcome.firings, after, now))
+    step.profile = after
+
+
+def _refresh(
+    ruleset: RuleSet, step: UserStep, profile: Profile, at: datetime, partition: int
+) -> None:
+    """Bring segments and watched rules up to ``at``, and the re-check timer with them."""
+    held = memberships(ruleset, profile, at)
+    profile.segments, profile.watched, profile.observed = held.segments, held.watched, held.observed
+    timeline = step.timeline(profile, at)
+    tid = timer_id(RECHECK, profile.user_id)
+    if held.next_check is None:
+        if tid in profile.timers:
+            timeline.cancel(partition, tid, "")
+        return
+    recheck = recheck_timer(profile.user_id, held.next_check, partition)
+    if profile.timers.get(tid) != recheck.due_ms:
+        timeline.schedule(recheck, "")
 
 
 def fire_user_timers(
@@ -106,6 +130,9 @@ def _fire_moment(ruleset: RuleSet, step: UserStep, timers: list[Timer], now: dat
     for timer in timers:
         if profile is not None and profile.timers.get(timer.id) == timer.due_ms:
             del profile.timers[timer.id]
+        if timer.rule_id == RECHECK:
+            firings += _recheck(ruleset, step, timer, now)
+            continue
         rule = ruleset.rule(timer.rule_id)
         stale = rule is None or (
             timer.step is not None and timer.step >= len(getattr(rule, "steps", []))
@@ -121,8 +148,22 @@ def _fire_moment(ruleset: RuleSet, step: UserStep, timers: list[Timer], now: dat
                     timer.trigger_event_id,
                     now,
                     step=timer.step,
+                    key=timer.key,
                 )
             )
             continue
         firings.append(Firing.from_timer(rule, timer))
     step.absorb(resolve(ruleset, firings, profile, now))
+
+
+def _recheck(ruleset: RuleSet, step: UserStep, timer: Timer, now: datetime) -> list[Firing]:
+    """Time passed a segment or threshold boundary: what entered fires, like on an event."""
+    profile = step.profile
+    if profile is None:
+        return []
+    before = Before.of(profile)
+    _refresh(ruleset, step, profile, now, timer.partition)
+    return [
+        Firing(rule, profile.user_id, timer.trigger_event, timer.partition)
+        for rule in entered(ruleset, before, profile)
+    ]

@@ -27,6 +27,7 @@ from triggers.conditions import (
 )
 from triggers.errors import ConfigError, ConfigIssue
 from triggers.rules import (
+    AbsenceRule,
     Condition,
     Rule,
     RulesConfig,
@@ -49,7 +50,8 @@ class RuleSet:
     config: RulesConfig
     renderer: Renderer
     source: Path
-    #: rule conditions by rule id, and sequence step conditions by ``"<rule id>#<step>"``
+    #: rule conditions by rule id, sequence step conditions by ``"<rule id>#<step>"``,
+    #: absence ``cancel_when`` conditions by ``"<rule id>@<name>"``
     conditions: dict[str, CompiledCondition] = field(default_factory=dict)
     #: every segment (``segment:<name>``) and threshold rule (``threshold:<rule id>``),
     #: evaluated in one call
@@ -130,6 +132,13 @@ class _Checker:
             compiled = self.condition(rule.condition, (*at, "condition"), f"{name}.condition")
             if compiled:
                 conditions[rule.id] = compiled
+        if isinstance(rule, AbsenceRule):
+            for when, condition in rule.cancel_when.items():
+                where = (*at, "cancel_when", when)
+                label = f"{name}.cancel_when.{when}"
+                compiled = self.condition(condition, where, label)
+                if compiled:
+                    conditions[f"{rule.id}@{when}"] = compiled
         if isinstance(rule, SequenceRule):
             for step, spec in enumerate(rule.steps):
                 where = (*at, "steps", step)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from profiles import InMemoryProfileStore, InMemoryTimerStore, InvalidEvent, parse_event
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.engine import Engine, Incoming
-from triggers.fold import MOMENT_MS
+from triggers.firing import MOMENT_MS
 from triggers.loader import RuleSet
 
 __all__ = ["Simulation", "compare", "simulate"]
@@ -44,10 +44,12 @@ class Simulation:
         self.decisions += decisions
 
     def table(self) -> dict[str, Counter[str]]:
-        """Per rule: ``fired``, ``deferred`` and ``suppressed:<reason>`` counts."""
+        """Per rule: ``fired``, ``deferred``, ``scheduled``, ``rescheduled``,
+        ``suppressed:<reason>`` and ``cancelled:<reason>`` counts."""
         rows: dict[str, Counter[str]] = {}
         for d in self.decisions:
-            label = d.outcome if d.outcome != "suppressed" else f"suppressed:{d.reason}"
+            with_reason = d.outcome in ("suppressed", "cancelled")
+            label = f"{d.outcome}:{d.reason}" if with_reason else d.outcome
             rows.setdefault(d.rule_id, Counter())[label] += 1
         return dict(sorted(rows.items()))
 
@@ -100,7 +102,7 @@ async def _fire_until(engine: Engine, sim: Simulation, clock: _Clock, limit: dat
             return
         due = datetime.fromtimestamp(pending[0].due_ms / 1000, tz=UTC)
         clock.advance(due)
-        # the rest of that second is the same moment (see triggers.fold.MOMENT_MS)
+        # the rest of that second is the same moment (see triggers.firing.MOMENT_MS)
         moment_end_ms = (pending[0].due_ms // MOMENT_MS + 1) * MOMENT_MS - 1
         horizon = datetime.fromtimestamp(min(moment_end_ms, limit_ms) / 1000, tz=UTC)
         await engine.fire_due(_PARTITION, clock.now, horizon=horizon)

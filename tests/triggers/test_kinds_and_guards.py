@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -385,3 +386,221 @@ def test_unsubscribe_cancels_every_pending_timer(user: User) -> None:
     assert {t.rule_id for t in user.timers.values()} == {"series", "browse", "birthday"}
     user.event("unsubscribe")
     assert user.timers == {}
+
+
+# --- absence without its key, cancel_when ----------------------------------------------------
+
+CART = """\
+  - id: cart
+    kind: absence
+    start: [add_to_cart, remove_from_cart]
+    cancel: [purchase]
+    key: cart_id
+    wait: 1h
+    cancel_when:
+      cart_emptied: "profile.cart.item_count == 0"
+    template: welcome
+"""
+
+
+def test_start_event_without_the_key_starts_one_unkeyed_instance(
+    rules: Callable[..., RuleSet],
+) -> None:
+    user = User(rules(extra_rules=CART))
+    user.signup()
+    user.event("add_to_cart", product_id="p1", price=5.0)  # no cart_id
+    user.event("add_to_cart", T0 + timedelta(minutes=10), product_id="p2", price=5.0)
+    assert [t.key for t in user.timers.values() if t.rule_id == "cart"] == [""]
+    user.tick(T0 + timedelta(hours=2))
+    assert user.rules_sent().count("cart") == 1
+    assert [rid for rule, rid in user.sent if rule == "cart"] == [
+        request_id("cart", "u1", "", "e3")
+    ]
+
+
+def test_a_keyed_cancel_also_ends_the_unkeyed_instance(rules: Callable[..., RuleSet]) -> None:
+    user = User(rules(extra_rules=CART))
+    user.signup()
+    user.event("add_to_cart", product_id="p1", price=5.0)  # unkeyed
+    user.event("add_to_cart", product_id="p2", price=5.0, cart_id="c1")
+    user.event("purchase", order_id="o", total=10.0, cart_id="c1")
+    user.tick(T0 + timedelta(hours=2))
+    assert "cart" not in user.rules_sent()
+    assert ("cart", "cancelled", "purchase") in user.decisions
+
+
+def test_cancel_when_cancels_instead_of_moving(rules: Callable[..., RuleSet]) -> None:
+    user = User(rules(extra_rules=CART))
+    user.signup()
+    user.event("add_to_cart", product_id="p1", price=5.0, cart_id="c1")
+    user.event("remove_from_cart", T0 + timedelta(minutes=5), product_id="p1", cart_id="c1")
+    assert [t for t in user.timers.values() if t.rule_id == "cart"] == []
+    assert user.decisions[-1] == ("cart", "cancelled", "cart_emptied")
+    user.tick(T0 + timedelta(hours=2))
+    assert "cart" not in user.rules_sent()
+
+
+# --- the lifecycle of delayed rules in the decision log --------------------------------------
+
+
+def test_scheduled_rescheduled_and_cancelled_are_decisions(rules: Callable[..., RuleSet]) -> None:
+    user = User(rules(extra_rules=CART))
+    user.signup()
+    first = user.event("add_to_cart", product_id="p1", price=5.0, cart_id="c1")
+    [scheduled] = [d for d in first.decisions if d.rule_id == "cart"]
+    assert (scheduled.outcome, scheduled.reason, scheduled.key) == (
+        "scheduled",
+        "add_to_cart",
+        "c1",
+    )
+    assert scheduled.due == T0 + timedelta(hours=1)
+    moved = user.event(
+        "add_to_cart", T0 + timedelta(minutes=20), product_id="p2", price=1.0, cart_id="c1"
+    )
+    [rescheduled] = [d for d in moved.decisions if d.rule_id == "cart"]
+    assert rescheduled.outcome == "rescheduled"
+    assert rescheduled.due == T0 + timedelta(minutes=80)
+    bought = user.event(
+        "purchase", T0 + timedelta(minutes=30), order_id="o", total=6.0, cart_id="c1"
+    )
+    [cancelled] = [d for d in bought.decisions if d.rule_id == "cart"]
+    assert (cancelled.outcome, cancelled.reason) == ("cancelled", "purchase")
+    assert cancelled.trigger_event_id == "e4"  # the purchase that cancelled it
+    # the profile keeps one entry per timer move, not one per move
+    assert user.profile is not None
+    kept = [(d["outcome"], d["rule_id"]) for d in user.profile.decisions if d["rule_id"] == "cart"]
+    assert kept == [("rescheduled", "cart"), ("cancelled", "cart")]
+
+
+def test_unsubscribe_and_erase_cancel_with_their_reason(rules: Callable[..., RuleSet]) -> None:
+    user = User(rules(extra_rules=CART))
+    user.signup()
+    user.event("add_to_cart", product_id="p1", price=5.0, cart_id="c1")
+    user.event("unsubscribe")
+    assert ("cart", "cancelled", "unsubscribe") in user.decisions
+    assert ("series", "cancelled", "unsubscribe") in user.decisions
+    other = User(user.rules, "u2")
+    other.signup()
+    step = other.event("erase")
+    assert step.profile is None
+    assert {(d.rule_id, d.outcome, d.reason) for d in step.decisions} == {
+        ("series", "cancelled", "erase")
+    }
+
+
+def test_inactivity_logs_its_first_scheduling_not_every_move(user: User) -> None:
+    user.signup()
+    user.event("purchase", order_id="o1", total=5.0)
+    user.event("purchase", T0 + timedelta(days=1), order_id="o2", total=5.0)
+    outcomes = [(o, r) for rule, o, r in user.decisions if rule == "buyer_winback"]
+    assert outcomes == [("scheduled", "purchase")]
+    [timer] = [t for t in user.timers.values() if t.rule_id == "buyer_winback"]
+    assert timer.due_ms == _ms(T0 + timedelta(days=11))
+
+
+def test_follow_up_steps_are_scheduled_decisions(user: User) -> None:
+    step = user.signup()
+    [scheduled] = [d for d in step.decisions if d.outcome == "scheduled" and d.rule_id == "series"]
+    assert (scheduled.reason, scheduled.step, scheduled.due) == (
+        "next_step",
+        1,
+        T0 + timedelta(days=3),
+    )
+
+
+# --- thresholds need a previous value; time-based changes are re-checked ---------------------
+
+COOLING = """\
+  - id: cooling
+    kind: threshold
+    value: profile.score
+    below: 10
+    template: welcome
+"""
+
+
+def test_a_below_threshold_does_not_fire_for_a_brand_new_user(
+    rules: Callable[..., RuleSet],
+) -> None:
+    user = User(rules(extra_rules=COOLING))
+    user.signup()  # score 0: below 10, but there was no value before
+    user.event("page_view", url="/")
+    assert "cooling" not in user.rules_sent()
+
+
+def test_a_decaying_score_crosses_below_without_any_event(rules: Callable[..., RuleSet]) -> None:
+    user = User(rules(extra_rules=COOLING))
+    user.signup()
+    user.event("email_click", message_id="m", url="/")  # 15 points, above 10
+    # 15 halves every 14 days: it is 10 after 14 * log2(1.5) = 8.19 days
+    crossing = T0 + timedelta(days=14 * math.log2(1.5))
+    user.tick(crossing - timedelta(minutes=1))
+    assert "cooling" not in user.rules_sent()
+    user.tick(crossing + timedelta(seconds=2))
+    assert user.rules_sent().count("cooling") == 1
+    assert user.profile is not None and "cooling" in user.profile.watched
+
+
+def test_an_above_threshold_can_fire_again_after_decaying_below(user: User) -> None:
+    user.signup()
+    user.event("email_click", message_id="m", url="/")
+    user.event("email_click", message_id="m", url="/")  # 30: crosses 25
+    assert user.rules_sent().count("engaged") == 1
+    user.tick(T0 + timedelta(days=5))  # decays below 25 after 3.7 days: noticed then
+    assert user.profile is not None and "engaged" not in user.profile.watched
+    # one click lifts the decayed score (~23) above 25 again: a second crossing
+    user.event("email_click", T0 + timedelta(days=5), message_id="m", url="/")
+    assert user.rules_sent().count("engaged") == 2
+
+
+LAPSED = """\
+  lapsed:
+    all:
+      - "profile.purchase_count > 0"
+      - not: "within(profile.last_purchase_at, '90d')"
+  quiet_for_a_month: "days_since(profile.last_seen) > 30"
+"""
+
+SEGMENT_RULES = """\
+  - id: lapsed_entry
+    kind: segment_entry
+    segment: lapsed
+    template: welcome
+  - id: quiet_entry
+    kind: segment_entry
+    segment: quiet_for_a_month
+    template: welcome
+"""
+
+
+@pytest.fixture
+def timed(make_config: Callable[[str], Path]) -> User:
+    text = RULES.replace("segments:\n", "segments:\n" + LAPSED) + SEGMENT_RULES
+    return User(load_rules(make_config(text)))
+
+
+def test_a_time_based_segment_is_entered_when_time_passes(timed: User) -> None:
+    timed.signup()
+    timed.event("purchase", T0 + timedelta(hours=1), order_id="o", total=5.0)
+    lapse = T0 + timedelta(hours=1, days=90)
+    recheck = [t for t in timed.timers.values() if t.rule_id == "~recheck"]
+    assert [t.due_ms for t in recheck] == [_ms(T0 + timedelta(days=30, hours=1)) + 1000]
+    timed.tick(lapse - timedelta(seconds=1))
+    assert "lapsed_entry" not in timed.rules_sent()
+    assert timed.rules_sent().count("quiet_entry") == 1  # 30 days without an event
+    timed.tick(lapse + timedelta(seconds=2))
+    assert timed.rules_sent().count("lapsed_entry") == 1
+    assert timed.profile is not None and "lapsed" in timed.profile.segments
+    [sent] = [rid for rule, rid in timed.sent if rule == "lapsed_entry"]
+    fired = [d for d in timed.decisions if d[0] == "lapsed_entry"]
+    assert fired == [("lapsed_entry", "fired", "ok")] and sent
+
+
+def test_a_new_event_moves_the_recheck(timed: User) -> None:
+    timed.signup()
+    timed.event("purchase", order_id="o1", total=5.0)
+    timed.event("purchase", T0 + timedelta(days=60), order_id="o2", total=5.0)
+    timed.tick(T0 + timedelta(days=100))
+    assert "lapsed_entry" not in timed.rules_sent()  # 90 days from the second purchase
+    timed.tick(T0 + timedelta(days=151))
+    assert timed.rules_sent().count("lapsed_entry") == 1

@@ -1,0 +1,162 @@
+"""What conditions and templates see of a user, and which segments and watched rules hold.
+
+Some conditions change with time alone: ``within(profile.last_purchase_at, '90d')``
+turns false 90 days after the purchase, ``days_since(x) > 30`` turns true 30 days after
+``x``, and the engagement ``score`` decays. While the segments and thresholds are
+evaluated, a :class:`Horizon` notes the earliest future moment at which any of these can
+flip, so the engine can look again then (a re-check timer) instead of waiting for the
+user's next event. Only what is evaluated is noted: a branch that an ``and`` skipped can
+only come into play after an evaluated part changes, which is itself noted or needs an
+event.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from profiles import Profile
+from triggers.conditions import TimedNumber, helpers
+from triggers.loader import RuleSet
+from triggers.rules import SegmentEntryRule, ThresholdRule
+
+__all__ = [
+    "DecayingScore",
+    "Horizon",
+    "Memberships",
+    "ProfileView",
+    "context",
+    "memberships",
+]
+
+#: a comparison flips just after the moment it reaches equality
+_TICK = timedelta(milliseconds=1)
+
+
+class Horizon:
+    """The earliest moment after ``now`` at which a time-based condition may flip."""
+
+    __slots__ = ("at", "now")
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.at: datetime | None = None
+
+    def note(self, moment: datetime) -> None:
+        if moment > self.now and (self.at is None or moment < self.at):
+            self.at = moment
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+class DecayingScore(TimedNumber):
+    """The engagement score decayed to now, noting when a comparison with a bound flips.
+
+    The score only decays between events, so a comparison with a bound ``b`` flips at
+    most once without an event: when ``score`` decays past ``b``. That moment is computed
+    from the stored score and its reference time, so it does not drift event to event.
+    """
+
+    __slots__ = ("_half_life_days", "_horizon", "_raw", "_raw_at")
+    _half_life_days: float
+    _horizon: Horizon | None
+    _raw: float
+    _raw_at: datetime | None
+
+    def __new__(
+        cls,
+        value: float,
+        *,
+        raw: float,
+        raw_at: datetime | None,
+        half_life_days: float,
+        horizon: Horizon | None,
+    ) -> DecayingScore:
+        score = super().__new__(cls, value)
+        score._raw, score._raw_at = raw, raw_at
+        score._half_life_days, score._horizon = half_life_days, horizon
+        return score
+
+    def _crossing(self, other: Any) -> None:
+        bound = _number(other)
+        if self._horizon is None or self._raw_at is None or not bound:
+            return
+        if self._raw * bound > 0 and abs(float(self)) > abs(bound):
+            days = self._half_life_days * math.log2(self._raw / bound)
+            self._horizon.note(self._raw_at + timedelta(days=days) + _TICK)
+
+
+class ProfileView:
+    """A profile as conditions and templates see it: its attributes, read-only, uncopied,
+    with ``score`` decayed to the moment of evaluation."""
+
+    __slots__ = ("_profile", "score")
+
+    def __init__(self, profile: Profile, score: float) -> None:
+        self._profile = profile
+        self.score = score
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._profile, name)
+
+
+def context(
+    ruleset: RuleSet,
+    profile: Profile,
+    now: datetime,
+    event: dict[str, Any] | None = None,
+    *,
+    horizon: Horizon | None = None,
+) -> dict[str, Any]:
+    """What conditions and templates see (``horizon`` collects time-based flips)."""
+    scoring = ruleset.config.scoring
+    score = DecayingScore(
+        profile.score_now(now, scoring),
+        raw=profile.score,
+        raw_at=profile.score_at,
+        half_life_days=scoring.half_life_days,
+        horizon=horizon,
+    )
+    view = ProfileView(profile, score)
+    return {
+        "event": event or {},
+        "profile": view,
+        "user": view,
+        "cart": profile.cart,
+        "segments": profile.segments,
+        "now": now,
+        **helpers(now, horizon),
+    }
+
+
+@dataclass(frozen=True)
+class Memberships:
+    #: the configured segments the user is in
+    segments: list[str]
+    #: segment_entry and threshold rules whose condition holds
+    watched: list[str]
+    #: threshold rules that were evaluated (a crossing needs a previous value)
+    observed: list[str]
+    #: when a time-based segment or threshold may change without an event (or never)
+    next_check: datetime | None
+
+
+def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Memberships:
+    """The segments the user is in, and the segment_entry/threshold rules whose condition holds."""
+    horizon = Horizon(now)
+    held = ruleset.probe(context(ruleset, profile, now, horizon=horizon))
+    segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
+    watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]
+    watched += [
+        rule.id
+        for rule in ruleset.rules
+        if isinstance(rule, SegmentEntryRule) and rule.segment in segments
+    ]
+    observed = sorted(rule.id for rule in ruleset.rules if isinstance(rule, ThresholdRule))
+    return Memberships(segments, sorted(watched), observed, horizon.at)
