@@ -32,7 +32,7 @@ from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.settings import Settings
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
-from triggers.fold import MOMENT_MS
+from triggers.firing import MOMENT_MS
 
 __all__ = ["Nudge", "create_app"]
 
@@ -169,10 +169,25 @@ class Nudge:
                 log.error("config reload (%s) rejected, keeping the running rules: %s", why, issue)
             return False
         async with self.lock:
-            self.engine.rules = rules
+            previous, self.engine.rules = self.engine.rules, rules
         self.metrics.reloads.labels("applied").inc()
         log.warning("config reloaded (%s): %d rules active", why, len(rules.rules))
+        await self._replan(previous)
         return True
+
+    async def _replan(self, previous: RuleSet) -> None:
+        """Cancel or move the owned partitions' timers that the new rules changed."""
+        for tp in sorted(self._owned()):
+            now = self.clock.now(tp.partition, self._highwater(tp))
+            try:
+                async with self.lock:
+                    result = await self.engine.replan(tp.partition, previous, now)
+            except Exception:
+                # not fatal: a timer the new rules no longer know is suppressed when due
+                self.metrics.timer_failures.inc()
+                log.exception("re-planning the timers of partition %d failed", tp.partition)
+                continue
+            self.metrics.record(result)
 
     async def _watch_config(self) -> None:
         fingerprint = config_fingerprint(self.settings.config_dir)

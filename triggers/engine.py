@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -38,6 +38,7 @@ from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.fold import UserStep, apply_user_events, fire_user_timers
 from triggers.loader import RuleSet
+from triggers.replan import Replan, replan_timer
 
 __all__ = ["BatchResult", "Engine", "Incoming", "Outbox"]
 
@@ -224,6 +225,42 @@ class Engine:
             log.warning("profiles changed under %d users' timers; they fire again", len(conflicts))
         await self.timers.complete([t for t in claimed if t.user_id not in conflicts])
         result.timers_fired = len(claimed)
+        return result
+
+    async def replan(self, partition: int, previous: RuleSet, now: datetime) -> BatchResult:
+        """Bring the pending timers of ``partition`` in line with the rules just loaded.
+
+        Timers of removed rules are cancelled and timers whose delay changed move (see
+        :mod:`triggers.replan`); each change is a decision. Users whose profile moved
+        meanwhile are left as they are: their timers are judged again when they fall due.
+        """
+        result = BatchResult()
+        changes: dict[str, list[tuple[Timer, Replan]]] = {}
+        for timer in await self.timers.pending(partition):
+            change = replan_timer(previous, self.rules, timer)
+            if change is not None:
+                changes.setdefault(timer.user_id, []).append((timer, change))
+        if not changes:
+            return result
+        snapshots, _ = await self._load_for_timers(list(changes))
+        steps = {}
+        for user_id, planned in changes.items():
+            snapshot = snapshots.get(user_id, Snapshot(None))
+            steps[user_id] = step = UserStep(profile=snapshot.profile)
+            timeline = step.timeline(snapshot.profile, now)
+            for timer, change in planned:
+                if change.due_ms is None:
+                    timeline.cancel(partition, timer.id, change.cancel, detail=change.detail)
+                else:
+                    timeline.schedule(replace(timer, due_ms=change.due_ms), "rule_changed")
+        writes = [
+            ProfileWrite(user_id, snapshots[user_id].version, step.profile)
+            for user_id, step in steps.items()
+            if step.profile is not None
+        ]
+        conflicts = await self._commit(steps.values(), writes, [], result)
+        if conflicts:
+            log.warning("profiles changed under %d users while re-planning", len(conflicts))
         return result
 
     async def _load_for_timers(

@@ -259,9 +259,71 @@ async def test_a_corrupt_profile_does_not_block_other_users_timers(
     ]
     await engine.process(messages)
     await redis_client.hset(keys.profile("bad"), "p", "{not json")
+    before_sweep = len(outbox.decisions)
     await engine.fire_due(0, T0 + timedelta(hours=1))
     assert [s.user_id for s in outbox.sends if s.rule_id == "cart_abandonment"] == ["good"]
-    broken = [d for d in outbox.decisions if d.user_id == "bad" and d.rule_id == "cart_abandonment"]
+    swept = outbox.decisions[before_sweep:]
+    broken = [d for d in swept if d.user_id == "bad" and d.rule_id == "cart_abandonment"]
     assert [(d.outcome, d.reason) for d in broken] == [("suppressed", "corrupt_profile")]
     pending = await RedisTimerStore(redis_client, keys=keys).pending(0)
     assert [t.rule_id for t in pending if t.user_id == "bad"] == ["winback"]  # not yet due
+
+
+# --- re-planning pending timers when the rules change ----------------------------------------
+
+
+CART_RULE = RULES[RULES.index("  - id: cart_abandonment") : RULES.index("  - id: winback")]
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (lambda text: text.replace(CART_RULE, ""), "removed from the rules"),
+        (
+            lambda text: text.replace("kind: absence", "kind: absence\n    enabled: false"),
+            "disabled",
+        ),
+    ],
+)
+async def test_a_removed_or_disabled_rules_timers_are_cancelled_at_reload(
+    h: Harness,
+    make_config: Callable[[str], Path],
+    change: Callable[[str], str],
+    detail: str,
+) -> None:
+    await h.send(signup(h), cart(h))
+    previous = h.engine.rules
+    h.engine.rules = load_rules(make_config(change(RULES)))
+    result = await h.engine.replan(0, previous, T0 + timedelta(minutes=5))
+    cancelled = [(d.rule_id, d.outcome, d.reason, d.detail) for d in result.decisions]
+    assert cancelled == [("cart_abandonment", "cancelled", "rule_removed", detail)]
+    assert "cart_abandonment" not in {t.rule_id for t in await h.timers.pending(0)}
+    profile = (await h.profiles.load({"u1": []}))["u1"].profile
+    assert profile is not None
+    assert not [tid for tid in profile.timers if tid.startswith("cart_abandonment|")]
+    assert profile.decisions[-1]["outcome"] == "cancelled"
+    await h.tick(T0 + timedelta(hours=2))
+    assert h.outbox.by_rule("cart_abandonment") == []
+
+
+async def test_a_changed_wait_moves_pending_timers(
+    h: Harness, make_config: Callable[[str], Path]
+) -> None:
+    await h.send(signup(h), cart(h))
+    previous = h.engine.rules
+    h.engine.rules = load_rules(
+        make_config(RULES.replace("wait: 1h", "wait: 2h").replace("wait: 30d", "wait: 10d"))
+    )
+    result = await h.engine.replan(0, previous, T0)
+    moved = {d.rule_id: d for d in result.decisions}
+    assert moved["cart_abandonment"].outcome == "rescheduled"
+    assert moved["cart_abandonment"].due == T0 + timedelta(hours=2)
+    assert moved["winback"].due == T0 + timedelta(days=10)
+    due = {t.rule_id: t.due_ms for t in await h.timers.pending(0)}
+    assert due["cart_abandonment"] == int((T0 + timedelta(hours=2)).timestamp() * 1000)
+    await h.tick(T0 + timedelta(hours=1, minutes=30))
+    assert h.outbox.by_rule("cart_abandonment") == []
+    await h.tick(T0 + timedelta(hours=2))
+    assert len(h.outbox.by_rule("cart_abandonment")) == 1
+    again = await h.engine.replan(0, h.engine.rules, T0 + timedelta(hours=3))
+    assert again.decisions == []  # nothing changed: nothing to do
