@@ -219,27 +219,43 @@ def simulate(
 
 def _print_table(table: dict[str, Any], events: int, sends: int, dead: int) -> None:
     click.echo(f"{events} events, {sends} send requests, {dead} invalid")
-    click.echo(f"{'rule':<24}{'fired':>7}{'deferred':>10}  suppressed")
+    click.echo(f"{'rule':<24}{'fired':>7}{'deferred':>10}{'scheduled':>11}  suppressed; cancelled")
     for rule_id, counts in table.items():
-        reasons = sorted((k.split(":", 1)[1], v) for k, v in counts.items() if ":" in k)
-        total = sum(v for _, v in reasons)
-        detail = f"{total} (" + ", ".join(f"{r}: {n}" for r, n in reasons) + ")" if reasons else "0"
-        click.echo(f"{rule_id:<24}{counts['fired']:>7}{counts['deferred']:>10}  {detail}")
+        held = "; ".join(_with_reasons(counts, outcome) for outcome in ("suppressed", "cancelled"))
+        click.echo(
+            f"{rule_id:<24}{counts['fired']:>7}{counts['deferred']:>10}"
+            f"{counts['scheduled']:>11}  {held}"
+        )
+
+
+def _with_reasons(counts: dict[str, int], outcome: str) -> str:
+    """``3 (no_consent: 2, cooldown: 1)`` for the ``<outcome>:<reason>`` counts."""
+    reasons = sorted(
+        (k.split(":", 1)[1], v) for k, v in counts.items() if k.startswith(f"{outcome}:")
+    )
+    if not reasons:
+        return "0"
+    return f"{sum(v for _, v in reasons)} (" + ", ".join(f"{r}: {n}" for r, n in reasons) + ")"
 
 
 @cli.command()
 @click.argument("user_id")
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def explain(user_id: str, config_dir: Path | None, as_json: bool) -> None:
+@click.option("--rule", "rule_id", help="Only this rule, with a one-line verdict first.")
+def explain(user_id: str, config_dir: Path | None, as_json: bool, rule_id: str | None) -> None:
     """Show USER_ID's live profile, segments, pending timers and recent decisions."""
-    from streams.explain import explain_user, render_explanation
+    from streams.explain import explain_user, narrow_to_rule, render_explanation
 
     settings = Settings()
     rules = _load_or_exit(config_dir or settings.config_dir)
+    if rule_id is not None and not any(r.id == rule_id for r in rules.config.rules):
+        raise click.ClickException(f"no rule named {rule_id!r} in the rules")
     report = asyncio.run(explain_user(settings, rules, user_id))
     if report is None:
         raise click.ClickException(f"no profile for user {user_id!r}")
+    if rule_id is not None:
+        report = narrow_to_rule(report, rule_id)
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     else:

@@ -309,3 +309,109 @@ async def _wait_metric(worker: WorkerProcess, result: str, value: float) -> None
     while worker.metric("nudge_config_reloads_total", result=result) < value:
         assert time.monotonic() < deadline, worker.tail()
         await asyncio.sleep(0.2)
+
+
+async def test_a_cart_without_cart_id_is_reminded_once(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="2s", winback_wait="1h")
+    start_worker(env)
+    view = redis_view(env.keys)
+    await kafka.produce(
+        env.events_topic,
+        signup("nia"),
+        ev("add_to_cart", "nia", product_id="mug", name="Mug", price=14.0),  # no cart_id
+    )
+    [sent] = await kafka.wait_for_sends(env.send_topic, "nia", "cart_abandonment")
+    assert "Mug" in sent["text"]
+    await view.wait_until(lambda: _no_timer(view, "nia", "cart_abandonment"))
+    await marker(kafka, env, "nia")
+    assert len(await kafka.sends(env.send_topic, "nia", "cart_abandonment")) == 1
+
+
+async def test_a_time_based_segment_is_entered_with_no_event_from_the_user(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env(
+        rules=HEAD
+        + """\
+  - id: gone_quiet
+    kind: segment_entry
+    segment: quiet
+    category: transactional
+    template: welcome
+segments:
+  quiet: "not within(profile.last_seen, '4s')"
+"""
+    )
+    start_worker(env)
+    event = signup("ola")
+    await kafka.produce(env.events_topic, event)
+    [sent] = await kafka.wait_for_sends(env.send_topic, "ola", "gone_quiet", timeout=60)
+    crossing = datetime.fromisoformat(event["ts"]) + timedelta(seconds=4)
+    late = datetime.fromisoformat(sent["created_at"]) - crossing
+    # one sweep interval (1 s) and the whole-second moment (1 s) at most, with slack
+    assert timedelta(0) < late < timedelta(seconds=4), late
+
+
+async def test_reload_cancels_the_timers_of_a_removed_rule(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="1h", winback_wait="1h")
+    worker = start_worker(env)
+    view = redis_view(env.keys)
+    await kafka.produce(
+        env.events_topic,
+        signup("pam"),
+        ev("add_to_cart", "pam", product_id="mug", price=14.0, cart_id="c1"),
+    )
+    await view.wait_until(lambda: _has_timer(view, "pam", "cart_abandonment"))
+    rules_file = env.config_dir / "rules.yaml"
+    text = rules_file.read_text()
+    start, end = text.index("  - id: cart_abandonment"), text.index("  - id: winback")
+    rules_file.write_text(text[:start] + text[end:])
+    await _wait_metric(worker, "applied", 1)
+    cancelled = ("cart_abandonment", "cancelled", "rule_removed")
+    assert cancelled in await kafka.wait_for_decision(env.decisions_topic, "pam", cancelled)
+    assert not await _has_timer(view, "pam", "cart_abandonment")
+    assert await _has_timer(view, "pam", "winback")  # the rules that stay keep theirs
+
+
+def _explain_rule(env: WorkerEnv, worker: WorkerProcess, user: str, rule: str) -> str:
+    run = subprocess.run(
+        [str(NUDGE), "explain", user, "--rule", rule, "--config", str(env.config_dir)],
+        env=env.environ(worker.port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()[0]
+
+
+async def test_explain_rule_gives_a_one_line_verdict(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(cart_wait="1h", winback_wait="1h")
+    worker = start_worker(env)
+    view = redis_view(env.keys)
+    await kafka.produce(
+        env.events_topic,
+        signup("quin"),
+        ev("add_to_cart", "quin", product_id="mug", price=14.0, cart_id="c1"),
+        signup("rae"),
+        ev("add_to_cart", "rae", product_id="mug", price=14.0, cart_id="c2"),
+        ev("purchase", "rae", order_id="o1", total=14.0, cart_id="c2"),
+        signup("sol") | {"properties": {"email": "sol@example.com", "consent": {"email": False}}},
+    )
+    await marker(kafka, env, "sol")
+    await view.wait_until(lambda: _has_timer(view, "quin", "cart_abandonment"))
+    [timer] = [t for t in await view.pending("quin") if t.rule_id == "cart_abandonment"]
+    due = datetime.fromtimestamp(timer.due_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    pending = _explain_rule(env, worker, "quin", "cart_abandonment")
+    assert pending == f"cart_abandonment: pending, due {due}"
+    assert _explain_rule(env, worker, "quin", "welcome").startswith("welcome: fired at ")
+    cancelled = _explain_rule(env, worker, "rae", "cart_abandonment")
+    assert cancelled.startswith("cart_abandonment: cancelled by purchase at ")
+    suppressed = _explain_rule(env, worker, "sol", "welcome")
+    assert suppressed.startswith("welcome: suppressed: no_consent")

@@ -182,3 +182,76 @@ def test_compare_shows_what_a_rule_change_adds_and_removes(events: Path, tmp_pat
     diff = lines[start:]
     assert diff[0].endswith(": +0 / -1 sends")
     assert any(line.startswith("  - [browse_abandonment] ada:") for line in diff)
+
+
+def test_a_cart_without_cart_id_is_reminded_once(tmp_path: Path) -> None:
+    events, out, decisions = tmp_path / "e.jsonl", tmp_path / "s.jsonl", tmp_path / "d.jsonl"
+    ten = timedelta(minutes=10)
+    lines = [
+        signup("nia"),
+        ev(1, "add_to_cart", "nia", ten, product_id="mug", price=14.0),
+        ev(2, "add_to_cart", "nia", 2 * ten, product_id="cup", price=4.0),
+    ]
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    table = run(
+        "--events",
+        str(events),
+        "--until",
+        "2026-03-03",
+        "--out",
+        str(out),
+        "--decisions",
+        str(decisions),
+    )
+    [cart] = [s for s in read(out) if s["rule_id"] == "cart_abandonment"]
+    assert cart["created_at"] == (T0 + 2 * ten + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cart_decisions = [
+        (d["outcome"], d["reason"]) for d in read(decisions) if d["rule_id"] == "cart_abandonment"
+    ]
+    assert cart_decisions == [
+        ("scheduled", "add_to_cart"),
+        ("rescheduled", "add_to_cart"),
+        ("fired", "ok"),
+    ]
+    assert "cart_abandonment" in table
+
+
+def test_a_time_based_segment_is_entered_with_no_event(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    rules = yaml.safe_load((config / "rules.yaml").read_text())
+    rules["rules"].append(
+        {
+            "id": "lapsed_offer",
+            "kind": "segment_entry",
+            "segment": "lapsed_buyer",
+            "template": "winback",
+        }
+    )
+    (config / "rules.yaml").write_text(yaml.safe_dump(rules))
+    events, out = tmp_path / "e.jsonl", tmp_path / "s.jsonl"
+    lines = [
+        signup("omar"),
+        ev(1, "purchase", "omar", timedelta(hours=1), order_id="o", total=20.0),
+    ]
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--config",
+            str(config),
+            "--events",
+            str(events),
+            "--until",
+            "2026-07-01",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [offer] = [s for s in read(out) if s["rule_id"] == "lapsed_offer"]
+    # 90 days after the purchase, within the second the segment condition turns true
+    crossing = T0 + timedelta(hours=1, days=90)
+    sent_at = datetime.fromisoformat(offer["created_at"])
+    assert crossing < sent_at <= crossing + timedelta(seconds=1)
