@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from profiles import KNOWN_EVENT_TYPES, Profile
@@ -33,13 +32,14 @@ from triggers.rules import (
     SequenceRule,
     ThresholdRule,
 )
+from triggers.source import ConfigSource, YamlPath, read_config
 
 __all__ = ["RULES_FILE", "TEMPLATES_DIR", "RuleSet", "load_rules"]
 
 RULES_FILE = "rules.yaml"
 TEMPLATES_DIR = "templates"
 
-Path_ = tuple[str | int, ...]
+Path_ = YamlPath
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,14 @@ class RuleSet:
 
 def load_rules(config_dir: Path) -> RuleSet:
     path = config_dir / RULES_FILE
-    shown = str(path)
-    data, lines = _read_yaml(path, shown)
+    source = read_config(path)
     try:
-        config = RulesConfig.model_validate(data)
+        config = RulesConfig.model_validate(source.data)
     except ValidationError as exc:
-        raise ConfigError(_validation_issues(exc, data, lines, shown)) from exc
-    checker = _Checker(config, Renderer(config_dir / TEMPLATES_DIR), lines, shown)
+        for at, message in _validation_issues(exc, source.data):
+            source.issue(at, message)
+        raise ConfigError(source.issues) from exc
+    checker = _Checker(config, Renderer(config_dir / TEMPLATES_DIR), source)
     ruleset = checker.compile(path)
     if checker.issues:
         raise ConfigError(sorted(checker.issues, key=lambda issue: issue.line or 0))
@@ -89,23 +90,17 @@ _DERIVED_PROFILE_FIELDS = frozenset({"score"})
 class _Checker:
     """Compiles what the models cannot check alone, collecting every issue with its line."""
 
-    def __init__(
-        self, config: RulesConfig, renderer: Renderer, lines: dict[Path_, int], shown: str
-    ) -> None:
+    def __init__(self, config: RulesConfig, renderer: Renderer, source: ConfigSource) -> None:
         self.config = config
         self.renderer = renderer
-        self.lines = lines
-        self.shown = shown
-        self.issues: list[ConfigIssue] = []
+        self.source = source
+        self.issues: list[ConfigIssue] = source.issues
         self.known_events = set(KNOWN_EVENT_TYPES) | set(config.custom_events)
         self.profile_fields = set(Profile.model_fields) | _DERIVED_PROFILE_FIELDS
 
     def issue(self, path: Path_, field: str, message: str) -> None:
-        line = next(
-            (self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines),
-            None,
-        )
-        self.issues.append(ConfigIssue(self.shown, line, field, message))
+        line = self.source.line(path)
+        self.issues.append(ConfigIssue(self.source.shown, line, field, message))
 
     def compile(self, source: Path) -> RuleSet:
         probed: dict[str, Condition] = {}
@@ -176,65 +171,13 @@ class _Checker:
         return compiled
 
 
-def _read_yaml(path: Path, shown: str) -> tuple[Any, dict[Path_, int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(shown, line, "", f"invalid YAML: {problem}")]) from exc
-    lines: dict[Path_, int] = {}
-    if node is not None:
-        _map_lines(node, (), lines)
-    return ({} if data is None else data), lines
-
-
-def _map_lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, str(key_node.value))
-            out[child] = key_node.start_mark.line + 1
-            _map_lines(value_node, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _map_lines(item, (*path, index), out)
-
-
-def _field_name(path: Path_, data: Any) -> str:
-    """``rules[1] (cart_abandonment).wait`` for ``("rules", 1, "wait")``."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            if isinstance(data, list) and part < len(data):
-                data = data[part]
-                if isinstance(data, dict) and isinstance(data.get("id"), str):
-                    text += f" ({data['id']})"
-                continue
-        else:
-            text += f".{part}" if text else part
-        data = data.get(part) if isinstance(data, dict) else None
-    return text
-
-
-def _validation_issues(
-    exc: ValidationError, data: Any, lines: dict[Path_, int], shown: str
-) -> list[ConfigIssue]:
+def _validation_issues(exc: ValidationError, data: Any) -> list[tuple[YamlPath, str]]:
     issues = []
     for err in exc.errors(include_url=False):
-        path = _strip_tags(tuple(err["loc"]), data)
-        line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
-        issues.append(ConfigIssue(shown, line, _field_name(path, data), message))
+        issues.append((_strip_tags(tuple(err["loc"]), data), message))
     return issues
 
 
