@@ -135,13 +135,11 @@ rules:
       - delay: 3d
         template: welcome
 """
-    [found] = issues(make_config(text))
-    assert found.endswith(
+    [order, missing] = issues(make_config(text))
+    assert order.endswith(
         "rules.yaml:3: rules[0] (series): step 2 (delay 3d) would come before step 1 "
         "(delay 7d): steps must be in delay order"
     )
-    fixed = text.replace("delay: 3d", "delay: 9d")
-    [missing] = issues(make_config(fixed))
     assert ":9: rules[0] (series).steps[1].template: missing template files" in missing
 
 
@@ -160,3 +158,69 @@ def test_frequency_cap_beyond_the_kept_send_history_is_refused(
     )
     [found] = issues(make_config(text))
     assert ":3: guards.frequency_cap.max: Input should be less than or equal to 50" in found
+
+
+# --- every problem at once: schema errors hide no semantic ones ---------------------------
+
+
+def test_bad_duration_unknown_event_type_and_missing_template_at_once(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = (
+        GOOD.replace("wait: 1h30m", "wait: soon")
+        .replace("events: [signup]", "events: [sign_upp]")
+        .replace("template: welcome", "template: nope")
+    )
+    found = issues(make_config(text))
+    assert len(found) == 3, found
+    assert ":5: rules[0] (welcome).events: unknown event type 'sign_upp'" in found[0]
+    assert ":6: rules[0] (welcome).template: missing template files" in found[1]
+    assert ":11: rules[1] (cart_abandonment).wait: invalid duration 'soon'" in found[2]
+
+
+def test_three_problems_in_one_rule(make_config: Callable[[str], Path]) -> None:
+    text = (
+        GOOD.replace("wait: 1h30m", "wait: soon")
+        .replace("start: [add_to_cart]", "start: [add_to_kart]")
+        .replace("template: cart_abandonment", "template: nope")
+    )
+    config = make_config(text)
+    found = issues(config)
+    expected = [
+        "9: rules[1] (cart_abandonment).start: unknown event type 'add_to_kart'",
+        "11: rules[1] (cart_abandonment).wait: invalid duration 'soon'",
+        "12: rules[1] (cart_abandonment).template: missing template files",
+    ]
+    assert len(found) == len(expected), found
+    for issue, start in zip(found, expected, strict=True):
+        assert issue.startswith(f"{config}/rules.yaml:{start}"), issue
+
+
+def test_schema_error_and_unknown_event_type_in_another_rule(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = GOOD.replace("events: [signup]", "events: [signupp]").replace(
+        "    template: cart_abandonment", "    template: cart_abandonment\n    colour: red"
+    )
+    found = issues(make_config(text))
+    assert len(found) == 2, found
+    assert ":5: rules[0] (welcome).events: unknown event type 'signupp'" in found[0]
+    assert ":13: rules[1] (cart_abandonment).colour: unknown field" in found[1]
+
+
+def test_duplicate_ids_and_unknown_segments_beside_schema_errors(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = GOOD.replace("wait: 1h30m", "wait: soon").replace(
+        "rules:\n",
+        "rules:\n  - {id: cart_abandonment, kind: segment_entry, segment: vip,"
+        " template: vip_welcome}\n",
+    )
+    found = issues(make_config(text))
+    assert len(found) == 3, found
+    assert (
+        ":3: rules[0] (cart_abandonment).segment: rule 'cart_abandonment' names unknown "
+        "segment 'vip' (none defined)" in found[0]
+    )
+    assert ":8: rules[2] (cart_abandonment).id: duplicate rule id 'cart_abandonment'" in found[1]
+    assert ":12: rules[2] (cart_abandonment).wait: invalid duration 'soon'" in found[2]
