@@ -2,8 +2,8 @@
 
 The checks run on the document as read, not on the validated models, so a schema error
 anywhere (a bad duration, an unknown field) hides none of them: unknown event types,
-missing or broken templates, condition syntax, unknown profile fields in conditions,
-duplicate rule ids and unknown segments.
+missing or broken templates, condition syntax, fields that do not exist (in conditions
+and templates, see :mod:`triggers.fields`), duplicate rule ids and unknown segments.
 Each looks only at values of the right shape and leaves malformed ones to the schema
 check, so no problem is reported twice.
 """
@@ -15,15 +15,16 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from profiles import KNOWN_EVENT_TYPES, Profile
+from profiles import KNOWN_EVENT_TYPES
 from profiles.events import EVENT_TYPE_PATTERN
 from render import Renderer, RenderError
 from triggers.conditions import (
     ConditionSyntaxError,
     compile_condition,
+    expression_tree,
     expressions,
-    profile_fields_used,
 )
+from triggers.fields import Shape, field_roots, unknown_fields
 from triggers.rules import Condition, Rule
 from triggers.source import ConfigSource, YamlPath
 
@@ -37,8 +38,13 @@ _KINDS: dict[str, type[BaseModel]] = {
     for model in get_args(get_args(Rule)[0])
 }
 
-#: profile fields a condition may name (besides the model's own)
-_DERIVED_PROFILE_FIELDS = frozenset({"score"})
+#: the event types that trigger a rule of each kind (the others: not known statically)
+_TRIGGER_EVENTS = {
+    "on_event": "events",
+    "absence": "start",
+    "sequence": "start",
+    "inactivity": "events",
+}
 
 _EVENT_TYPE_FIELDS = ("events", "start", "cancel", "exit")
 
@@ -64,6 +70,15 @@ class _RawRule:
             return None
         return self.data.get(name)
 
+    def trigger_events(self) -> list[str] | None:
+        """The event types whose event the rule's context holds (``None``: unknown)."""
+        kind = self.data.get("kind")
+        attr = _TRIGGER_EVENTS.get(kind) if isinstance(kind, str) else None
+        values = self.get(attr) if attr else None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return None
+        return values
+
 
 class _Checker:
     def __init__(self, source: ConfigSource, renderer: Renderer, data: dict[str, Any]) -> None:
@@ -76,11 +91,11 @@ class _Checker:
         segments = data.get("segments", {})
         #: ``None`` when malformed (the schema check reports it)
         self.segments: Mapping[Any, Any] | None = segments if isinstance(segments, dict) else None
-        self.profile_fields = set(Profile.model_fields) | _DERIVED_PROFILE_FIELDS
 
     def run(self) -> None:
+        free = field_roots(None)
         for name, condition in (self.segments or {}).items():
-            self.condition(("segments", str(name)), condition)
+            self.condition(("segments", str(name)), condition, free)
         entries = self.data.get("rules")
         if not isinstance(entries, list):
             return
@@ -92,22 +107,23 @@ class _Checker:
     def rule(self, rule: _RawRule) -> None:
         self.event_types(rule)
         self.segment(rule)
-        self.conditions(rule)
-        self.template((*rule.at, "template"), rule.get("template"))
+        roots = field_roots(rule.trigger_events())
+        self.conditions(rule, roots)
+        self.template((*rule.at, "template"), rule.get("template"), roots)
         steps = rule.get("steps")
         for index, step in enumerate(steps if isinstance(steps, list) else ()):
             if isinstance(step, dict):
                 at = (*rule.at, "steps", index)
-                self.template((*at, "template"), step.get("template"))
-                self.condition((*at, "condition"), step.get("condition"))
+                self.template((*at, "template"), step.get("template"), roots)
+                self.condition((*at, "condition"), step.get("condition"), roots)
 
-    def conditions(self, rule: _RawRule) -> None:
+    def conditions(self, rule: _RawRule, roots: Mapping[str, Shape]) -> None:
         """The rule's condition, threshold value and ``cancel_when`` conditions."""
-        self.condition((*rule.at, "condition"), rule.get("condition"))
-        self.condition((*rule.at, "value"), rule.get("value"))
+        self.condition((*rule.at, "condition"), rule.get("condition"), roots)
+        self.condition((*rule.at, "value"), rule.get("value"), roots)
         cancel_when = rule.get("cancel_when")
         for name, condition in cancel_when.items() if isinstance(cancel_when, dict) else ():
-            self.condition((*rule.at, "cancel_when", str(name)), condition)
+            self.condition((*rule.at, "cancel_when", str(name)), condition, roots)
 
     def event_types(self, rule: _RawRule) -> None:
         for attr in _EVENT_TYPE_FIELDS:
@@ -145,7 +161,7 @@ class _Checker:
                 self.source.issue((*rule.at, "id"), f"duplicate rule id {rule_id!r}")
             seen.add(rule_id)
 
-    def condition(self, path: YamlPath, raw: Any) -> None:
+    def condition(self, path: YamlPath, raw: Any, roots: Mapping[str, Shape]) -> None:
         if raw is None:
             return
         try:
@@ -158,10 +174,10 @@ class _Checker:
             self.source.issue(path, str(exc))
             return
         for expression in expressions(condition):
-            for unknown in sorted(profile_fields_used(expression) - self.profile_fields):
-                self.source.issue(path, f"unknown profile field {unknown!r} in {expression!r}")
+            for unknown in unknown_fields(expression_tree(expression), roots):
+                self.source.issue(path, f"{unknown} in {expression!r}")
 
-    def template(self, path: YamlPath, name: Any) -> None:
+    def template(self, path: YamlPath, name: Any, roots: Mapping[str, Shape]) -> None:
         if not isinstance(name, str) or not name:
             return
         missing = self.renderer.missing_files(name)
@@ -170,5 +186,10 @@ class _Checker:
             return
         try:
             self.renderer.check(name)
+            trees = self.renderer.parsed(name)
         except RenderError as exc:
             self.source.issue(path, str(exc))
+            return
+        for filename, tree in trees.items():
+            for unknown in unknown_fields(tree, roots):
+                self.source.issue(path, f"{name}/{filename}:{unknown.line}: {unknown}")
