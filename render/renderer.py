@@ -7,12 +7,13 @@ ever enters as values in the context, never as template source.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError, TemplateNotFound
+from jinja2 import TemplateError, TemplateNotFound, nodes
 from jinja2.exceptions import SecurityError
 
 from render.environment import build_environment
@@ -49,6 +50,19 @@ class Renderer:
         for filename in TEMPLATE_FILES.values():
             self._get(name, filename)
 
+    def parsed(self, name: str) -> dict[str, nodes.Template]:
+        """The syntax tree of every part of ``name``, by file name, for static checks."""
+        trees = {}
+        for filename in TEMPLATE_FILES.values():
+            path = f"{name}/{filename}"
+            with self._translated(name, filename):
+                loader = self._env.loader
+                if loader is None:
+                    raise TemplateNotFound(path)
+                source, _, _ = loader.get_source(self._env, path)
+                trees[filename] = self._env.parse(source, path, path)
+        return trees
+
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
         parts = {}
         for part, filename in TEMPLATE_FILES.items():
@@ -61,8 +75,14 @@ class Renderer:
         return RenderedEmail(subject=subject, html=parts["html"], text=parts["text"].strip() + "\n")
 
     def _get(self, name: str, filename: str) -> Any:
-        try:
+        with self._translated(name, filename):
             return self._env.get_template(f"{name}/{filename}")
+
+    @contextmanager
+    def _translated(self, name: str, filename: str) -> Iterator[None]:
+        """Jinja2's loading and syntax errors as :class:`RenderError`."""
+        try:
+            yield
         except TemplateNotFound as exc:
             raise TemplateMissing(f"template {name!r} has no {filename}") from exc
         except TemplateError as exc:

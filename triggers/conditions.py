@@ -4,7 +4,7 @@ A condition is a sandboxed Jinja2 expression (``profile.cart.item_count > 0``,
 ``event.properties.category in ['kitchen', 'home']``, ``within(profile.last_purchase_at,
 '30d')``, ``'vip' in segments``) or a nested ``all`` / ``any`` / ``not`` of them. A name
 that does not exist is simply undefined (false), never an error at evaluation time;
-``nudge validate`` reports unknown profile fields instead.
+``nudge validate`` reports unknown fields instead (:mod:`triggers.fields`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ __all__ = [
     "TimedNumber",
     "compile_condition",
     "compile_probe",
+    "expression_tree",
     "expressions",
     "helpers",
-    "profile_fields_used",
     "to_expression",
 ]
 
@@ -97,22 +97,9 @@ def expressions(condition: Condition) -> list[str]:
     return [condition]
 
 
-def profile_fields_used(expression: str) -> set[str]:
-    """The first attribute of every ``profile.X`` / ``user.X`` in ``expression``."""
-    tree = _ENV.parse("{{ " + expression + " }}")
-    used = set()
-    for node in tree.find_all(nodes.Getattr):
-        if isinstance(node.node, nodes.Name) and node.node.name in ("profile", "user"):
-            used.add(node.attr)
-    for item in tree.find_all(nodes.Getitem):
-        target, arg = item.node, item.arg
-        if (
-            isinstance(target, nodes.Name)
-            and target.name in ("profile", "user")
-            and isinstance(arg, nodes.Const)
-        ):
-            used.add(str(arg.value))
-    return used
+def expression_tree(expression: str) -> nodes.Template:
+    """The syntax tree of one expression (as a template printing it), for static checks."""
+    return _ENV.parse("{{ " + expression + " }}")
 
 
 def _as_datetime(value: Any) -> datetime | None:

@@ -2,7 +2,9 @@
 
 :func:`load_rules` returns a :class:`RuleSet` (validated config, compiled conditions and
 a renderer) or raises :class:`ConfigError` listing *every* problem found, each located
-as ``config/rules.yaml:12: rules[1] (cart_abandonment).wait: invalid duration 'soon'``.
+as ``config/rules.yaml:12: rules[1] (cart_abandonment).wait: invalid duration 'soon'``:
+the schema's (pydantic) and, beside them, the semantic ones (:mod:`triggers.checks`).
+The rule set is built only from a config without a single issue.
 """
 
 from __future__ import annotations
@@ -11,21 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from profiles import KNOWN_EVENT_TYPES, Profile
-from render import Renderer, RenderError
-from triggers.conditions import (
-    CompiledCondition,
-    ConditionSyntaxError,
-    Probe,
-    compile_condition,
-    compile_probe,
-    expressions,
-    profile_fields_used,
-)
-from triggers.errors import ConfigError, ConfigIssue
+from render import Renderer
+from triggers.checks import check_semantics
+from triggers.conditions import CompiledCondition, Probe, compile_condition, compile_probe
+from triggers.errors import ConfigError
 from triggers.rules import (
     AbsenceRule,
     Condition,
@@ -34,13 +27,12 @@ from triggers.rules import (
     SequenceRule,
     ThresholdRule,
 )
+from triggers.source import ConfigSource, YamlPath, read_config
 
 __all__ = ["RULES_FILE", "TEMPLATES_DIR", "RuleSet", "load_rules"]
 
 RULES_FILE = "rules.yaml"
 TEMPLATES_DIR = "templates"
-
-Path_ = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -71,183 +63,64 @@ class RuleSet:
 
 def load_rules(config_dir: Path) -> RuleSet:
     path = config_dir / RULES_FILE
-    shown = str(path)
-    data, lines = _read_yaml(path, shown)
+    source = read_config(path)
+    config = _validate(source)
+    renderer = Renderer(config_dir / TEMPLATES_DIR)
+    check_semantics(source, renderer)
+    if config is None or source.issues:
+        unique = list(dict.fromkeys(source.issues))
+        raise ConfigError(sorted(unique, key=lambda issue: issue.line or 0))
+    return RuleSet(config, renderer, path, _conditions(config), compile_probe(_probed(config)))
+
+
+def _validate(source: ConfigSource) -> RulesConfig | None:
+    """The config model, or ``None`` with the schema's issues added to ``source``."""
     try:
-        config = RulesConfig.model_validate(data)
+        return RulesConfig.model_validate(source.data)
     except ValidationError as exc:
-        raise ConfigError(_validation_issues(exc, data, lines, shown)) from exc
-    checker = _Checker(config, Renderer(config_dir / TEMPLATES_DIR), lines, shown)
-    ruleset = checker.compile(path)
-    if checker.issues:
-        raise ConfigError(sorted(checker.issues, key=lambda issue: issue.line or 0))
-    return ruleset
+        for path, message in _validation_issues(exc, source.data):
+            source.issue(path, message)
+        return None
 
 
-#: profile fields a condition may name (besides the model's own)
-_DERIVED_PROFILE_FIELDS = frozenset({"score"})
-
-
-class _Checker:
-    """Compiles what the models cannot check alone, collecting every issue with its line."""
-
-    def __init__(
-        self, config: RulesConfig, renderer: Renderer, lines: dict[Path_, int], shown: str
-    ) -> None:
-        self.config = config
-        self.renderer = renderer
-        self.lines = lines
-        self.shown = shown
-        self.issues: list[ConfigIssue] = []
-        self.known_events = set(KNOWN_EVENT_TYPES) | set(config.custom_events)
-        self.profile_fields = set(Profile.model_fields) | _DERIVED_PROFILE_FIELDS
-
-    def issue(self, path: Path_, field: str, message: str) -> None:
-        line = next(
-            (self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines),
-            None,
-        )
-        self.issues.append(ConfigIssue(self.shown, line, field, message))
-
-    def compile(self, source: Path) -> RuleSet:
-        probed: dict[str, Condition] = {}
-        for name, condition in self.config.segments.items():
-            if self.condition(condition, ("segments", name), f"segments.{name}"):
-                probed[f"segment:{name}"] = condition
-        conditions: dict[str, CompiledCondition] = {}
-        for index, rule in enumerate(self.config.rules):
-            self.rule(rule, index, conditions)
-            if isinstance(rule, ThresholdRule):
-                label = f"rules[{index}] ({rule.id}).value"
-                if self.condition(rule.expression(), ("rules", index, "value"), label):
-                    probed[f"threshold:{rule.id}"] = rule.expression()
-        probe = compile_probe(probed) if not self.issues else (lambda ctx: [])
-        return RuleSet(self.config, self.renderer, source, conditions, probe)
-
-    def rule(self, rule: Rule, index: int, conditions: dict[str, CompiledCondition]) -> None:
-        at: Path_ = ("rules", index)
-        name = f"rules[{index}] ({rule.id})"
-        self.event_types(rule, at, name)
+def _conditions(config: RulesConfig) -> dict[str, CompiledCondition]:
+    """Every condition the engine evaluates per rule, compiled (checked valid already)."""
+    compiled: dict[str, CompiledCondition] = {}
+    for rule in config.rules:
         if rule.condition is not None:
-            compiled = self.condition(rule.condition, (*at, "condition"), f"{name}.condition")
-            if compiled:
-                conditions[rule.id] = compiled
+            compiled[rule.id] = compile_condition(rule.condition)
         if isinstance(rule, AbsenceRule):
-            for when, condition in rule.cancel_when.items():
-                where = (*at, "cancel_when", when)
-                label = f"{name}.cancel_when.{when}"
-                compiled = self.condition(condition, where, label)
-                if compiled:
-                    conditions[f"{rule.id}@{when}"] = compiled
+            for name, condition in rule.cancel_when.items():
+                compiled[f"{rule.id}@{name}"] = compile_condition(condition)
         if isinstance(rule, SequenceRule):
             for step, spec in enumerate(rule.steps):
-                where = (*at, "steps", step)
-                self.template(spec.template, (*where, "template"), f"{name}.steps[{step}].template")
                 if spec.condition is not None:
-                    label = f"{name}.steps[{step}].condition"
-                    compiled = self.condition(spec.condition, (*where, "condition"), label)
-                    if compiled:
-                        conditions[f"{rule.id}#{step}"] = compiled
-            return
-        self.template(rule.template, (*at, "template"), f"{name}.template")
-
-    def event_types(self, rule: Rule, at: Path_, name: str) -> None:
-        for attr in ("events", "start", "cancel", "exit"):
-            for position, event_type in enumerate(getattr(rule, attr, None) or []):
-                if event_type not in self.known_events:
-                    self.issue(
-                        (*at, attr, position),
-                        f"{name}.{attr}",
-                        f"unknown event type {event_type!r}: not a known type and not "
-                        "declared under custom_events",
-                    )
-
-    def template(self, template: str, path: Path_, field: str) -> None:
-        missing = self.renderer.missing_files(template)
-        if missing:
-            names = ", ".join(str(m) for m in missing)
-            self.issue(path, field, f"missing template files: {names}")
-            return
-        try:
-            self.renderer.check(template)
-        except RenderError as exc:
-            self.issue(path, field, str(exc))
-
-    def condition(self, condition: Condition, path: Path_, field: str) -> CompiledCondition | None:
-        try:
-            compiled = compile_condition(condition)
-        except ConditionSyntaxError as exc:
-            self.issue(path, field, str(exc))
-            return None
-        for expression in expressions(condition):
-            for unknown in sorted(profile_fields_used(expression) - self.profile_fields):
-                self.issue(path, field, f"unknown profile field {unknown!r} in {expression!r}")
-        return compiled
+                    compiled[f"{rule.id}#{step}"] = compile_condition(spec.condition)
+    return compiled
 
 
-def _read_yaml(path: Path, shown: str) -> tuple[Any, dict[Path_, int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(shown, line, "", f"invalid YAML: {problem}")]) from exc
-    lines: dict[Path_, int] = {}
-    if node is not None:
-        _map_lines(node, (), lines)
-    return ({} if data is None else data), lines
+def _probed(config: RulesConfig) -> dict[str, Condition]:
+    """The conditions of every segment and threshold rule, evaluated in one probe."""
+    probed: dict[str, Condition] = {
+        f"segment:{name}": condition for name, condition in config.segments.items()
+    }
+    for rule in config.rules:
+        if isinstance(rule, ThresholdRule):
+            probed[f"threshold:{rule.id}"] = rule.expression()
+    return probed
 
 
-def _map_lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, str(key_node.value))
-            out[child] = key_node.start_mark.line + 1
-            _map_lines(value_node, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _map_lines(item, (*path, index), out)
-
-
-def _field_name(path: Path_, data: Any) -> str:
-    """``rules[1] (cart_abandonment).wait`` for ``("rules", 1, "wait")``."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            if isinstance(data, list) and part < len(data):
-                data = data[part]
-                if isinstance(data, dict) and isinstance(data.get("id"), str):
-                    text += f" ({data['id']})"
-                continue
-        else:
-            text += f".{part}" if text else part
-        data = data.get(part) if isinstance(data, dict) else None
-    return text
-
-
-def _validation_issues(
-    exc: ValidationError, data: Any, lines: dict[Path_, int], shown: str
-) -> list[ConfigIssue]:
+def _validation_issues(exc: ValidationError, data: Any) -> list[tuple[YamlPath, str]]:
     issues = []
     for err in exc.errors(include_url=False):
-        path = _strip_tags(tuple(err["loc"]), data)
-        line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
-        issues.append(ConfigIssue(shown, line, _field_name(path, data), message))
+        issues.append((_strip_tags(tuple(err["loc"]), data), message))
     return issues
 
 
-def _strip_tags(loc: Path_, data: Any) -> Path_:
+def _strip_tags(loc: YamlPath, data: Any) -> YamlPath:
     """Drop the discriminator tags pydantic puts in error locations (``absence`` etc.)."""
     path: list[str | int] = []
     for part in loc:

@@ -289,6 +289,10 @@ class Sender(BaseModel):
 
 
 class RulesConfig(BaseModel):
+    """The whole file's shape. What refers across it (unique rule ids, known segments,
+    event types, templates, fields) is checked by :mod:`triggers.checks` on the raw
+    document, so a schema error elsewhere cannot hide it."""
+
     model_config = _FROZEN
 
     version: Literal[1] = 1
@@ -304,26 +308,6 @@ class RulesConfig(BaseModel):
     rules: list[Rule] = []
 
     _types = field_validator("custom_events")(_check_event_types)
-
-    @field_validator("rules")
-    @classmethod
-    def _unique_ids(cls, rules: list[_RuleBase]) -> list[_RuleBase]:
-        seen: set[str] = set()
-        for rule in rules:
-            if rule.id in seen:
-                raise ValueError(f"duplicate rule id {rule.id!r}")
-            seen.add(rule.id)
-        return rules
-
-    @model_validator(mode="after")
-    def _segments_exist(self) -> RulesConfig:
-        for rule in self.rules:
-            if isinstance(rule, SegmentEntryRule) and rule.segment not in self.segments:
-                known = ", ".join(sorted(self.segments)) or "none defined"
-                raise ValueError(
-                    f"rule {rule.id!r} names unknown segment {rule.segment!r} ({known})"
-                )
-        return self
 
 
 for _model in (AllOf, AnyOf, NotOf, SequenceStep, RulesConfig):

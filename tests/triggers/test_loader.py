@@ -118,7 +118,7 @@ def test_unknown_profile_field_in_a_condition(make_config: Callable[[str], Path]
         '        - "profile.totl_spent > 5"\n        - "profile.cart.item_count > 0"\n',
     )
     [found] = issues(make_config(text))
-    assert ":7: rules[0] (welcome).condition: unknown profile field 'totl_spent'" in found
+    assert ":7: rules[0] (welcome).condition: unknown field 'profile.totl_spent'" in found
 
 
 def test_sequence_steps_out_of_order_are_unreachable(make_config: Callable[[str], Path]) -> None:
@@ -135,13 +135,11 @@ rules:
       - delay: 3d
         template: welcome
 """
-    [found] = issues(make_config(text))
-    assert found.endswith(
+    [order, missing] = issues(make_config(text))
+    assert order.endswith(
         "rules.yaml:3: rules[0] (series): step 2 (delay 3d) would come before step 1 "
         "(delay 7d): steps must be in delay order"
     )
-    fixed = text.replace("delay: 3d", "delay: 9d")
-    [missing] = issues(make_config(fixed))
     assert ":9: rules[0] (series).steps[1].template: missing template files" in missing
 
 
@@ -160,3 +158,183 @@ def test_frequency_cap_beyond_the_kept_send_history_is_refused(
     )
     [found] = issues(make_config(text))
     assert ":3: guards.frequency_cap.max: Input should be less than or equal to 50" in found
+
+
+# --- every problem at once: schema errors hide no semantic ones ---------------------------
+
+
+def test_bad_duration_unknown_event_type_and_missing_template_at_once(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = (
+        GOOD.replace("wait: 1h30m", "wait: soon")
+        .replace("events: [signup]", "events: [sign_upp]")
+        .replace("template: welcome", "template: nope")
+    )
+    found = issues(make_config(text))
+    assert len(found) == 3, found
+    assert ":5: rules[0] (welcome).events: unknown event type 'sign_upp'" in found[0]
+    assert ":6: rules[0] (welcome).template: missing template files" in found[1]
+    assert ":11: rules[1] (cart_abandonment).wait: invalid duration 'soon'" in found[2]
+
+
+def test_three_problems_in_one_rule(make_config: Callable[[str], Path]) -> None:
+    text = (
+        GOOD.replace("wait: 1h30m", "wait: soon")
+        .replace("start: [add_to_cart]", "start: [add_to_kart]")
+        .replace("template: cart_abandonment", "template: nope")
+    )
+    config = make_config(text)
+    found = issues(config)
+    expected = [
+        "9: rules[1] (cart_abandonment).start: unknown event type 'add_to_kart'",
+        "11: rules[1] (cart_abandonment).wait: invalid duration 'soon'",
+        "12: rules[1] (cart_abandonment).template: missing template files",
+    ]
+    assert len(found) == len(expected), found
+    for issue, start in zip(found, expected, strict=True):
+        assert issue.startswith(f"{config}/rules.yaml:{start}"), issue
+
+
+def test_schema_error_and_unknown_event_type_in_another_rule(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = GOOD.replace("events: [signup]", "events: [signupp]").replace(
+        "    template: cart_abandonment", "    template: cart_abandonment\n    colour: red"
+    )
+    found = issues(make_config(text))
+    assert len(found) == 2, found
+    assert ":5: rules[0] (welcome).events: unknown event type 'signupp'" in found[0]
+    assert ":13: rules[1] (cart_abandonment).colour: unknown field" in found[1]
+
+
+def test_duplicate_ids_and_unknown_segments_beside_schema_errors(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = GOOD.replace("wait: 1h30m", "wait: soon").replace(
+        "rules:\n",
+        "rules:\n  - {id: cart_abandonment, kind: segment_entry, segment: vip,"
+        " template: vip_welcome}\n",
+    )
+    found = issues(make_config(text))
+    assert len(found) == 3, found
+    assert (
+        ":3: rules[0] (cart_abandonment).segment: rule 'cart_abandonment' names unknown "
+        "segment 'vip' (none defined)" in found[0]
+    )
+    assert ":8: rules[2] (cart_abandonment).id: duplicate rule id 'cart_abandonment'" in found[1]
+    assert ":12: rules[2] (cart_abandonment).wait: invalid duration 'soon'" in found[2]
+
+
+# --- fields that exist ----------------------------------------------------------------------
+
+PURCHASE = """\
+version: 1
+custom_events: [price.alert]
+rules:
+  - id: thanks
+    kind: on_event
+    events: [{events}]
+    condition: "{condition}"
+    template: order_thanks
+"""
+
+
+def with_condition(condition: str, events: str = "purchase") -> str:
+    return PURCHASE.format(events=events, condition=condition)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "event.properties.total >= 100",
+        "event.properties.items and event.type == 'purchase' and event.ts",
+        "profile.cart.item_count > 0 and user.cart.total > 5 and cart.lines",
+        "profile.traits.anything == 'x' and profile['traits']['plan'] and profile.counts.x",
+        "profile.score > 50 and profile.fired.welcome and profile.affinity.kitchen > 1",
+    ],
+)
+def test_fields_that_exist(make_config: Callable[[str], Path], condition: str) -> None:
+    assert load_rules(make_config(with_condition(condition))).rule("thanks") is not None
+
+
+@pytest.mark.parametrize(
+    ("condition", "unknown"),
+    [
+        ("event.properties.totl > 5", "'event.properties.totl' (did you mean 'total'?)"),
+        ("event.propertys.total > 5", "'event.propertys' (did you mean 'properties'?)"),
+        ("profile.cart.itemcount > 0", "'profile.cart.itemcount' (did you mean 'item_count'?)"),
+        ("user['cart']['totl'] > 0", "'user.cart.totl' (did you mean 'total'?)"),
+        ("cart.itms", "'cart.itms' (did you mean 'items'?)"),
+        ("profile.tratis.plan", "'profile.tratis' (did you mean 'traits'?)"),
+    ],
+)
+def test_fields_that_do_not_exist(
+    make_config: Callable[[str], Path], condition: str, unknown: str
+) -> None:
+    [found] = issues(make_config(with_condition(condition)))
+    assert found.endswith(
+        f":7: rules[0] (thanks).condition: unknown field {unknown} in {condition!r}"
+    )
+
+
+def test_event_properties_of_any_of_the_rule_event_types(
+    make_config: Callable[[str], Path],
+) -> None:
+    either = with_condition(
+        "event.properties.order_id or event.properties.url", "purchase, page_view"
+    )
+    assert load_rules(make_config(either)).rule("thanks") is not None
+    neither = with_condition("event.properties.colour", "purchase, page_view")
+    [found] = issues(make_config(neither))
+    assert "unknown field 'event.properties.colour'" in found
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "kind: on_event\n    events: [purchase, price.alert]",  # a custom event: free
+        "kind: inactivity\n    wait: 30d",  # any event
+        "kind: date\n    field: signed_up_at",  # no event
+    ],
+)
+def test_event_properties_are_free_when_not_known_statically(
+    make_config: Callable[[str], Path], rule: str
+) -> None:
+    text = with_condition("event.properties.anything", "purchase").replace(
+        "kind: on_event\n    events: [purchase]", rule
+    )
+    assert load_rules(make_config(text)).rule("thanks") is not None
+
+
+def test_cancel_when_conditions_are_checked(make_config: Callable[[str], Path]) -> None:
+    text = GOOD.replace(
+        "    wait: 1h30m\n",
+        "    wait: 1h30m\n    cancel_when:\n      cart_emptied: 'profile.cart.item_count == 0'\n"
+        "      typo: 'profile.cart.itemcount == 0'\n      broken: 'a ==== b'\n",
+    )
+    found = issues(make_config(text))
+    assert len(found) == 2, found
+    assert ":14: rules[1] (cart_abandonment).cancel_when.typo: unknown field " in found[0]
+    assert ":15: rules[1] (cart_abandonment).cancel_when.broken: invalid expression" in found[1]
+
+
+def test_template_fields_are_checked_per_file(make_config: Callable[[str], Path]) -> None:
+    config = make_config(GOOD.replace("template: welcome", "template: thanks"))
+    files = {
+        "subject.txt": "Thanks {{ user.first_name | default('there', true) }}",
+        "body.html": "{% set total = cart.total %}{{ total }}\n"
+        "{% for line in cart.lines %}{{ line.anything }}{% endfor %}\n"
+        "{{ cart.itms }} {{ event.properties.first_name }} {{ profile.traits.x }}",
+        "body.txt": "{{ event.properties.colour }}",
+    }
+    for filename, text in files.items():
+        path = config / "templates" / "thanks" / filename
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    found = issues(config)
+    assert [f.split(".template: ")[1] for f in found] == [
+        "thanks/body.html:3: unknown field 'cart.itms' (did you mean 'items'?)",
+        "thanks/body.txt:1: unknown field 'event.properties.colour'",
+    ]
+    assert ":6: rules[0] (welcome).template" in found[0]

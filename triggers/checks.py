@@ -1,0 +1,195 @@
+"""What ``rules.yaml`` can be wrong about beyond its schema, checked on the raw data.
+
+The checks run on the document as read, not on the validated models, so a schema error
+anywhere (a bad duration, an unknown field) hides none of them: unknown event types,
+missing or broken templates, condition syntax, fields that do not exist (in conditions
+and templates, see :mod:`triggers.fields`), duplicate rule ids and unknown segments.
+Each looks only at values of the right shape and leaves malformed ones to the schema
+check, so no problem is reported twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, get_args
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from profiles import KNOWN_EVENT_TYPES
+from profiles.events import EVENT_TYPE_PATTERN
+from render import Renderer, RenderError
+from triggers.conditions import (
+    ConditionSyntaxError,
+    compile_condition,
+    expression_tree,
+    expressions,
+)
+from triggers.fields import Shape, field_roots, unknown_fields
+from triggers.rules import Condition, Rule
+from triggers.source import ConfigSource, YamlPath
+
+__all__ = ["check_semantics"]
+
+_CONDITION: TypeAdapter[Condition] = TypeAdapter(Condition)
+
+#: rule kind -> its model (to skip fields the schema check reports as unknown)
+_KINDS: dict[str, type[BaseModel]] = {
+    get_args(model.model_fields["kind"].annotation)[0]: model
+    for model in get_args(get_args(Rule)[0])
+}
+
+#: the event types that trigger a rule of each kind (the others: not known statically)
+_TRIGGER_EVENTS = {
+    "on_event": "events",
+    "absence": "start",
+    "sequence": "start",
+    "inactivity": "events",
+}
+
+_EVENT_TYPE_FIELDS = ("events", "start", "cancel", "exit")
+
+
+def check_semantics(source: ConfigSource, renderer: Renderer) -> None:
+    """Add every semantic problem of ``source`` to ``source.issues``."""
+    data = source.data if isinstance(source.data, dict) else {}
+    _Checker(source, renderer, data).run()
+
+
+class _RawRule:
+    """One entry of ``rules:`` as written, with the fields its kind may have."""
+
+    def __init__(self, index: int, data: dict[str, Any]) -> None:
+        self.at: YamlPath = ("rules", index)
+        self.data = data
+        self.model = _KINDS.get(data["kind"]) if isinstance(data.get("kind"), str) else None
+
+    def get(self, name: str) -> Any:
+        """The raw value of ``name``; ``None`` when absent or not a field of this kind
+        (the schema check reports those)."""
+        if self.model is not None and name not in self.model.model_fields:
+            return None
+        return self.data.get(name)
+
+    def trigger_events(self) -> list[str] | None:
+        """The event types whose event the rule's context holds (``None``: unknown)."""
+        kind = self.data.get("kind")
+        attr = _TRIGGER_EVENTS.get(kind) if isinstance(kind, str) else None
+        values = self.get(attr) if attr else None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return None
+        return values
+
+
+class _Checker:
+    def __init__(self, source: ConfigSource, renderer: Renderer, data: dict[str, Any]) -> None:
+        self.source = source
+        self.renderer = renderer
+        self.data = data
+        custom = data.get("custom_events")
+        declared = [e for e in custom if isinstance(e, str)] if isinstance(custom, list) else []
+        self.known_events = set(KNOWN_EVENT_TYPES) | set(declared)
+        segments = data.get("segments", {})
+        #: ``None`` when malformed (the schema check reports it)
+        self.segments: Mapping[Any, Any] | None = segments if isinstance(segments, dict) else None
+
+    def run(self) -> None:
+        free = field_roots(None)
+        for name, condition in (self.segments or {}).items():
+            self.condition(("segments", str(name)), condition, free)
+        entries = self.data.get("rules")
+        if not isinstance(entries, list):
+            return
+        rules = [_RawRule(i, entry) for i, entry in enumerate(entries) if isinstance(entry, dict)]
+        for rule in rules:
+            self.rule(rule)
+        self.unique_ids(rules)
+
+    def rule(self, rule: _RawRule) -> None:
+        self.event_types(rule)
+        self.segment(rule)
+        roots = field_roots(rule.trigger_events())
+        self.conditions(rule, roots)
+        self.template((*rule.at, "template"), rule.get("template"), roots)
+        steps = rule.get("steps")
+        for index, step in enumerate(steps if isinstance(steps, list) else ()):
+            if isinstance(step, dict):
+                at = (*rule.at, "steps", index)
+                self.template((*at, "template"), step.get("template"), roots)
+                self.condition((*at, "condition"), step.get("condition"), roots)
+
+    def conditions(self, rule: _RawRule, roots: Mapping[str, Shape]) -> None:
+        """The rule's condition, threshold value and ``cancel_when`` conditions."""
+        self.condition((*rule.at, "condition"), rule.get("condition"), roots)
+        self.condition((*rule.at, "value"), rule.get("value"), roots)
+        cancel_when = rule.get("cancel_when")
+        for name, condition in cancel_when.items() if isinstance(cancel_when, dict) else ():
+            self.condition((*rule.at, "cancel_when", str(name)), condition, roots)
+
+    def event_types(self, rule: _RawRule) -> None:
+        for attr in _EVENT_TYPE_FIELDS:
+            values = rule.get(attr)
+            for position, event_type in enumerate(values if isinstance(values, list) else ()):
+                malformed = not isinstance(event_type, str) or not EVENT_TYPE_PATTERN.match(
+                    event_type
+                )
+                if malformed or event_type in self.known_events:
+                    continue
+                self.source.issue(
+                    (*rule.at, attr, position),
+                    f"unknown event type {event_type!r}: not a known type and not "
+                    "declared under custom_events",
+                    field=(*rule.at, attr),
+                )
+
+    def segment(self, rule: _RawRule) -> None:
+        segment = rule.get("segment")
+        if self.segments is not None and isinstance(segment, str) and segment not in self.segments:
+            known = ", ".join(sorted(str(name) for name in self.segments)) or "none defined"
+            rule_id = rule.data.get("id")
+            self.source.issue(
+                (*rule.at, "segment"),
+                f"rule {rule_id!r} names unknown segment {segment!r} ({known})",
+            )
+
+    def unique_ids(self, rules: list[_RawRule]) -> None:
+        seen: set[str] = set()
+        for rule in rules:
+            rule_id = rule.data.get("id")
+            if not isinstance(rule_id, str):
+                continue
+            if rule_id in seen:
+                self.source.issue((*rule.at, "id"), f"duplicate rule id {rule_id!r}")
+            seen.add(rule_id)
+
+    def condition(self, path: YamlPath, raw: Any, roots: Mapping[str, Shape]) -> None:
+        if raw is None:
+            return
+        try:
+            condition = _CONDITION.validate_python(raw)
+        except ValidationError:
+            return  # the schema check reports it
+        try:
+            compile_condition(condition)
+        except ConditionSyntaxError as exc:
+            self.source.issue(path, str(exc))
+            return
+        for expression in expressions(condition):
+            for unknown in unknown_fields(expression_tree(expression), roots):
+                self.source.issue(path, f"{unknown} in {expression!r}")
+
+    def template(self, path: YamlPath, name: Any, roots: Mapping[str, Shape]) -> None:
+        if not isinstance(name, str) or not name:
+            return
+        missing = self.renderer.missing_files(name)
+        if missing:
+            self.source.issue(path, f"missing template files: {', '.join(map(str, missing))}")
+            return
+        try:
+            self.renderer.check(name)
+            trees = self.renderer.parsed(name)
+        except RenderError as exc:
+            self.source.issue(path, str(exc))
+            return
+        for filename, tree in trees.items():
+            for unknown in unknown_fields(tree, roots):
+                self.source.issue(path, f"{name}/{filename}:{unknown.line}: {unknown}")
