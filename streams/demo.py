@@ -207,7 +207,7 @@ def attach_demo(nudge: Nudge) -> None:
     click.echo(
         f"demo: waits shortened (absence {DEMO_ABSENCE_WAIT.seconds}s, inactivity "
         f"{DEMO_INACTIVITY_WAIT.seconds}s, sequence steps {DEMO_STEP_DELAY.seconds}s apart), "
-        "quiet hours off; send requests and held-back decisions print below"
+        "quiet hours off; send requests and decisions (scheduled, cancelled, held back) print below"
     )
     nudge.app.task(lambda: _print_output(nudge))
     nudge.app.task(lambda: _feed(nudge))

@@ -11,6 +11,7 @@ from profiles import Keys, RedisProfileStore, RedisTimerStore
 from streams.settings import Settings
 from triggers import RuleSet
 from triggers.context import memberships
+from triggers.firing import RECHECK
 
 __all__ = ["explain_user", "narrow_to_rule", "render_explanation", "verdict"]
 
@@ -100,6 +101,8 @@ def narrow_to_rule(report: dict[str, Any], rule_id: str) -> dict[str, Any]:
 
 
 def _timer_line(t: dict[str, Any]) -> str:
+    if t["rule_id"] == RECHECK:
+        return f"  {t['due']}  {RECHECK} (segments and thresholds that change with time)"
     line = f"  {t['due']}  {t['rule_id']}"
     line += f" key={t['key']}" if t["key"] else ""
     line += f" step={t['step']}" if t["step"] is not None else ""
