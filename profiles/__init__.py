@@ -1,5 +1,6 @@
 """Live user profiles, dedup and durable timers: Redis implementations and in-memory twins."""
 
+from profiles.addresses import InvalidAddress, normalise_address
 from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.keys import Keys
@@ -17,6 +18,7 @@ __all__ = [
     "Event",
     "InMemoryProfileStore",
     "InMemoryTimerStore",
+    "InvalidAddress",
     "InvalidEvent",
     "Keys",
     "Profile",
@@ -33,6 +35,7 @@ __all__ = [
     "TimerOps",
     "TimerStore",
     "apply_event",
+    "normalise_address",
     "parse_event",
     "timer_id",
 ]

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from profiles.addresses import normalise_address
 from profiles.errors import InvalidEvent
 
 __all__ = [
@@ -70,12 +71,20 @@ class SignupConsent(_Props):
 
 
 class Signup(_Props):
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str = Field(
+        description="trimmed; the domain is stored lowercased and IDNA-encoded",
+        json_schema_extra={"format": "idn-email"},
+    )
     first_name: str | None = None
     last_name: str | None = None
     locale: str | None = None
     timezone: str | None = None
     consent: SignupConsent = SignupConsent()
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return normalise_address(value)
 
     @field_validator("timezone")
     @classmethod

@@ -11,8 +11,10 @@ import math
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from profiles.addresses import InvalidAddress, normalise_address
 from profiles.events import (
     AddToCart,
     CheckoutStarted,
@@ -106,7 +108,12 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str
+    #: the user's address, normalised (see :mod:`profiles.addresses`)
     email: str | None = None
+    #: the address a ``profile_update`` last set when it was not one, as received (JSON
+    #: text if it was not a string); ``email`` is then ``None`` and nothing is mailed
+    #: until a valid address arrives
+    email_invalid: str | None = None
     first_name: str | None = None
     last_name: str | None = None
     locale: str | None = None
@@ -214,7 +221,7 @@ def apply_event(
 def _apply_typed(profile: Profile, event: Event) -> None:
     props = event.typed
     if isinstance(props, Signup):
-        profile.email = props.email
+        profile.email, profile.email_invalid = props.email, None  # validated by the contract
         profile.first_name = props.first_name or profile.first_name
         profile.last_name = props.last_name or profile.last_name
         profile.locale = props.locale or profile.locale
@@ -247,10 +254,29 @@ _IDENTITY_TRAITS = ("email", "first_name", "last_name", "locale", "timezone")
 
 def _apply_traits(profile: Profile, traits: dict[str, Any]) -> None:
     for name, value in traits.items():
-        if name in _IDENTITY_TRAITS and (value is None or isinstance(value, str)):
+        if name == "email":
+            _set_address(profile, value)
+        elif name in _IDENTITY_TRAITS and (value is None or isinstance(value, str)):
             setattr(profile, name, value)
         else:
             profile.traits[name] = value
+
+
+def _set_address(profile: Profile, value: Any) -> None:
+    """``traits.email``: a new address, normalised; ``None`` clears it.
+
+    An invalid one (a non-string included) replaces the address too, recorded in
+    ``email_invalid``: the user's address changed to something nudge cannot mail, and the
+    previous one is no longer known to be theirs. The rest of the update still applies.
+    """
+    profile.email = profile.email_invalid = None
+    if isinstance(value, str):
+        try:
+            profile.email = normalise_address(value)
+        except InvalidAddress:
+            profile.email_invalid = value
+    elif value is not None:
+        profile.email_invalid = orjson.dumps(value).decode()
 
 
 def _add_to_cart(profile: Profile, event: Event, props: AddToCart) -> None:

@@ -5,13 +5,15 @@ Every firing passes the guards in this order, and the first that objects decides
 1. the user still has a profile (``no_profile``);
 2. the rule's (and sequence step's) condition holds (``condition_false``);
 3. the profile has an email address (``no_email``);
-4. marketing mail needs email consent (``no_consent``);
-5. re-entry ``once``: the rule never sent to this user before (``already_sent``);
-6. the rule's ``cooldown`` has passed since its last send (``cooldown``);
-7. marketing mail stays under the frequency cap (``frequency_cap``);
-8. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
-9. among the marketing firings left at the same moment, the highest priority sends and
-   the others are suppressed (``arbitration``).
+4. that address is valid: not one a ``profile_update`` set and nudge rejected
+   (``invalid_email``);
+5. marketing mail needs email consent (``no_consent``);
+6. re-entry ``once``: the rule never sent to this user before (``already_sent``);
+7. the rule's ``cooldown`` has passed since its last send (``cooldown``);
+8. marketing mail stays under the frequency cap (``frequency_cap``);
+9. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
+10. among the marketing firings left at the same moment, the highest priority sends and
+    the others are suppressed (``arbitration``).
 
 Every outcome becomes a :class:`Decision`; sends and decisions are recorded on the
 profile so that caps, cooldowns and ``explain`` see them.
@@ -62,8 +64,10 @@ def _guard(ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime) ->
         condition = ruleset.conditions.get(key)
         if condition is not None and not condition(ctx):
             return _Verdict("condition_false")
-    if not profile.email:
+    if not profile.email and profile.email_invalid is None:
         return _Verdict("no_email")
+    if profile.email_invalid is not None:
+        return _Verdict("invalid_email", f"not an address: {profile.email_invalid!r}")
     marketing = rule.category == "marketing"
     if marketing and not profile.email_consent:
         return _Verdict("no_consent")

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from profiles import InvalidEvent, parse_event
+from profiles.events import Signup
 
 
 def raw(**fields: object) -> bytes:
@@ -64,6 +65,20 @@ def test_contract_violations_name_the_reason_and_field(
         parse_event(value)
     assert caught.value.reason == reason
     assert mentions in caught.value.detail
+
+
+def test_signup_address_is_normalised_by_the_contract() -> None:
+    event = parse_event(raw(type="signup", properties={"email": " Ann@Example.COM "}))
+    assert isinstance(event.typed, Signup)
+    assert event.typed.email == "Ann@example.com"
+
+
+@pytest.mark.parametrize("email", ["not an email", "a@b", "", "ann@", "Ann <ann@example.com>"])
+def test_signup_with_an_invalid_address_is_a_schema_violation(email: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw(type="signup", properties={"email": email}))
+    assert caught.value.reason == "schema_violation"
+    assert caught.value.detail.startswith("properties.email: ")
 
 
 def test_key_must_match_user_id() -> None:

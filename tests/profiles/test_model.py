@@ -89,6 +89,52 @@ def test_profile_update_routes_identity_traits_to_fields() -> None:
     assert p.traits == {"plan": "pro", "birthday": "1990-12-10"}
 
 
+def test_profile_update_normalises_the_address() -> None:
+    p = run(
+        ev("signup", email="old@example.com"),
+        ev("profile_update", n=1, traits={"email": " Ann@Example.COM "}),
+    )
+    assert (p.email, p.email_invalid) == ("Ann@example.com", None)
+
+
+@pytest.mark.parametrize(("value", "recorded"), [("not an email", "not an email"), (42, "42")])
+def test_profile_update_records_an_invalid_address_and_applies_the_rest(
+    value: object, recorded: str
+) -> None:
+    p = run(
+        ev("signup", email="old@example.com", consent={"email": True}),
+        ev("profile_update", n=1, traits={"email": value, "first_name": "Ann", "plan": "pro"}),
+    )
+    # the old address is not mailed as if nothing happened: nothing is, until a valid one
+    assert (p.email, p.email_invalid) == (None, recorded)
+    assert (p.first_name, p.traits, p.email_consent) == ("Ann", {"plan": "pro"}, True)
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        ev("profile_update", n=2, traits={"email": "new@Example.com"}),
+        ev("signup", n=2, email="new@Example.com"),
+    ],
+)
+def test_a_later_valid_address_clears_the_invalid_one(later: Event) -> None:
+    p = run(ev("profile_update", n=1, traits={"email": "a@b"}), later)
+    assert (p.email, p.email_invalid) == ("new@example.com", None)
+
+
+def test_a_null_address_clears_it_valid_or_not() -> None:
+    cleared = ev("profile_update", n=9, traits={"email": None})
+    assert run(ev("signup", email="a@example.com"), cleared).email is None
+    p = run(ev("profile_update", n=1, traits={"email": "a@b"}), cleared)
+    assert (p.email, p.email_invalid) == (None, None)
+
+
+def test_profiles_stored_before_address_checks_still_load() -> None:
+    stored = run(ev("signup", email="a@example.com")).model_dump(mode="json")
+    del stored["email_invalid"]
+    assert Profile.model_validate(stored).email_invalid is None
+
+
 def test_engagement_score_uses_configured_points_and_halves_each_half_life() -> None:
     scoring = ScoringConfig(points={"email_open": 10, "purchase": 20}, half_life_days=7)
     p = run(

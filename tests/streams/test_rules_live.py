@@ -190,6 +190,44 @@ guards:
     assert sent == ["cart_push", "promo", "marker"]
 
 
+async def test_an_invalid_address_from_profile_update_is_never_mailed(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    env = worker_env(  # no quiet hours configured: marketing mail goes out at any hour
+        rules=HEAD
+        + """\
+  - id: promo
+    kind: on_event
+    events: [page_view]
+    template: welcome
+"""
+    )
+    start_worker(env)
+    view = redis_view(env.keys)
+    await kafka.produce(
+        env.events_topic,
+        signup("ivy"),
+        ev("profile_update", "ivy", traits={"email": "not an email", "plan": "pro"}),
+        ev("page_view", "ivy", url="/"),
+    )
+    held = ("promo", "suppressed", "invalid_email")
+    assert held in await kafka.wait_for_decision(env.decisions_topic, "ivy", held)
+    await view.wait_until(lambda: _address(view, "ivy", None, "not an email"))
+    await kafka.produce(
+        env.events_topic,
+        ev("profile_update", "ivy", traits={"email": " Ivy@Example.COM "}),
+        ev("page_view", "ivy", url="/again"),
+    )
+    [sent] = await kafka.wait_for_sends(env.send_topic, "ivy", "promo")
+    assert sent["to"] == "Ivy@example.com"
+    assert [s["to"] for s in await kafka.sends(env.send_topic, "ivy")] == ["Ivy@example.com"]
+
+
+async def _address(view: RedisView, user: str, email: str | None, invalid: str | None) -> bool:
+    profile = (await view.profile(user)).profile
+    return profile is not None and (profile.email, profile.email_invalid) == (email, invalid)
+
+
 async def test_sequence_steps_and_exit(
     worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
 ) -> None:

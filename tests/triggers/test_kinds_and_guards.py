@@ -299,6 +299,38 @@ def test_exit_event_ends_the_sequence_and_it_does_not_restart(user: User) -> Non
 # --- guards ----------------------------------------------------------------------------------
 
 
+def test_an_invalid_address_is_never_mailed_until_a_valid_one_arrives(user: User) -> None:
+    user.signup()
+    user.event("product_view", product_id="p1")
+    user.event("profile_update", traits={"email": "not an email", "first_name": "Ann"})
+    assert user.profile is not None and user.profile.first_name == "Ann"
+    step = user.event("price.alert", T0 + timedelta(minutes=10), name="Kettle", price=39.0)
+    [decision] = step.decisions
+    assert (decision.rule_id, decision.outcome, decision.reason) == (
+        "price_alert",
+        "suppressed",
+        "invalid_email",
+    )
+    assert "'not an email'" in decision.detail
+    # due timers and transactional mail are held back too
+    user.tick(T0 + timedelta(hours=2))
+    user.event("purchase", T0 + timedelta(hours=3), order_id="o", total=500.0)
+    assert user.rules_sent() == ["series"]
+    assert ("browse", "suppressed", "invalid_email") in user.decisions
+    assert ("order_thanks", "suppressed", "invalid_email") in user.decisions
+    user.event("profile_update", T0 + timedelta(days=4), traits={"email": " Ann@Example.COM "})
+    step = user.event("price.alert", T0 + timedelta(days=4), name="Kettle", price=35.0)
+    assert [s.to for s in step.sends] == ["Ann@example.com"]
+
+
+def test_a_cleared_address_is_no_email(user: User) -> None:
+    user.signup()
+    user.event("profile_update", traits={"email": "a@b"})
+    user.event("profile_update", traits={"email": None})  # clears the invalid one too
+    user.event("price.alert", T0 + timedelta(minutes=10), name="Kettle", price=39.0)
+    assert user.decisions[-1] == ("price_alert", "suppressed", "no_email")
+
+
 def test_frequency_cap_counts_marketing_sends_in_a_rolling_window(
     rules: Callable[..., RuleSet],
 ) -> None:

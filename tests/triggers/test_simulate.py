@@ -255,3 +255,38 @@ def test_a_time_based_segment_is_entered_with_no_event(tmp_path: Path) -> None:
     crossing = T0 + timedelta(hours=1, days=90)
     sent_at = datetime.fromisoformat(offer["created_at"])
     assert crossing < sent_at <= crossing + timedelta(seconds=1)
+
+
+def test_an_invalid_address_from_profile_update_is_never_mailed(tmp_path: Path) -> None:
+    h = timedelta(hours=1)
+    mug = {"product_id": "mug", "price": 14.0, "cart_id": "c1"}
+    events = [
+        signup("ivy"),
+        ev(1, "profile_update", "ivy", 1 * h, traits={"email": "not an email", "plan": "pro"}),
+        ev(2, "add_to_cart", "ivy", 1 * h, **mug),
+        signup("jo"),
+        ev(1, "profile_update", "jo", 1 * h, traits={"email": " Jo@Example.COM "}),
+        ev(2, "add_to_cart", "jo", 1 * h, **mug),
+    ]
+    path, out, decisions = tmp_path / "e.jsonl", tmp_path / "s.jsonl", tmp_path / "d.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    until = (T0 + timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%S%z")
+    run("--events", str(path), "--until", until, "--out", str(out), "--decisions", str(decisions))
+    sends = read(out)
+    assert [(s["rule_id"], s["to"]) for s in sends if s["user_id"] == "ivy"] == [
+        ("welcome", "ivy@example.com")  # sent at signup, before the address changed
+    ]
+    assert [(s["rule_id"], s["to"]) for s in sends if s["user_id"] == "jo"] == [
+        ("welcome", "jo@example.com"),
+        ("cart_abandonment", "Jo@example.com"),  # normalised: the local part keeps its case
+        ("welcome", "Jo@example.com"),
+    ]
+    held = [
+        (d["rule_id"], d["outcome"], d["reason"], d["detail"])
+        for d in read(decisions)
+        if d["user_id"] == "ivy" and d["reason"] == "invalid_email"
+    ]
+    assert held == [
+        ("cart_abandonment", "suppressed", "invalid_email", "not an address: 'not an email'"),
+        ("welcome", "suppressed", "invalid_email", "not an address: 'not an email'"),
+    ]
