@@ -95,6 +95,16 @@ class Signup(_Props):
 class ProfileUpdate(_Props):
     traits: dict[str, Any]
 
+    @field_validator("traits")
+    @classmethod
+    def _iana_zone(cls, traits: dict[str, Any]) -> dict[str, Any]:
+        # a zone nudge cannot read would break every later send to the user: refuse it here
+        zone = traits.get("timezone")
+        if zone is not None and not isinstance(zone, str):
+            raise ValueError(f"timezone must be an IANA time zone name, got {zone!r}")
+        _check_zone(zone)
+        return traits
+
 
 class PageView(_Props):
     url: str

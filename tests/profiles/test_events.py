@@ -56,6 +56,16 @@ def test_custom_lowercase_type_has_free_properties() -> None:
             "schema_violation",
             "Mars/Base",
         ),
+        (
+            raw(type="profile_update", properties={"traits": {"timezone": "Mars/Base"}}),
+            "schema_violation",
+            "properties.traits: Value error, unknown IANA time zone 'Mars/Base'",
+        ),
+        (
+            raw(type="profile_update", properties={"traits": {"timezone": 3}}),
+            "schema_violation",
+            "properties.traits",
+        ),
     ],
 )
 def test_contract_violations_name_the_reason_and_field(
