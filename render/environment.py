@@ -23,8 +23,28 @@ def _money(value: Any, currency: str = "USD") -> str:
     return f"{symbol}{amount}" if symbol else f"{amount} {currency}"
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, remembering which attributes of which types are safe.
+
+    The sandbox decides from the object's type and the attribute's name alone
+    (``is_internal_attribute``, ``modifies_known_mutable``), so the answer for a
+    ``(type, name)`` pair never changes; asking once saves most of its cost per lookup.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._safe: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        key = (type(obj), attr)
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = self._safe[key] = super().is_safe_attribute(obj, attr, value)
+        return safe
+
+
 def build_environment(template_dir: Path) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         loader=FileSystemLoader(str(template_dir)),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
@@ -38,6 +58,6 @@ def build_environment(template_dir: Path) -> ImmutableSandboxedEnvironment:
 
 def build_expression_environment() -> ImmutableSandboxedEnvironment:
     """For rule conditions: a missing field is simply undefined (falsy), never an error."""
-    env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
     env.filters["money"] = _money
     return env
