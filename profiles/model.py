@@ -89,8 +89,8 @@ MAX_SENDS = 50
 MAX_DECISIONS = 20
 
 
-#: decision outcomes that say where a pending timer stands now
-_MOVES = ("scheduled", "rescheduled")
+#: decision fields not stored on the profile when they hold nothing
+_EMPTY = (None, "")
 
 
 class SendRecord(BaseModel):
@@ -155,20 +155,9 @@ class Profile(BaseModel):
         self.sends = [*self.sends, record][-MAX_SENDS:]
 
     def record_decision(self, decision: dict[str, Any]) -> None:
-        """Keep ``decision`` among the recent ones.
-
-        A timer that moved again replaces its own earlier ``scheduled``/``rescheduled``
-        entry, so a busy cart does not push every other rule's decisions out.
-        """
-        kept = self.decisions
-        if decision["outcome"] in _MOVES:
-            timer = (decision["rule_id"], decision.get("key", ""))
-            kept = [
-                d
-                for d in kept
-                if d["outcome"] not in _MOVES or (d["rule_id"], d.get("key", "")) != timer
-            ]
-        self.decisions = [*kept, decision][-MAX_DECISIONS:]
+        """Keep ``decision`` among the recent ones, without its empty fields."""
+        compact = {k: v for k, v in decision.items() if v not in _EMPTY and k != "user_id"}
+        self.decisions = [*self.decisions, compact][-MAX_DECISIONS:]
 
     def sends_since(self, since: datetime, category: str = "marketing") -> int:
         return sum(1 for s in self.sends if s.category == category and s.at > since)

@@ -66,11 +66,12 @@ def _clock(iso: str) -> str:
 def _last_word(d: dict[str, Any]) -> str:
     outcome, reason, at = d["outcome"], d["reason"], _clock(d["at"])
     if outcome == "fired":
-        return f"fired at {at} (request {d['request_id']})"
+        return f"fired at {at} (request {d.get('request_id')})"
+    detail = f" ({d['detail']})" if d.get("detail") else ""
     if outcome == "cancelled":
-        return f"cancelled by {reason} at {at}" + (f" ({d['detail']})" if d["detail"] else "")
+        return f"cancelled by {reason} at {at}{detail}"
     if outcome == "suppressed":
-        return f"suppressed: {reason}" + (f" ({d['detail']})" if d["detail"] else "") + f" at {at}"
+        return f"suppressed: {reason}{detail} at {at}"
     return f"{outcome} ({reason}) at {at}, no timer pending any more"
 
 
@@ -113,7 +114,8 @@ def _decision_line(d: dict[str, Any]) -> str:
     line = f"  {d['at']}  {d['rule_id']}: {d['outcome']} ({d['reason']})"
     line += f" key={d['key']}" if d.get("key") else ""
     line += f" due {d['due']}" if d.get("due") else ""
-    return line + (f" {d['detail']}" if d["detail"] else "")
+    line += f" step={d['step']}" if d.get("step") is not None else ""
+    return line + (f" {d['detail']}" if d.get("detail") else "")
 
 
 def render_explanation(report: dict[str, Any]) -> str:

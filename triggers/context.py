@@ -20,7 +20,7 @@ from typing import Any
 from profiles import Profile
 from triggers.conditions import TimedNumber, helpers
 from triggers.loader import RuleSet
-from triggers.rules import SegmentEntryRule, ThresholdRule
+from triggers.rules import SegmentEntryRule
 
 __all__ = [
     "DecayingScore",
@@ -145,18 +145,21 @@ class Memberships:
     observed: list[str]
     #: when a time-based segment or threshold may change without an event (or never)
     next_check: datetime | None
+    #: the absence ``cancel_when`` conditions that hold, as ``<rule id>@<name>``
+    cancels: frozenset[str] = frozenset()
 
 
 def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Memberships:
-    """The segments the user is in, and the segment_entry/threshold rules whose condition holds."""
+    """The segments the user is in, the segment_entry/threshold rules whose condition
+    holds, and the ``cancel_when`` conditions that hold: one evaluation of the probe."""
     horizon = Horizon(now)
     held = ruleset.probe(context(ruleset, profile, now, horizon=horizon))
     segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
     watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]
     watched += [
         rule.id
-        for rule in ruleset.rules
+        for rule in ruleset.watching
         if isinstance(rule, SegmentEntryRule) and rule.segment in segments
     ]
-    observed = sorted(rule.id for rule in ruleset.rules if isinstance(rule, ThresholdRule))
-    return Memberships(segments, sorted(watched), observed, horizon.at)
+    cancels = frozenset(h.removeprefix("cancel:") for h in held if h.startswith("cancel:"))
+    return Memberships(segments, sorted(watched), list(ruleset.thresholds), horizon.at, cancels)

@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 from profiles import Event, Profile, Timer, timer_id
-from triggers.context import context
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.rules import (
@@ -21,10 +20,10 @@ from triggers.rules import (
     InactivityRule,
     OnEventRule,
     Rule,
-    SegmentEntryRule,
     SequenceRule,
     ThresholdRule,
 )
+from triggers.schedule import raw_date
 from triggers.timeline import Logged
 
 __all__ = ["Before", "EventOutcome", "entered", "evaluate_event", "key_values"]
@@ -41,13 +40,26 @@ class Before:
     watched: frozenset[str] = frozenset()
     #: threshold rules with a previous value (``None``: stored before nudge kept this)
     observed: frozenset[str] | None = frozenset()
+    #: what date rules compute their timers from (see :func:`date_inputs`)
+    dates: tuple[object, ...] = ()
 
     @classmethod
-    def of(cls, profile: Profile | None) -> Before:
+    def of(cls, profile: Profile | None, ruleset: RuleSet) -> Before:
         if profile is None:
             return cls()
         observed = None if profile.observed is None else frozenset(profile.observed)
-        return cls(tuple(sorted(profile.timers)), frozenset(profile.watched), observed)
+        return cls(
+            tuple(sorted(profile.timers)),
+            frozenset(profile.watched),
+            observed,
+            date_inputs(profile, ruleset),
+        )
+
+
+def date_inputs(profile: Profile, ruleset: RuleSet) -> tuple[object, ...]:
+    """The watched dates (as stored) and the time zone: date timers move only when these
+    change."""
+    return (profile.timezone, *(raw_date(profile, f) for f in ruleset.date_fields))
 
 
 @dataclass
@@ -66,9 +78,7 @@ def entered(ruleset: RuleSet, before: Before, after: Profile) -> list[Rule]:
     evaluated for this user (a brand-new user, a rule added since) does not fire yet.
     """
     found: list[Rule] = []
-    for rule in ruleset.rules:
-        if not isinstance(rule, SegmentEntryRule | ThresholdRule):
-            continue
+    for rule in ruleset.watching:
         if rule.id not in after.watched or rule.id in before.watched:
             continue
         known = before.observed is None or rule.id in before.observed
@@ -101,15 +111,23 @@ class _Evaluation:
     """One event against every rule; the ``on_*`` methods add to ``outcome``."""
 
     def __init__(
-        self, ruleset: RuleSet, event: Event, before: Before, after: Profile, partition: int
+        self,
+        ruleset: RuleSet,
+        event: Event,
+        before: Before,
+        after: Profile,
+        partition: int,
+        cancels: frozenset[str],
     ) -> None:
         self.ruleset = ruleset
+        self.cancels = cancels
         self.event = event
         self.before = before
         self.after = after
         self.partition = partition
         self.payload = event.model_dump(mode="json")
         self.outcome = EventOutcome()
+        self.dates_unchanged = before.dates == date_inputs(after, ruleset)
 
     def firing(self, rule: Rule, **extra: Any) -> Firing:
         return Firing(rule, self.event.user_id, self.payload, self.partition, **extra)
@@ -138,11 +156,8 @@ class _Evaluation:
 
     def cancelled_when(self, rule: AbsenceRule) -> bool:
         """Cancel every pending instance if one of ``cancel_when`` holds after the event."""
-        if not rule.cancel_when:
-            return False
-        ctx = context(self.ruleset, self.after, self.event.ts, self.payload)
         for name in rule.cancel_when:
-            if self.ruleset.conditions[f"{rule.id}@{name}"](ctx):
+            if f"{rule.id}@{name}" in self.cancels:
                 self.cancel(_pending(self.after, rule), name)
                 return True
         return False
@@ -154,6 +169,8 @@ class _Evaluation:
 
     def on_date(self, rule: DateRule) -> None:
         tid = timer_id(rule.id, self.event.user_id, "")
+        if tid in self.after.timers and self.dates_unchanged:
+            return  # a pending anniversary stays put (even one just due, not yet fired)
         timer = date_timer(
             self.ruleset, rule, self.after, self.event.ts, self.partition, self.payload
         )
@@ -181,7 +198,7 @@ class _Evaluation:
     def run(self) -> EventOutcome:
         stop = self.event.type in STOP_EVENTS
         entries = {rule.id for rule in entered(self.ruleset, self.before, self.after)}
-        for rule in self.ruleset.rules:
+        for rule in self.ruleset.affected_by(self.event.type):
             if isinstance(rule, OnEventRule):
                 if self.event.type in rule.events:
                     self.outcome.firings.append(self.firing(rule))
@@ -201,15 +218,22 @@ class _Evaluation:
 
 
 def evaluate_event(
-    ruleset: RuleSet, event: Event, before: Before, after: Profile | None, partition: int
+    ruleset: RuleSet,
+    event: Event,
+    before: Before,
+    after: Profile | None,
+    partition: int,
+    cancels: frozenset[str] = frozenset(),
 ) -> EventOutcome:
     """What ``event`` does to each rule: fire now, (re)schedule a timer, cancel one.
 
-    ``after`` is the profile after the event, its segments and watched rules up to date.
+    ``after`` is the profile after the event, its segments and watched rules up to date;
+    ``cancels`` the ``cancel_when`` conditions that hold on it (see
+    :func:`triggers.context.memberships`).
     """
     if after is None:  # erased
         return EventOutcome(cancel=dict.fromkeys(before.timers, event.type))
-    outcome = _Evaluation(ruleset, event, before, after, partition).run()
+    outcome = _Evaluation(ruleset, event, before, after, partition, cancels).run()
     if event.type in STOP_EVENTS:
         outcome.cancel = {**dict.fromkeys(before.timers, event.type), **outcome.cancel}
     return outcome

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from profiles import Event, Profile, Snapshot, Timer, TimerOps, apply_event, timer_id
-from triggers.context import memberships
+from triggers.context import Memberships, memberships
 from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
@@ -74,12 +74,13 @@ def _apply_one(
     ruleset: RuleSet, step: UserStep, event: Event, partition: int, now: datetime
 ) -> None:
     previous = step.profile
-    before = Before.of(previous)
+    before = Before.of(previous, ruleset)
     after = apply_event(previous, event, ruleset.config.scoring, in_place=True)
+    cancels: frozenset[str] = frozenset()
     if after is not None:
         after.partition = partition
-        _refresh(ruleset, step, after, event.ts, partition)
-    outcome = evaluate_event(ruleset, event, before, after, partition)
+        cancels = _refresh(ruleset, step, after, event.ts, partition).cancels
+    outcome = evaluate_event(ruleset, event, before, after, partition, cancels)
     # an erased user's timers are cancelled against the profile they had
     timeline = step.timeline(after if after is not None else previous, now)
     for tid, reason in outcome.cancel.items():
@@ -92,19 +93,19 @@ def _apply_one(
 
 def _refresh(
     ruleset: RuleSet, step: UserStep, profile: Profile, at: datetime, partition: int
-) -> None:
+) -> Memberships:
     """Bring segments and watched rules up to ``at``, and the re-check timer with them."""
     held = memberships(ruleset, profile, at)
     profile.segments, profile.watched, profile.observed = held.segments, held.watched, held.observed
-    timeline = step.timeline(profile, at)
     tid = timer_id(RECHECK, profile.user_id)
     if held.next_check is None:
         if tid in profile.timers:
-            timeline.cancel(partition, tid, "")
-        return
+            step.timeline(profile, at).cancel(partition, tid, "")
+        return held
     recheck = recheck_timer(profile.user_id, held.next_check, partition)
     if profile.timers.get(tid) != recheck.due_ms:
-        timeline.schedule(recheck, "")
+        step.timeline(profile, at).schedule(recheck, "")
+    return held
 
 
 def fire_user_timers(
@@ -161,7 +162,7 @@ def _recheck(ruleset: RuleSet, step: UserStep, timer: Timer, now: datetime) -> l
     profile = step.profile
     if profile is None:
         return []
-    before = Before.of(profile)
+    before = Before.of(profile, ruleset)
     _refresh(ruleset, step, profile, now, timer.partition)
     return [
         Firing(rule, profile.user_id, timer.trigger_event, timer.partition)

@@ -10,6 +10,7 @@ The rule set is built only from a config without a single issue.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,12 @@ from triggers.errors import ConfigError
 from triggers.rules import (
     AbsenceRule,
     Condition,
+    DateRule,
+    InactivityRule,
+    OnEventRule,
     Rule,
     RulesConfig,
+    SegmentEntryRule,
     SequenceRule,
     ThresholdRule,
 )
@@ -42,23 +47,72 @@ class RuleSet:
     config: RulesConfig
     renderer: Renderer
     source: Path
-    #: rule conditions by rule id, sequence step conditions by ``"<rule id>#<step>"``,
-    #: absence ``cancel_when`` conditions by ``"<rule id>@<name>"``
+    #: rule conditions by rule id, sequence step conditions by ``"<rule id>#<step>"``
     conditions: dict[str, CompiledCondition] = field(default_factory=dict)
-    #: every segment (``segment:<name>``) and threshold rule (``threshold:<rule id>``),
-    #: evaluated in one call
+    #: every segment (``segment:<name>``), threshold rule (``threshold:<rule id>``) and
+    #: absence ``cancel_when`` condition (``cancel:<rule id>@<name>``), evaluated in one call
     probe: Probe = field(default=lambda ctx: [])
 
-    @property
+    @cached_property
     def rules(self) -> list[Rule]:
+        """The enabled rules, in file order."""
         return [rule for rule in self.config.rules if rule.enabled]
 
+    @cached_property
+    def _by_id(self) -> dict[str, Rule]:
+        return {rule.id: rule for rule in self.rules}
+
     def rule(self, rule_id: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.id == rule_id), None)
+        return self._by_id.get(rule_id)
+
+    @cached_property
+    def watching(self) -> list[SegmentEntryRule | ThresholdRule]:
+        """The segment_entry and threshold rules, in file order."""
+        return [r for r in self.rules if isinstance(r, SegmentEntryRule | ThresholdRule)]
+
+    @cached_property
+    def thresholds(self) -> list[str]:
+        """The ids of the threshold rules, sorted."""
+        return sorted(r.id for r in self.rules if isinstance(r, ThresholdRule))
+
+    @cached_property
+    def date_fields(self) -> tuple[str, ...]:
+        """The profile dates that date rules watch."""
+        return tuple(sorted({r.field for r in self.rules if isinstance(r, DateRule)}))
+
+    def affected_by(self, event_type: str) -> list[Rule]:
+        """The rules an event of ``event_type`` can change, in file order.
+
+        Date, inactivity, segment_entry and threshold rules can change with any event;
+        the others only with the event types they name.
+        """
+        found = self._affected.get(event_type)
+        if found is None:
+            found = self._affected[event_type] = [
+                rule for rule in self.rules if _names(rule, event_type)
+            ]
+        return found
+
+    @cached_property
+    def _affected(self) -> dict[str, list[Rule]]:
+        return {}
 
     def rank(self, rule: Rule) -> tuple[int, int]:
         """Arbitration order: higher priority first, then earlier in the file."""
         return (-rule.priority, self.config.rules.index(rule))
+
+
+def _names(rule: Rule, event_type: str) -> bool:
+    """Whether ``event_type`` can change what ``rule`` does."""
+    if isinstance(rule, OnEventRule):
+        return event_type in rule.events
+    if isinstance(rule, AbsenceRule):
+        return event_type in rule.start or event_type in rule.cancel
+    if isinstance(rule, SequenceRule):
+        return event_type in rule.start or event_type in rule.exit
+    if isinstance(rule, InactivityRule):
+        return rule.events is None or event_type in rule.events
+    return True  # date, segment_entry, threshold
 
 
 def load_rules(config_dir: Path) -> RuleSet:
@@ -89,9 +143,6 @@ def _conditions(config: RulesConfig) -> dict[str, CompiledCondition]:
     for rule in config.rules:
         if rule.condition is not None:
             compiled[rule.id] = compile_condition(rule.condition)
-        if isinstance(rule, AbsenceRule):
-            for name, condition in rule.cancel_when.items():
-                compiled[f"{rule.id}@{name}"] = compile_condition(condition)
         if isinstance(rule, SequenceRule):
             for step, spec in enumerate(rule.steps):
                 if spec.condition is not None:
@@ -100,13 +151,16 @@ def _conditions(config: RulesConfig) -> dict[str, CompiledCondition]:
 
 
 def _probed(config: RulesConfig) -> dict[str, Condition]:
-    """The conditions of every segment and threshold rule, evaluated in one probe."""
+    """The profile conditions evaluated after every event, in one probe."""
     probed: dict[str, Condition] = {
         f"segment:{name}": condition for name, condition in config.segments.items()
     }
     for rule in config.rules:
         if isinstance(rule, ThresholdRule):
             probed[f"threshold:{rule.id}"] = rule.expression()
+        if isinstance(rule, AbsenceRule):
+            for name, condition in rule.cancel_when.items():
+                probed[f"cancel:{rule.id}@{name}"] = condition
     return probed
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from profiles import Profile
 from triggers.rules import Guards, QuietHours
 
-__all__ = ["date_value", "next_anniversary", "quiet_until", "user_zone"]
+__all__ = ["date_value", "next_anniversary", "quiet_until", "raw_date", "user_zone"]
 
 
 def user_zone(profile: Profile | None, guards: Guards) -> ZoneInfo:
@@ -33,13 +33,16 @@ def quiet_until(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime | 
     return end.astimezone(UTC)
 
 
+def raw_date(profile: Profile, field: str) -> Any:
+    """What the profile holds for a date rule's ``field``, unparsed."""
+    if field.startswith("traits."):
+        return profile.traits.get(field.removeprefix("traits."))
+    return getattr(profile, field, None)
+
+
 def date_value(profile: Profile, field: str) -> date | None:
     """The calendar date a date rule watches (``traits.birthday``, ``signed_up_at``, ...)."""
-    raw: Any = (
-        profile.traits.get(field.removeprefix("traits."))
-        if field.startswith("traits.")
-        else getattr(profile, field, None)
-    )
+    raw = raw_date(profile, field)
     if isinstance(raw, datetime):
         return raw.date()
     if isinstance(raw, date):

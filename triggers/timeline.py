@@ -95,5 +95,6 @@ class Timeline:
 
     def _log(self, decision: Decision) -> None:
         self.decisions.append(decision)
-        if self.profile is not None:
+        # the profile keeps what ended a timer; while one is pending, it says where it stands
+        if self.profile is not None and decision.outcome == "cancelled":
             self.profile.record_decision(decision.as_dict())

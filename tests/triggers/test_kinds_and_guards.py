@@ -498,10 +498,12 @@ def test_scheduled_rescheduled_and_cancelled_are_decisions(rules: Callable[..., 
     [cancelled] = [d for d in bought.decisions if d.rule_id == "cart"]
     assert (cancelled.outcome, cancelled.reason) == ("cancelled", "purchase")
     assert cancelled.trigger_event_id == "e4"  # the purchase that cancelled it
-    # the profile keeps one entry per timer move, not one per move
+    # the profile keeps what ended the timer; while pending, the timer itself says it
     assert user.profile is not None
-    kept = [(d["outcome"], d["rule_id"]) for d in user.profile.decisions if d["rule_id"] == "cart"]
-    assert kept == [("rescheduled", "cart"), ("cancelled", "cart")]
+    kept = [d for d in user.profile.decisions if d["rule_id"] == "cart"]
+    assert [(d["outcome"], d["reason"], d["key"]) for d in kept] == [
+        ("cancelled", "purchase", "c1")
+    ]
 
 
 def test_unsubscribe_and_erase_cancel_with_their_reason(rules: Callable[..., RuleSet]) -> None:
