@@ -122,8 +122,10 @@ class _Checker:
         self.condition((*rule.at, "condition"), rule.get("condition"), roots)
         self.condition((*rule.at, "value"), rule.get("value"), roots)
         cancel_when = rule.get("cancel_when")
+        # evaluated on the profile after every event, with no event of their own
+        on_profile = {**roots, "event": Shape({})}
         for name, condition in cancel_when.items() if isinstance(cancel_when, dict) else ():
-            self.condition((*rule.at, "cancel_when", str(name)), condition, roots)
+            self.condition((*rule.at, "cancel_when", str(name)), condition, on_profile)
 
     def event_types(self, rule: _RawRule) -> None:
         for attr in _EVENT_TYPE_FIELDS:

@@ -638,3 +638,15 @@ def test_a_new_event_moves_the_recheck(timed: User) -> None:
     assert "lapsed_entry" not in timed.rules_sent()  # 90 days from the second purchase
     timed.tick(T0 + timedelta(days=151))
     assert timed.rules_sent().count("lapsed_entry") == 1
+
+
+def test_an_event_after_a_due_anniversary_does_not_move_it_to_next_year(user: User) -> None:
+    user.signup()
+    user.event("profile_update", traits={"birthday": "1990-03-05"})
+    due = datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
+    # the worker's sweep has not fired it yet when the user's next event arrives
+    user.event("page_view", due + timedelta(seconds=5), url="/")
+    [timer] = [t for t in user.timers.values() if t.rule_id == "birthday"]
+    assert timer.due_ms == _ms(due)
+    user.tick(due + timedelta(seconds=10))
+    assert ("birthday", "fired", "ok") in user.decisions

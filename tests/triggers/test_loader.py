@@ -338,3 +338,14 @@ def test_template_fields_are_checked_per_file(make_config: Callable[[str], Path]
         "thanks/body.txt:1: unknown field 'event.properties.colour'",
     ]
     assert ":6: rules[0] (welcome).template" in found[0]
+
+
+def test_cancel_when_conditions_see_the_profile_not_the_event(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = GOOD.replace(
+        "    wait: 1h30m\n",
+        "    wait: 1h30m\n    cancel_when:\n      gone: \"event.type == 'remove_from_cart'\"\n",
+    )
+    [found] = issues(make_config(text))
+    assert "cancel_when.gone: unknown field 'event.type'" in found
