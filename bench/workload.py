@@ -515,6 +515,11 @@ class Workload:
             event = self.event(planned)
             yield event["user_id"].encode(), orjson.dumps(event)
 
+    @property
+    def users(self) -> int:
+        """Shoppers with at least one event in the stream."""
+        return len({planned.user for planned in self.planned})
+
     def events_per_user(self) -> Counter[str]:
         return Counter(self.shoppers[planned.user].user_id for planned in self.planned)
 
