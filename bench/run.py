@@ -6,6 +6,8 @@ Modes (each module's docstring says exactly what it times):
   Faust agent on the same broker; the ratio. ``make bench``.
 - ``scale`` (bench/throughput.py): the same backlog for 1 and for 2 workers in one
   consumer group; the ratio.
+- ``latency`` (bench/latency.py): signups at a steady ``--rate`` for ``--seconds``; event
+  time to the welcome send request on its topic, p50/p95/p99.
 
 Every mode starts its own tansu broker and redis-server on free ports and stops them at
 the end; ``--bootstrap`` / ``--redis-url`` use existing ones instead (the run then leaves
@@ -25,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import latency
 import throughput
 from harness import REPO, BenchError, Deadline, Services, command_line, machine, services
 
@@ -33,6 +36,7 @@ Mode = Callable[[argparse.Namespace, Services, Path, Deadline], list[str]]
 MODES: dict[str, Mode] = {
     "throughput": throughput.throughput,
     "scale": throughput.scale,
+    "latency": latency.latency,
 }
 
 #: --events, --days and --timeout when not given
