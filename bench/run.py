@@ -8,6 +8,8 @@ Modes (each module's docstring says exactly what it times):
   consumer group; the ratio.
 - ``latency`` (bench/latency.py): signups at a steady ``--rate`` for ``--seconds``; event
   time to the welcome send request on its topic, p50/p95/p99.
+- ``timers`` (bench/timers.py): ``--timers`` cart timers due at one moment (or spread
+  over ``--spread`` seconds); drain rate and lateness.
 
 Every mode starts its own tansu broker and redis-server on free ports and stops them at
 the end; ``--bootstrap`` / ``--redis-url`` use existing ones instead (the run then leaves
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import latency
 import throughput
+import timers
 from harness import REPO, BenchError, Deadline, Services, command_line, machine, services
 
 Mode = Callable[[argparse.Namespace, Services, Path, Deadline], list[str]]
@@ -37,6 +40,7 @@ MODES: dict[str, Mode] = {
     "throughput": throughput.throughput,
     "scale": throughput.scale,
     "latency": latency.latency,
+    "timers": timers.timers,
 }
 
 #: --events, --days and --timeout when not given
