@@ -10,6 +10,7 @@ Modes (each module's docstring says exactly what it times):
   time to the welcome send request on its topic, p50/p95/p99.
 - ``timers`` (bench/timers.py): ``--timers`` cart timers due at one moment (or spread
   over ``--spread`` seconds); drain rate and lateness.
+- ``memory`` (bench/memory.py): worker RSS over a long run, Redis bytes per user.
 
 Every mode starts its own tansu broker and redis-server on free ports and stops them at
 the end; ``--bootstrap`` / ``--redis-url`` use existing ones instead (the run then leaves
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import latency
+import memory
 import throughput
 import timers
 from harness import REPO, BenchError, Deadline, Services, command_line, machine, services
@@ -41,6 +43,7 @@ MODES: dict[str, Mode] = {
     "scale": throughput.scale,
     "latency": latency.latency,
     "timers": timers.timers,
+    "memory": memory.memory,
 }
 
 #: --events, --days and --timeout when not given
