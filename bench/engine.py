@@ -85,7 +85,7 @@ class Batch:
 
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition the Kafka producer's default partitioner picks for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def record(shop: workload.Workload, *, partitions: int, size: int, fetch: str) -> list[Batch]:

@@ -106,7 +106,7 @@ async def collect(
 
 
 async def measure(args: argparse.Namespace, setup: WorkerSetup, deadline: Deadline) -> Latencies:
-    found, warm, stop = Latencies(), {}, asyncio.Event()
+    found, warm, stop = Latencies(), dict[str, int](), asyncio.Event()
     reader = asyncio.create_task(collect(setup.bootstrap, setup.send_topic, found, deadline, stop))
     await produce(
         setup.bootstrap, setup.events_topic, args.rate, WARMUP_SECONDS, f"warm-{setup.unique}", warm

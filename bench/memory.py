@@ -25,6 +25,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,11 +60,12 @@ class Weights:
 
     profile: Counter[str] = field(default_factory=Counter)
     dedup: Counter[str] = field(default_factory=Counter)
-    timers: Counter[str] = field(default_factory=Counter)
+    #: a share of the partition's timer keys (fractions of bytes)
+    timers: dict[str, float] = field(default_factory=dict)
     unattributed: int = 0
 
     def total(self, user: str) -> float:
-        return self.profile[user] + self.dedup[user] + self.timers[user]
+        return self.profile[user] + self.dedup[user] + self.timers.get(user, 0.0)
 
 
 def sample_rss(worker: Worker, expected: int, deadline: Deadline) -> list[tuple[int, float]]:
@@ -123,7 +125,7 @@ def share_timers(client: redis.Redis, keys: Keys, partition: int, weights: Weigh
         weights.unattributed += size
         return
     for user, part in raw.items():
-        weights.timers[user] += size * part / total
+        weights.timers[user] = weights.timers.get(user, 0.0) + size * part / total
 
 
 def memory(args: argparse.Namespace, svc: Services, work: Path, deadline: Deadline) -> list[str]:
@@ -163,8 +165,8 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
     totals = {user: weights.total(user) for user in users}
     heavy = max(users, key=totals.__getitem__)
 
-    def mean(counter: Counter[str]) -> float:
-        return sum(counter.values()) / len(users)
+    def mean(bytes_by_user: Mapping[str, float]) -> float:
+        return sum(bytes_by_user.values()) / len(users)
 
     values = list(totals.values())
     return [
@@ -175,5 +177,5 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
         f"{mean(weights.dedup) / 1024:.1f} KB, timers {mean(weights.timers) / 1024:.1f} KB",
         f"  heaviest        {totals[heavy] / 1024:.1f} KB for {per_user[heavy]:,} events "
         f"({heavy}: profile {weights.profile[heavy] / 1024:.1f}, dedup "
-        f"{weights.dedup[heavy] / 1024:.1f}, timers {weights.timers[heavy] / 1024:.1f} KB)",
+        f"{weights.dedup[heavy] / 1024:.1f}, timers {weights.timers.get(heavy, 0) / 1024:.1f} KB)",
     ] + ([f"  unattributed    {weights.unattributed:,} bytes"] if weights.unattributed else [])
