@@ -33,8 +33,8 @@ __all__ = [
     "Step",
     "StoryWriter",
     "Visit",
-    "daytime_zone",
     "offset_for",
+    "zone_name",
 ]
 
 DAY_S = 86_400
@@ -63,8 +63,9 @@ GAP_DRAWN_DAYS = (45, 200)
 #: popularity as drawn: a little steeper than measured, because an order holds each item
 #: once (a popular item drawn twice counts once)
 TOP_SHARE_DRAWN = 0.47
-#: share of signups who ever buy
-BUYER_SHARE = 0.5
+#: share of signups who ever buy; chance the first order is on the signup visit, else
+#: mean days until it
+BUYER_SHARE, FIRST_ORDER_AT_SIGNUP, FIRST_ORDER_DAYS = 0.5, 0.4, 10
 #: chance a repeat order deliberately re-buys items of the previous one (calibrated so
 #: that, with the overlap popular items give anyway, 64 % of repeat orders share one)
 REBUY_CHANCE = 0.4
@@ -87,6 +88,12 @@ PRICE_ALERT = 0.05
 ENGAGEMENT = ((0.45, 0.0, 0.0), (0.40, 0.25, 0.2), (0.15, 2.0, 0.35))
 #: browse-only visits between two orders (Poisson mean), and for non-buyers
 BROWSE_BETWEEN_ORDERS, BROWSE_NON_BUYER = 1.0, 1.5
+#: non-buyers browse within this many days of signing up; chance one leaves a cart
+NON_BUYER_DAYS, NON_BUYER_LEAVES_CART = 90, 0.4
+#: chance a left cart is emptied again (cancel_when cart_emptied)
+CART_EMPTIED = 0.3
+#: products looked at on a browse-only visit (fewest, most)
+BROWSE_VIEWS = (1, 8)
 
 CATEGORIES = (
     "cards",
@@ -168,7 +175,7 @@ class Shopper:
 
     @property
     def timezone(self) -> str:
-        return daytime_zone_name(self.offset_h)
+        return zone_name(self.offset_h)
 
 
 class Step(NamedTuple):
@@ -184,17 +191,13 @@ class Visit:
     steps: list[Step]
 
 
-def daytime_zone_name(offset_h: int) -> str:
+def zone_name(offset_h: int) -> str:
     """The ``Etc/GMT`` zone ``offset_h`` hours ahead of UTC (its name's sign is inverted)."""
     return "Etc/GMT" if offset_h == 0 else f"Etc/GMT{-offset_h:+d}"
 
 
-def daytime_zone(at_ms: int, local_hour: int = 13) -> str:
-    """A fixed-offset zone in which ``at_ms`` falls in ``local_hour`` (quiet hours: none)."""
-    return daytime_zone_name(offset_for(at_ms, local_hour))
-
-
 def offset_for(at_ms: int, local_hour: int) -> int:
+    """Hours ahead of UTC (-12..14) of a zone in which ``at_ms`` falls in ``local_hour``."""
     utc_hour = (at_ms // 3_600_000) % 24
     offset = (local_hour - utc_hour) % 24
     return offset - 24 if offset > 14 else offset
@@ -259,7 +262,8 @@ class StoryWriter:
         """Arrival day and order days: every order inside the year."""
         rng = self.rng
         count = _order_count(rng)
-        first = 0.0 if rng.random() < 0.4 else rng.expovariate(1 / 10)
+        at_signup = rng.random() < FIRST_ORDER_AT_SIGNUP
+        first = 0.0 if at_signup else rng.expovariate(1 / FIRST_ORDER_DAYS)
         gaps = [_lognormal(rng, *GAP_DRAWN_DAYS) for _ in range(count - 1)]
         length = first + sum(gaps)
         if length > YEAR_DAYS - 1:  # a very busy customer: squeeze into the year
@@ -342,10 +346,10 @@ class StoryWriter:
     def _browsing(self, arrival: float, order_days: list[float]) -> None:
         rng = self.rng
         if not order_days:
-            end = min(arrival + 90, YEAR_DAYS)
+            end = min(arrival + NON_BUYER_DAYS, YEAR_DAYS)
             for n in range(1 + _poisson(rng, BROWSE_NON_BUYER)):
                 day = rng.uniform(arrival, end)
-                left_cart = n == 0 and rng.random() < 0.4
+                left_cart = n == 0 and rng.random() < NON_BUYER_LEAVES_CART
                 self.visits.append(Visit(day, self._browse(day, left_cart=left_cart)))
             return
         bounds = [*order_days, YEAR_DAYS]
@@ -357,13 +361,13 @@ class StoryWriter:
     def _browse(self, day: float, *, left_cart: bool) -> list[Step]:
         rng = self.rng
         steps = [Step("page_view", self.catalogue.pick(rng))]
-        for _ in range(rng.randint(1, 8)):
+        for _ in range(rng.randint(*BROWSE_VIEWS)):
             steps += self._view_unbought(day)
         if left_cart:
             cart = self._new_cart()
             added = [self.catalogue.pick(rng) for _ in range(rng.randint(1, 5))]
             steps += [Step("add_to_cart", (item, 1, cart)) for item in added]
-            if rng.random() < 0.3:  # emptied again: cart_emptied
+            if rng.random() < CART_EMPTIED:
                 steps += [Step("remove_from_cart", (item, cart)) for item in dict.fromkeys(added)]
         return steps
 

@@ -181,13 +181,14 @@ class Workload:
         items = self.catalogue.items
         if kind == "signup":
             return signup_properties(shopper)
-        if kind in ("page_view",):
+        if kind == "page_view":
             category = items[data].category
             return {"url": f"https://giftshop.example/{category}", "title": category.title()}
         if kind in ("product_view", "price.alert"):
             props = _item(items[data])
-            if kind == "price.alert":
-                props |= {"previous_price": props["price"], "price": round(props["price"] * 0.85)}
+            if kind == "price.alert":  # the catalogue's price dropped by 15 %
+                was = props["price"]
+                props |= {"previous_price": was, "price": round(was * 0.85, 2)}
             return props
         if kind in ("add_to_cart", "remove_from_cart", "checkout_started", "purchase"):
             return self._cart_properties(user, kind, data)
@@ -221,9 +222,7 @@ class Workload:
 
 
 def _item(item: Item) -> dict[str, Any]:
-    return {"product_id": item.product_id, "name": item.name, "category": item.category} | {
-        "price": item.price
-    }
+    return item._asdict()
 
 
 def _shopper(seed: int, n: int, timeline: Timeline) -> tuple[Shopper, random.Random]:
