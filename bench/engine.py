@@ -42,8 +42,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,14 +156,16 @@ class EncodingOutbox:
 
 
 class Clock:
+    """The engine's ``now``: the newest event time so far (it never goes back)."""
+
     def __init__(self) -> None:
-        self.now = END
+        self.now = datetime.fromtimestamp(0, tz=UTC)
 
     def __call__(self) -> datetime:
         return self.now
 
-    def set_ms(self, epoch_ms: int) -> None:
-        self.now = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    def advance_ms(self, epoch_ms: int) -> None:
+        self.now = max(self.now, datetime.fromtimestamp(epoch_ms / 1000, tz=UTC))
 
 
 @dataclass
@@ -174,8 +176,8 @@ class Stores:
     redis_pid: int | None = None
 
 
-@contextmanager
-def stores(redis_url: str | None, use_redis: bool) -> Iterator[Stores]:
+@asynccontextmanager
+async def stores(redis_url: str | None, use_redis: bool) -> AsyncIterator[Stores]:
     """In-memory twins, or the Redis stores on ``redis_url`` or a redis-server started here."""
     if not use_redis and not redis_url:
         yield Stores(InMemoryProfileStore(), InMemoryTimerStore(), "in-memory stores")
@@ -193,6 +195,7 @@ def stores(redis_url: str | None, use_redis: bool) -> Iterator[Stores]:
             proc.pid if proc else None,
         )
     finally:
+        await client.aclose()
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=10)
@@ -245,7 +248,7 @@ class Run:
             tally.redis_cpu += cpu_seconds_of(self.redis_pid) - redis_before
 
     async def batch(self, batch: Batch) -> None:
-        self.clock.set_ms(batch.newest_ms)
+        self.clock.advance_ms(batch.newest_ms)
         with self.timed(self.events):
             result = await self.engine.process(batch.messages)
         self.events.events += result.events + result.duplicates
@@ -363,7 +366,7 @@ async def bench(args: argparse.Namespace) -> None:
     shop = workload.shop(args.events, seed=args.seed, end_ms=end_ms, span_ms=span_ms)
     batches = record(shop, partitions=args.partitions, size=args.batch, fetch=args.fetch)
     outbox, clock = EncodingOutbox(), Clock()
-    with stores(args.redis_url, args.redis) as found:
+    async with stores(args.redis_url, args.redis) as found:
         engine = Engine(
             rules=load_rules(args.config),
             profiles=found.profiles,
