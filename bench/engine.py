@@ -12,9 +12,10 @@ What is timed
     rendering, timer changes, and encoding every send request and decision as the Kafka
     outbox does (nothing is sent). Generating the stream is not timed.
 
-    The clock the engine sees is the newest event time of the batch, as for a worker whose
-    events are live. With ``--redis``, Redis's own CPU is not in the engine's figure; it
-    is printed beside it (read from ``/proc`` of the redis-server this script started).
+    The clock the engine sees is the newest event time so far (up to the end of the
+    batch), as for a worker whose events are live. With ``--redis``, Redis's own CPU is
+    not in the engine's figure; it is printed beside it (read from ``/proc`` of the
+    redis-server this script started).
 
 Timers
     Every ``--sweep-every`` batches, each partition's due timers fire (``Engine.fire_due``,
@@ -78,7 +79,7 @@ END = datetime(2026, 6, 1, 12, tzinfo=UTC)
 @dataclass(frozen=True)
 class Batch:
     messages: list[Incoming]
-    #: newest event time in the batch (epoch ms): the engine's clock while it runs
+    #: newest event time in the batch (epoch ms): the engine's clock moves up to it
     newest_ms: int
     users: int
 
