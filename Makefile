@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench bench-engine bench-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,24 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
-## bench: throughput of `nudge worker` against a bare Faust agent on the same broker
+## bench: throughput of `nudge worker` against a bare Faust agent on the same broker;
+## BENCH_MODE=scale|latency|timers|memory runs another mode, BENCH_ARGS adds options
+BENCH_MODE ?= throughput
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
+
+## bench-engine: the engine's CPU per event, in-process, no broker (BENCH_ARGS: e.g. --redis --profile)
+bench-engine: $(STAMP)
+	$(BIN)/python bench/engine.py $(BENCH_ARGS)
+
+## bench-all: every benchmark at its default size, one after another (about half an hour on 2 cores)
+bench-all: $(STAMP)
+	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/engine.py --redis
+	set -e; for mode in throughput scale latency timers memory; do \
+		$(BIN)/python bench/run.py --mode $$mode; done
+	$(BIN)/python bench/run.py --mode latency --rate 1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
