@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -290,3 +291,47 @@ def test_an_invalid_address_from_profile_update_is_never_mailed(tmp_path: Path) 
         ("cart_abandonment", "suppressed", "invalid_email", "not an address: 'not an email'"),
         ("welcome", "suppressed", "invalid_email", "not an address: 'not an email'"),
     ]
+
+
+def test_a_below_threshold_waits_for_a_real_crossing(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    rules = yaml.safe_load((config / "rules.yaml").read_text())
+    rules["rules"].append(
+        {
+            "id": "cooling_off",
+            "kind": "threshold",
+            "value": "profile.score",
+            "below": 10,
+            "template": "winback",
+        }
+    )
+    (config / "rules.yaml").write_text(yaml.safe_dump(rules))
+    events, out = tmp_path / "e.jsonl", tmp_path / "s.jsonl"
+    lines = [
+        signup("pia"),  # score 0: below 10 from the start, which is no crossing
+        signup("ron"),
+        ev(1, "email_click", "ron", timedelta(hours=1), message_id="m", url="/"),  # 15
+    ]
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--config",
+            str(config),
+            "--events",
+            str(events),
+            "--until",
+            "2026-04-01",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cooling = [s for s in read(out) if s["rule_id"] == "cooling_off"]
+    assert [s["user_id"] for s in cooling] == ["ron"]
+    # 15 decays to 10 after 14 * log2(1.5) days, with no event from ron
+    crossing = T0 + timedelta(hours=1, days=14 * math.log2(1.5))
+    sent_at = datetime.fromisoformat(cooling[0]["created_at"])
+    assert crossing < sent_at <= crossing + timedelta(seconds=1)
