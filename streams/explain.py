@@ -118,6 +118,12 @@ def _decision_line(d: dict[str, Any]) -> str:
     return line + (f" {d['detail']}" if d.get("detail") else "")
 
 
+def _address(profile: dict[str, Any]) -> str:
+    if profile.get("email_invalid") is not None:
+        return f"invalid ({profile['email_invalid']!r}: not mailed)"
+    return str(profile["email"] or "-")
+
+
 def render_explanation(report: dict[str, Any]) -> str:
     p = report["profile"]
     timers = [_timer_line(t) for t in report["pending_timers"]] or ["  none"]
@@ -127,7 +133,7 @@ def render_explanation(report: dict[str, Any]) -> str:
         [
             *head,
             f"user {report['user_id']} (profile version {report['version']})",
-            f"  email {p['email']}  consent {'yes' if p['email_consent'] else 'no'}  "
+            f"  email {_address(p)}  consent {'yes' if p['email_consent'] else 'no'}  "
             f"timezone {p['timezone'] or '-'}  locale {p['locale'] or '-'}",
             f"  seen {p['first_seen']} .. {p['last_seen']}  events {p['counts']}",
             f"  cart {p['cart']['item_count']} item(s), {p['cart']['total']:.2f}  "

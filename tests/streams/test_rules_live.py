@@ -202,7 +202,7 @@ async def test_an_invalid_address_from_profile_update_is_never_mailed(
     template: welcome
 """
     )
-    start_worker(env)
+    worker = start_worker(env)
     view = redis_view(env.keys)
     await kafka.produce(
         env.events_topic,
@@ -213,6 +213,8 @@ async def test_an_invalid_address_from_profile_update_is_never_mailed(
     held = ("promo", "suppressed", "invalid_email")
     assert held in await kafka.wait_for_decision(env.decisions_topic, "ivy", held)
     await view.wait_until(lambda: _address(view, "ivy", None, "not an email"))
+    verdict = _explain_rule(env, worker, "ivy", "promo")
+    assert verdict.startswith("promo: suppressed: invalid_email")
     await kafka.produce(
         env.events_topic,
         ev("profile_update", "ivy", traits={"email": " Ivy@Example.COM "}),
