@@ -17,6 +17,7 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from render import build_expression_environment
 from triggers.durations import parse_duration
+from triggers.native import compile_native
 from triggers.rules import AllOf, AnyOf, Condition, NotOf
 
 __all__ = [
@@ -69,19 +70,27 @@ def _compile(expression: str) -> Any:
 def compile_condition(condition: Condition) -> CompiledCondition:
     for leaf in expressions(condition):  # report the leaf at fault, not the whole
         _compile(leaf)
-    expression = _compile(to_expression(condition))
+    text = to_expression(condition)
+    expression = _compile(text)
+    native = compile_native(_ENV, text)
+    if native is not None:
+        return lambda ctx: bool(native(ctx))
     return lambda ctx: bool(expression(**ctx))
 
 
 def compile_probe(conditions: Mapping[str, Condition]) -> Probe:
-    """One expression evaluating every named condition: one Jinja call instead of many."""
+    """One expression evaluating every named condition: one call instead of many."""
     if not conditions:
         return lambda ctx: []
     names = list(conditions)
-    listing = _compile("[" + ", ".join(to_expression(c) for c in conditions.values()) + "]")
+    text = "[" + ", ".join(to_expression(c) for c in conditions.values()) + "]"
+    native = compile_native(_ENV, text)
+    if native is None:
+        listing = _compile(text)
+        native = lambda ctx: listing(**ctx)  # noqa: E731
 
     def probe(ctx: Mapping[str, Any]) -> list[str]:
-        return [name for name, held in zip(names, listing(**ctx), strict=True) if held]
+        return [name for name, held in zip(names, native(ctx), strict=True) if held]
 
     return probe
 
