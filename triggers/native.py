@@ -24,6 +24,7 @@ the two agree on random profiles and events (tests/triggers/test_native.py).
 from __future__ import annotations
 
 import operator
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -79,6 +80,38 @@ def compile_native(env: ImmutableSandboxedEnvironment, expression: str) -> Nativ
         return None
 
 
+#: what the sandbox's ``wrap_str_format`` looks at (``str.format`` of a string)
+_METHODS = (types.MethodType, types.BuiltinMethodType)
+
+
+def _attribute(env: ImmutableSandboxedEnvironment, name: str) -> Callable[[Any], Any]:
+    """``obj.name`` as ``env.getattr`` finds it, the common cases without its detours:
+
+    - a plain ``dict`` has no attribute ``name`` unless ``dict`` itself has one, so the
+      sandbox's ``getattr`` always fails over to the item: look the item up directly;
+    - an attribute that is no method (``wrap_str_format`` leaves those alone) and is safe
+      is returned as is; anything else (missing, unsafe, a method) takes ``env.getattr``.
+    """
+    items_only = not hasattr(dict, name)
+    undefined, is_safe, slow = env.undefined, env.is_safe_attribute, env.getattr
+
+    def attribute(obj: Any) -> Any:
+        if items_only and type(obj) is dict:
+            try:
+                return obj[name]
+            except KeyError:
+                return undefined(obj=obj, name=name)
+        try:
+            value = getattr(obj, name)
+        except AttributeError:
+            return slow(obj, name)
+        if isinstance(value, _METHODS) or not is_safe(obj, name, value):
+            return slow(obj, name)
+        return value
+
+    return attribute
+
+
 class _Translator:
     def __init__(self, env: ImmutableSandboxedEnvironment) -> None:
         self.env = env
@@ -107,8 +140,8 @@ class _Translator:
         return lambda ctx: ctx[name] if name in ctx else undefined(name=name)
 
     def visit_Getattr(self, node: nodes.Getattr) -> Native:
-        of, attr, getattr_ = self.node(node.node), node.attr, self.env.getattr
-        return lambda ctx: getattr_(of(ctx), attr)
+        of, attr = self.node(node.node), _attribute(self.env, node.attr)
+        return lambda ctx: attr(of(ctx))
 
     def visit_Getitem(self, node: nodes.Getitem) -> Native:
         if isinstance(node.arg, nodes.Slice):
