@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from profiles import Event, Profile, Timer, timer_id
@@ -125,9 +126,16 @@ class _Evaluation:
         self.before = before
         self.after = after
         self.partition = partition
-        self.payload = event.model_dump(mode="json")
         self.outcome = EventOutcome()
-        self.dates_unchanged = before.dates == date_inputs(after, ruleset)
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        """The event as timers and templates keep it (only dumped if something fires)."""
+        return self.event.model_dump(mode="json")
+
+    @cached_property
+    def dates_unchanged(self) -> bool:
+        return self.before.dates == date_inputs(self.after, self.ruleset)
 
     def firing(self, rule: Rule, **extra: Any) -> Firing:
         return Firing(rule, self.event.user_id, self.payload, self.partition, **extra)
