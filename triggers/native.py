@@ -30,6 +30,7 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["Native", "compile_native"]
@@ -110,6 +111,28 @@ def _attribute(env: ImmutableSandboxedEnvironment, name: str) -> Callable[[Any],
         return value
 
     return attribute
+
+
+def _caller(
+    env: ImmutableSandboxedEnvironment, context: Context
+) -> Callable[[Any, list[Any]], Any]:
+    """``f(*args)`` as ``env.call`` makes it; a plain, safe function without a Jinja
+    ``pass_*`` marker (the helpers) is called as ``Context.call`` would, directly."""
+    undefined, is_safe, slow = env.undefined, env.is_safe_callable, env.call
+
+    def call(function: Any, args: list[Any]) -> Any:
+        if type(function) is not types.FunctionType or hasattr(function, "jinja_pass_arg"):
+            return slow(context, function, *args)
+        if not is_safe(function):
+            return slow(context, function, *args)  # raises the sandbox's SecurityError
+        try:
+            return function(*args)
+        except StopIteration:
+            return undefined(
+                "value was undefined because a callable raised a StopIteration exception"
+            )
+
+    return call
 
 
 class _Translator:
@@ -194,8 +217,8 @@ class _Translator:
         if node.dyn_kwargs is not None:
             raise _Unsupported("call")
         function, args = self.node(node.node), [self.node(arg) for arg in node.args]
-        call, context = self.env.call, self.call_context
-        return lambda ctx: call(context, function(ctx), *[arg(ctx) for arg in args])
+        call = _caller(self.env, self.call_context)
+        return lambda ctx: call(function(ctx), [arg(ctx) for arg in args])
 
     def binary(self, node: nodes.BinExpr) -> Native:
         op, left, right = _BINARY[type(node)], self.node(node.left), self.node(node.right)
