@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -21,6 +22,12 @@ def parse_duration(value: Any) -> timedelta:
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration like '1h' or '30d', got {value!r}")
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_text(value: str) -> timedelta:
+    """A duration written as text (``within(x, '90d')`` parses it at every evaluation)."""
     text = value.strip().replace(" ", "")
     if not text or _PART.sub("", text):
         raise ValueError(f"invalid duration {value!r}: use e.g. '90s', '15m', '1h30m', '30d'")

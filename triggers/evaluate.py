@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
 from profiles import Event, Profile, Timer, timer_id
@@ -127,15 +126,21 @@ class _Evaluation:
         self.after = after
         self.partition = partition
         self.outcome = EventOutcome()
+        self._payload: dict[str, Any] | None = None
+        self._dates_unchanged: bool | None = None
 
-    @cached_property
+    @property
     def payload(self) -> dict[str, Any]:
         """The event as timers and templates keep it (only dumped if something fires)."""
-        return self.event.model_dump(mode="json")
+        if self._payload is None:
+            self._payload = self.event.model_dump(mode="json")
+        return self._payload
 
-    @cached_property
+    @property
     def dates_unchanged(self) -> bool:
-        return self.before.dates == date_inputs(self.after, self.ruleset)
+        if self._dates_unchanged is None:
+            self._dates_unchanged = self.before.dates == date_inputs(self.after, self.ruleset)
+        return self._dates_unchanged
 
     def firing(self, rule: Rule, **extra: Any) -> Firing:
         return Firing(rule, self.event.user_id, self.payload, self.partition, **extra)
