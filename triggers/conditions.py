@@ -18,10 +18,12 @@ from jinja2 import TemplateSyntaxError, nodes
 from render import build_expression_environment
 from triggers.durations import parse_duration
 from triggers.native import compile_native
+from triggers.reads import probe_reads
 from triggers.rules import AllOf, AnyOf, Condition, NotOf
 
 __all__ = [
     "CompiledCondition",
+    "CompiledProbe",
     "ConditionSyntaxError",
     "Probe",
     "TimeNotes",
@@ -78,21 +80,33 @@ def compile_condition(condition: Condition) -> CompiledCondition:
     return lambda ctx: bool(expression(**ctx))
 
 
+class CompiledProbe:
+    """Many named conditions evaluated in one go (a :data:`Probe`), with what they read
+    of a profile (``reads``, ``None`` if that cannot be followed; see
+    :mod:`triggers.reads`)."""
+
+    __slots__ = ("_evaluate", "_names", "reads")
+
+    def __init__(self, conditions: Mapping[str, Condition]) -> None:
+        self._names = list(conditions)
+        text = "[" + ", ".join(to_expression(c) for c in conditions.values()) + "]"
+        native = compile_native(_ENV, text)
+        if native is None:
+            listing = _compile(text)
+            native = lambda ctx: listing(**ctx)  # noqa: E731
+        self._evaluate = native
+        self.reads = probe_reads(_ENV, text)
+
+    def __call__(self, ctx: Mapping[str, Any]) -> list[str]:
+        held = self._evaluate(ctx)
+        return [name for name, holds in zip(self._names, held, strict=True) if holds]
+
+
 def compile_probe(conditions: Mapping[str, Condition]) -> Probe:
     """One expression evaluating every named condition: one call instead of many."""
     if not conditions:
         return lambda ctx: []
-    names = list(conditions)
-    text = "[" + ", ".join(to_expression(c) for c in conditions.values()) + "]"
-    native = compile_native(_ENV, text)
-    if native is None:
-        listing = _compile(text)
-        native = lambda ctx: listing(**ctx)  # noqa: E731
-
-    def probe(ctx: Mapping[str, Any]) -> list[str]:
-        return [name for name, held in zip(names, native(ctx), strict=True) if held]
-
-    return probe
+    return CompiledProbe(conditions)
 
 
 def expressions(condition: Condition) -> list[str]:

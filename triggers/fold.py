@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from profiles import Event, Profile, Snapshot, Timer, TimerOps, apply_event, timer_id
+from triggers.conditions import CompiledProbe
 from triggers.context import Memberships, memberships
 from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
@@ -36,6 +38,8 @@ class UserStep:
     ops: TimerOps = field(default_factory=TimerOps)
     sends: list[SendRequest] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    #: the last evaluation of the probe, while the profile it read may still match it
+    probed: Probed | None = None
 
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
@@ -91,11 +95,46 @@ def _apply_one(
     step.profile = after
 
 
+@dataclass(frozen=True)
+class Probed:
+    """Memberships evaluated at ``at`` from a profile holding ``fingerprint``."""
+
+    at: datetime
+    fingerprint: tuple[Any, ...]
+    held: Memberships
+
+    def still(self, at: datetime, fingerprint: tuple[Any, ...]) -> bool:
+        """Whether they still hold at ``at``: nothing they read changed, and no noted
+        time-based flip lies between (the margin covers the moments' millisecond tick)."""
+        check = self.held.next_check
+        in_time = self.at <= at and (check is None or at + _MARGIN < check)
+        return in_time and fingerprint == self.fingerprint
+
+
+#: see :meth:`Probed.still`
+_MARGIN = timedelta(milliseconds=2)
+
+
+def _memberships(ruleset: RuleSet, step: UserStep, profile: Profile, at: datetime) -> Memberships:
+    """:func:`memberships`, or the step's last ones if they provably still hold."""
+    probe = ruleset.probe
+    reads = probe.reads if isinstance(probe, CompiledProbe) else None
+    fingerprint = None if reads is None else reads.fingerprint(profile)
+    if fingerprint is None:
+        step.probed = None
+        return memberships(ruleset, profile, at)
+    if step.probed is not None and step.probed.still(at, fingerprint):
+        return step.probed.held
+    held = memberships(ruleset, profile, at)
+    step.probed = Probed(at, fingerprint, held)
+    return held
+
+
 def _refresh(
     ruleset: RuleSet, step: UserStep, profile: Profile, at: datetime, partition: int
 ) -> Memberships:
     """Bring segments and watched rules up to ``at``, and the re-check timer with them."""
-    held = memberships(ruleset, profile, at)
+    held = _memberships(ruleset, step, profile, at)
     profile.segments, profile.watched, profile.observed = held.segments, held.watched, held.observed
     tid = timer_id(RECHECK, profile.user_id)
     if held.next_check is None:

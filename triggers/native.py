@@ -33,7 +33,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["Native", "compile_native"]
+__all__ = ["Native", "attribute_lookup", "compile_native", "item_lookup"]
 
 #: a translated expression: context -> value
 Native = Callable[[Mapping[str, Any]], Any]
@@ -85,7 +85,7 @@ def compile_native(env: ImmutableSandboxedEnvironment, expression: str) -> Nativ
 _METHODS = (types.MethodType, types.BuiltinMethodType)
 
 
-def _attribute(env: ImmutableSandboxedEnvironment, name: str) -> Callable[[Any], Any]:
+def attribute_lookup(env: ImmutableSandboxedEnvironment, name: str) -> Callable[[Any], Any]:
     """``obj.name`` as ``env.getattr`` finds it, the common cases without its detours:
 
     - a plain ``dict`` has no attribute ``name`` unless ``dict`` itself has one, so the
@@ -111,6 +111,12 @@ def _attribute(env: ImmutableSandboxedEnvironment, name: str) -> Callable[[Any],
         return value
 
     return attribute
+
+
+def item_lookup(env: ImmutableSandboxedEnvironment, key: Any) -> Callable[[Any], Any]:
+    """``obj[key]`` as ``env.getitem`` finds it."""
+    getitem = env.getitem
+    return lambda obj: getitem(obj, key)
 
 
 def _caller(
@@ -163,7 +169,7 @@ class _Translator:
         return lambda ctx: ctx[name] if name in ctx else undefined(name=name)
 
     def visit_Getattr(self, node: nodes.Getattr) -> Native:
-        of, attr = self.node(node.node), _attribute(self.env, node.attr)
+        of, attr = self.node(node.node), attribute_lookup(self.env, node.attr)
         return lambda ctx: attr(of(ctx))
 
     def visit_Getitem(self, node: nodes.Getitem) -> Native:

@@ -1,0 +1,111 @@
+"""A profile the probe already read is not probed again, and that changes nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from profiles import Event, Profile, Snapshot
+from triggers import load_rules
+from triggers.conditions import _ENV
+from triggers.fold import Probed, UserStep, apply_user_events
+from triggers.reads import probe_reads
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = load_rules(REPO / "config")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_the_shipped_probe_is_followed() -> None:
+    reads = probe_reads(
+        _ENV,
+        "[profile.total_spent >= 500, within(profile.last_purchase_at, '90d'),"
+        " ((profile.score) or 0) > 50, profile.cart.item_count == 0, 'vip' in segments]",
+    )
+    assert reads is not None
+    assert [".".join([root, *(str(k) for _, k in steps)]) for root, steps in reads.chains] == [
+        "profile.total_spent",
+        "profile.last_purchase_at",
+        "profile.score",
+        "profile.score_at",
+        "profile.cart.item_count",
+        "segments",
+    ]
+    profile = Profile(user_id="u", first_seen=T0, last_seen=T0, segments=["vip"])
+    assert reads.fingerprint(profile) == (0.0, None, 0.0, None, 0, ("vip",))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "days_since(profile.last_seen) + 1 > 3",  # arithmetic on a time-based value
+        "days_since(profile.last_seen) == 3",  # equality notes no flip
+        "not days_since(profile.last_seen)",
+        "profile.score * 2 > 3",
+        "profile.score == 3",
+        "profile.score.real > 3",
+        "now > profile.last_seen",
+        "range(3)",
+        "profile.traits[profile.first_name]",
+        "event.properties.total > 1",
+        "profile.first_name | upper",
+    ],
+)
+def test_what_a_fingerprint_cannot_follow(text: str) -> None:
+    assert probe_reads(_ENV, text) is None
+
+
+def test_a_mutable_leaf_has_no_fingerprint() -> None:
+    reads = probe_reads(_ENV, "profile.traits and profile.cart.item_count > 0")
+    assert reads is not None
+    assert reads.fingerprint(Profile(user_id="u", first_seen=T0, last_seen=T0)) is None
+
+
+_EVENTS: dict[str, Any] = {
+    "add_to_cart": st.fixed_dictionaries(
+        {"product_id": st.sampled_from(["p1", "p2"]), "price": st.sampled_from([5.0, 300.0])}
+    ),
+    "remove_from_cart": st.fixed_dictionaries({"product_id": st.sampled_from(["p1", "p2"])}),
+    "purchase": st.fixed_dictionaries(
+        {"order_id": st.just("o"), "total": st.sampled_from([20.0, 150.0, 600.0])}
+    ),
+    "email_open": st.fixed_dictionaries({"message_id": st.just("m")}),
+    "product_view": st.fixed_dictionaries({"product_id": st.sampled_from(["p1", "p2"])}),
+    "page_view": st.fixed_dictionaries({"url": st.just("/")}),
+}
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> list[Event]:
+    events, at = [], T0
+    for n in range(draw(st.integers(1, 25))):
+        # mostly forwards, by up to ~200 days, sometimes backwards
+        at += timedelta(minutes=draw(st.integers(-600, 288_000)))
+        kind = draw(st.sampled_from(sorted(_EVENTS)))
+        props = draw(_EVENTS[kind])
+        events.append(Event(event_id=f"e{n}", type=kind, user_id="u", ts=at, properties=props))
+    return events
+
+
+def _fold(events: list[Event], *, reuse: bool) -> UserStep:
+    with pytest.MonkeyPatch.context() as patch:
+        if not reuse:
+            patch.setattr(Probed, "still", lambda self, at, fingerprint: False)
+        now = max(e.ts for e in events)
+        return apply_user_events(RULES, Snapshot(None), [(e, 0) for e in events], now)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=_streams())
+def test_reusing_memberships_changes_nothing(events: list[Event]) -> None:
+    reused = _fold(events, reuse=True)
+    fresh = _fold(events, reuse=False)
+    assert reused.profile == fresh.profile
+    assert [d.to_json() for d in reused.decisions] == [d.to_json() for d in fresh.decisions]
+    assert [s.to_json() for s in reused.sends] == [s.to_json() for s in fresh.sends]
+    assert reused.ops == fresh.ops

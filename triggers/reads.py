@@ -1,0 +1,155 @@
+"""What a probe reads of a profile, so that an unchanged profile need not be probed again.
+
+The segments, thresholds and ``cancel_when`` conditions are evaluated after every event.
+Between two evaluations of the same profile their result can only change if a field they
+read changed, or time passed a moment the :class:`triggers.context.Horizon` noted. The
+second holds only where every time-based value is compared in a way that notes its flip:
+
+- ``within(...)`` anywhere (it always notes when it turns false);
+- ``days_since(...)`` and ``profile.score`` only as operands of ``<``, ``<=``, ``>``,
+  ``>=`` (directly, or through ``and`` / ``or``, which return an operand);
+- no ``now``, no other call, no arithmetic on them.
+
+:func:`probe_reads` returns the attribute chains an expression reads, or ``None`` when
+it is outside that subset; :meth:`Reads.fingerprint` is what those chains hold in a
+profile (``None`` if one holds something mutable, which cannot be compared later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, Undefined, nodes
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from profiles import Profile
+from triggers.native import attribute_lookup, item_lookup
+
+__all__ = ["Reads", "probe_reads"]
+
+_ORDERING = frozenset({"gt", "gteq", "lt", "lteq"})
+_ROOTS = frozenset({"profile", "user", "cart", "segments"})
+_PROFILE = frozenset({"profile", "user"})
+_SCALARS = (type(None), bool, int, float, str, datetime, date)
+#: an undefined leaf (the sandbox's Undefined objects compare equal by type anyway)
+_UNDEFINED = object()
+
+
+class _Unsafe(Exception):
+    """The expression reads something a fingerprint cannot follow."""
+
+
+Chain = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The attribute chains a probe reads, from the roots ``profile``/``user``/``cart``/
+    ``segments``."""
+
+    chains: tuple[Chain, ...]
+    lookups: tuple[tuple[Callable[[Any], Any], ...], ...]
+
+    def fingerprint(self, profile: Profile) -> tuple[Any, ...] | None:
+        """What the chains hold in ``profile``; ``None`` if something mutable."""
+        found = []
+        for (root, _), lookups in zip(self.chains, self.lookups, strict=True):
+            value: Any = profile.cart if root == "cart" else profile
+            if root == "segments":
+                value = profile.segments
+            for lookup in lookups:
+                value = lookup(value)
+            leaf = _leaf(value)
+            if leaf is None:
+                return None
+            found.append(leaf[0])
+        return tuple(found)
+
+
+def _leaf(value: Any) -> tuple[Any] | None:
+    if isinstance(value, Undefined):
+        return (_UNDEFINED,)
+    if type(value) in _SCALARS:
+        return (value,)
+    if type(value) is list and all(type(v) is str for v in value):
+        return (tuple(value),)
+    return None
+
+
+def probe_reads(env: ImmutableSandboxedEnvironment, expression: str) -> Reads | None:
+    """The chains ``expression`` reads, or ``None`` if it is outside the subset."""
+    parser = Parser(env, expression, state="variable")
+    try:
+        tree = parser.parse_expression()
+        chains: list[Chain] = []
+        _walk(tree, timed_ok=False, chains=chains)
+    except (TemplateSyntaxError, _Unsafe):
+        return None
+    unique = tuple(dict.fromkeys(chains))
+    return Reads(unique, tuple(_lookups(env, steps) for _, steps in unique))
+
+
+def _lookups(env: ImmutableSandboxedEnvironment, steps: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        attribute_lookup(env, key) if kind == "attr" else item_lookup(env, key)
+        for kind, key in steps
+    )
+
+
+def _walk(node: nodes.Node, *, timed_ok: bool, chains: list[Chain]) -> None:
+    if isinstance(node, nodes.Const):
+        return
+    if isinstance(node, nodes.List | nodes.Tuple):
+        for item in node.items:
+            _walk(item, timed_ok=False, chains=chains)
+    elif isinstance(node, nodes.And | nodes.Or):
+        _walk(node.left, timed_ok=timed_ok, chains=chains)
+        _walk(node.right, timed_ok=timed_ok, chains=chains)
+    elif isinstance(node, nodes.Compare):
+        ordering = all(op.op in _ORDERING for op in node.ops)
+        for operand in [node.expr, *(op.expr for op in node.ops)]:
+            _walk(operand, timed_ok=ordering, chains=chains)
+    elif isinstance(node, nodes.Call):
+        _call(node, timed_ok=timed_ok, chains=chains)
+    elif isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
+        _chain(node, timed_ok=timed_ok, chains=chains)
+    elif isinstance(node, nodes.Not | nodes.BinExpr | nodes.UnaryExpr):
+        for child in node.iter_child_nodes():
+            _walk(child, timed_ok=False, chains=chains)
+    else:
+        raise _Unsafe(type(node).__name__)
+
+
+def _call(node: nodes.Call, *, timed_ok: bool, chains: list[Chain]) -> None:
+    name = node.node.name if isinstance(node.node, nodes.Name) else None
+    if name == "within" or (name == "days_since" and timed_ok):
+        for arg in node.args:
+            _walk(arg, timed_ok=False, chains=chains)
+        return
+    raise _Unsafe("call")
+
+
+def _chain(node: nodes.Node, *, timed_ok: bool, chains: list[Chain]) -> None:
+    steps: list[tuple[str, Any]] = []
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        if isinstance(node, nodes.Getattr):
+            steps.append(("attr", node.attr))
+        elif isinstance(node.arg, nodes.Const):
+            steps.append(("item", node.arg.value))
+        else:
+            raise _Unsafe("computed item")
+        node = node.node
+    if not isinstance(node, nodes.Name) or node.name not in _ROOTS:
+        raise _Unsafe("root")
+    steps.reverse()
+    if node.name in _PROFILE and steps and steps[0][1] == "score":
+        if len(steps) != 1 or not timed_ok:  # the decaying score, compared as it is
+            raise _Unsafe("score")
+        chains += [("profile", (("attr", "score"),)), ("profile", (("attr", "score_at"),))]
+        return
+    root = "profile" if node.name in _PROFILE else node.name
+    chains.append((root, tuple(steps)))
