@@ -17,9 +17,11 @@ profile (``None`` if one holds something mutable, which cannot be compared later
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, Undefined, nodes
@@ -54,30 +56,59 @@ class Reads:
     chains: tuple[Chain, ...]
     lookups: tuple[tuple[Callable[[Any], Any], ...], ...]
 
+    @cached_property
+    def _plain(self) -> Callable[[Profile], tuple[Any, ...]] | None:
+        """All chains in one C call when they are attributes only (see :meth:`fingerprint`)."""
+        if any(kind != "attr" for _, steps in self.chains for kind, _ in steps):
+            return None
+        dotted = [
+            ".".join([*_ROOT_PATH[root], *(k for _, k in steps)]) for root, steps in self.chains
+        ]
+        get = operator.attrgetter(*dotted, *dotted[:1])  # two names at least: always a tuple
+        return lambda profile: get(profile)[: len(dotted)]
+
     def fingerprint(self, profile: Profile) -> tuple[Any, ...] | None:
-        """What the chains hold in ``profile``; ``None`` if something mutable."""
-        found = []
-        for (root, _), lookups in zip(self.chains, self.lookups, strict=True):
-            value: Any = profile.cart if root == "cart" else profile
-            if root == "segments":
-                value = profile.segments
-            for lookup in lookups:
-                value = lookup(value)
-            leaf = _leaf(value)
-            if leaf is None:
-                return None
-            found.append(leaf[0])
-        return tuple(found)
+        """What the chains hold in ``profile`` (with the types); ``None`` if something is
+        not a plain value, which cannot be compared later.
+
+        A plain attribute read gives what the sandbox sees, or something it sees through
+        a fixed rule (its safety checks depend on the type and name only); a missing one
+        takes the sandbox's own lookups.
+        """
+        if self._plain is not None:
+            try:
+                return _leaves(self._plain(profile))
+            except AttributeError:
+                pass
+        return _leaves(
+            tuple(_follow(profile, c, ls) for c, ls in zip(self.chains, self.lookups, strict=True))
+        )
 
 
-def _leaf(value: Any) -> tuple[Any] | None:
-    if isinstance(value, Undefined):
-        return (_UNDEFINED,)
-    if type(value) in _SCALARS:
-        return (value,)
-    if type(value) is list and all(type(v) is str for v in value):
-        return (tuple(value),)
-    return None
+_ROOT_PATH = {"profile": (), "cart": ("cart",), "segments": ("segments",)}
+
+
+def _follow(profile: Profile, chain: Chain, lookups: tuple[Callable[[Any], Any], ...]) -> Any:
+    value: Any = profile.cart if chain[0] == "cart" else profile
+    if chain[0] == "segments":
+        value = profile.segments
+    for lookup in lookups:
+        value = lookup(value)
+    return value
+
+
+def _leaves(values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    found = []
+    for value in values:
+        if isinstance(value, Undefined):
+            found.append(_UNDEFINED)
+        elif type(value) in _SCALARS:
+            found.append((type(value), value))
+        elif type(value) is list and all(type(v) is str for v in value):
+            found.append(tuple(value))
+        else:
+            return None
+    return tuple(found)
 
 
 def probe_reads(env: ImmutableSandboxedEnvironment, expression: str) -> Reads | None:

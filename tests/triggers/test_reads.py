@@ -14,7 +14,7 @@ from profiles import Event, Profile, Snapshot
 from triggers import load_rules
 from triggers.conditions import _ENV
 from triggers.fold import Probed, UserStep, apply_user_events
-from triggers.reads import probe_reads
+from triggers.reads import _follow, _leaves, probe_reads
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = load_rules(REPO / "config")
@@ -37,7 +37,46 @@ def test_the_shipped_probe_is_followed() -> None:
         "segments",
     ]
     profile = Profile(user_id="u", first_seen=T0, last_seen=T0, segments=["vip"])
-    assert reads.fingerprint(profile) == (0.0, None, 0.0, None, 0, ("vip",))
+    none = (type(None), None)
+    assert reads.fingerprint(profile) == (
+        (float, 0.0),
+        none,
+        (float, 0.0),
+        none,
+        (int, 0),
+        ("vip",),
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    spent=st.floats(0, 900),
+    count=st.integers(0, 3),
+    traits=st.dictionaries(st.sampled_from(["plan", "x"]), st.none() | st.integers() | st.text()),
+)
+def test_plain_attributes_read_as_the_sandbox_does(
+    spent: float, count: int, traits: dict[str, Any]
+) -> None:
+    reads = probe_reads(_ENV, "profile.total_spent > 1 and profile.cart.item_count < 3")
+    assert reads is not None and reads._plain is not None
+    profile = Profile(
+        user_id="u",
+        first_seen=T0,
+        last_seen=T0,
+        total_spent=spent,
+        purchase_count=count,
+        traits=traits,
+    )
+    slow = tuple(_follow(profile, c, ls) for c, ls in zip(reads.chains, reads.lookups, strict=True))
+    assert reads.fingerprint(profile) == _leaves(slow)
+    with_items = probe_reads(_ENV, "profile.traits.plan == 'x' and profile.nope > 1")
+    assert with_items is not None
+    assert with_items.fingerprint(profile) == _leaves(
+        tuple(
+            _follow(profile, c, ls)
+            for c, ls in zip(with_items.chains, with_items.lookups, strict=True)
+        )
+    )
 
 
 @pytest.mark.parametrize(
