@@ -36,6 +36,7 @@ STOP_EVENTS = frozenset({"unsubscribe", "erase"})
 class Before:
     """What evaluation needs of the profile as it was before the event."""
 
+    #: the pending timer ids (unordered: :meth:`pending` sorts them when needed)
     timers: tuple[str, ...] = ()
     watched: frozenset[str] = frozenset()
     #: threshold rules with a previous value (``None``: stored before nudge kept this)
@@ -49,11 +50,15 @@ class Before:
             return cls()
         observed = None if profile.observed is None else frozenset(profile.observed)
         return cls(
-            tuple(sorted(profile.timers)),
+            tuple(profile.timers),
             frozenset(profile.watched),
             observed,
             date_inputs(profile, ruleset),
         )
+
+    def pending(self) -> list[str]:
+        """The timer ids that were pending, in order."""
+        return sorted(self.timers)
 
 
 def date_inputs(profile: Profile, ruleset: RuleSet) -> tuple[object, ...]:
@@ -245,8 +250,8 @@ def evaluate_event(
     :func:`triggers.context.memberships`).
     """
     if after is None:  # erased
-        return EventOutcome(cancel=dict.fromkeys(before.timers, event.type))
+        return EventOutcome(cancel=dict.fromkeys(before.pending(), event.type))
     outcome = _Evaluation(ruleset, event, before, after, partition, cancels).run()
     if event.type in STOP_EVENTS:
-        outcome.cancel = {**dict.fromkeys(before.timers, event.type), **outcome.cancel}
+        outcome.cancel = {**dict.fromkeys(before.pending(), event.type), **outcome.cancel}
     return outcome
