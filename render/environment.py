@@ -56,8 +56,23 @@ def build_environment(template_dir: Path) -> ImmutableSandboxedEnvironment:
     return env
 
 
+class Missing(ChainableUndefined):
+    """A field that is not there: falsy, and never more or less than anything.
+
+    Jinja's undefined raises when ordered (``<``, ``>=``, ...); a condition such as
+    ``profile.traits.age >= 18`` on a profile without an age is then simply false.
+    """
+
+    __slots__ = ()
+
+    def _unordered(self, other: object) -> bool:
+        return False
+
+    __lt__ = __le__ = __gt__ = __ge__ = _unordered
+
+
 def build_expression_environment() -> ImmutableSandboxedEnvironment:
     """For rule conditions: a missing field is simply undefined (falsy), never an error."""
-    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
+    env = _Sandbox(undefined=Missing, autoescape=False)
     env.filters["money"] = _money
     return env

@@ -650,3 +650,20 @@ def test_an_event_after_a_due_anniversary_does_not_move_it_to_next_year(user: Us
     assert timer.due_ms == _ms(due)
     user.tick(due + timedelta(seconds=10))
     assert ("birthday", "fired", "ok") in user.decisions
+
+
+def test_ordering_a_missing_field_is_false_not_an_error(rules: Callable[..., RuleSet]) -> None:
+    adults = """\
+  - id: adults_only
+    kind: on_event
+    events: [page_view]
+    condition: "profile.traits.age >= 18 and 18 <= profile.traits.age"
+    template: welcome
+"""
+    user = User(rules(extra_rules=adults))
+    user.signup()
+    user.event("page_view", url="/")  # no age anywhere: the condition is false
+    assert ("adults_only", "suppressed", "condition_false") in user.decisions
+    user.event("profile_update", traits={"age": 30})
+    user.event("page_view", url="/again")
+    assert "adults_only" in user.rules_sent()
