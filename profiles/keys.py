@@ -31,7 +31,12 @@ class Keys:
         return profile_key[start : profile_key.rindex("}:profile")]
 
     def seen(self, user_id: str) -> str:
-        """Sorted set of the user's applied event ids, scored by event time (dedup)."""
+        """Sorted set of digests of the user's applied event ids, scored by event time."""
+        return f"{self.prefix}:{{{user_id}}}:dedup"
+
+    def legacy_seen(self, user_id: str) -> str:
+        """Sorted set of raw applied event ids, as stored before digests; read until it
+        ages out (see ``load_profiles.lua``)."""
         return f"{self.prefix}:{{{user_id}}}:seen"
 
     def timers_due(self, partition: int) -> str:

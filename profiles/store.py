@@ -1,7 +1,9 @@
 """The profile store port and its in-memory twin.
 
 A store keeps, per user, the profile document with a version number (for
-compare-and-set) and the ids of the events already applied (for dedup). The engine reads
+compare-and-set) and the events already applied (for dedup): not their ids but an 8-byte
+digest of each (:func:`event_digest`), at most ``dedup_window`` of them and none older
+than ``dedup_max_age_ms`` before the user's newest applied event. The engine reads
 a batch's users in one call and writes them back in one call; a write whose expected
 version no longer matches is refused and reported, so a zombie worker can never
 overwrite a newer profile.
@@ -9,13 +11,34 @@ overwrite a newer profile.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from profiles.model import Profile
 
-__all__ = ["InMemoryProfileStore", "ProfileStore", "ProfileWrite", "Snapshot"]
+__all__ = [
+    "DEDUP_MAX_AGE_MS",
+    "InMemoryProfileStore",
+    "ProfileStore",
+    "ProfileWrite",
+    "Snapshot",
+    "event_digest",
+]
+
+#: how long an applied event is remembered, counted back from the user's newest one
+DEDUP_MAX_AGE_MS = 3 * 86_400_000
+
+
+def event_digest(event_id: str) -> bytes:
+    """What the dedup set holds for an event id: 8 bytes of its BLAKE2b hash.
+
+    Two ids with one digest make the later event look like a redelivery of the first
+    (dropped as a duplicate); with ``dedup_window`` digests kept, the chance that a new
+    event does is ``dedup_window / 2**64`` (5e-17 at 1,000).
+    """
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
 @dataclass(frozen=True)
@@ -58,22 +81,26 @@ class _Entry:
     #: the profile as JSON, like Redis holds it: nothing the caller does to a loaded
     #: profile reaches the store until it is saved
     document: bytes | None = None
-    seen: dict[str, int] = field(default_factory=dict)
+    #: event digest -> event time (epoch ms)
+    seen: dict[bytes, int] = field(default_factory=dict)
 
 
 class InMemoryProfileStore:
     """Dict-backed :class:`ProfileStore` for tests, ``simulate`` and benchmarks."""
 
-    def __init__(self, *, dedup_window: int = 1000) -> None:
+    def __init__(
+        self, *, dedup_window: int = 1000, dedup_max_age_ms: int = DEDUP_MAX_AGE_MS
+    ) -> None:
         self._users: dict[str, _Entry] = {}
         self._dedup_window = dedup_window
+        self._dedup_max_age_ms = dedup_max_age_ms
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
         out = {}
         for user_id, event_ids in wanted.items():
             entry = self._users.get(user_id, _Entry())
             profile = Profile.model_validate_json(entry.document) if entry.document else None
-            seen = frozenset(e for e in event_ids if e in entry.seen)
+            seen = frozenset(e for e in event_ids if event_digest(e) in entry.seen)
             out[user_id] = Snapshot(profile, entry.version, seen)
         return out
 
@@ -89,8 +116,9 @@ class InMemoryProfileStore:
             else:
                 entry.version += 1
                 entry.document = write.profile.model_dump_json().encode()
-            entry.seen.update(write.applied)
-            self._trim(entry)
+            if write.applied:
+                entry.seen.update((event_digest(e), ts_ms) for e, ts_ms in write.applied)
+                self._trim(entry)
         return conflicts
 
     async def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
@@ -99,8 +127,9 @@ class InMemoryProfileStore:
             yield users[start : start + chunk]
 
     def _trim(self, entry: _Entry) -> None:
-        excess = len(entry.seen) - self._dedup_window
-        if excess > 0:
-            oldest = sorted(entry.seen.items(), key=lambda item: (item[1], item[0]))
-            for event_id, _ in oldest[:excess]:
-                del entry.seen[event_id]
+        """Keep the newest ``dedup_window`` digests (ties: the greater digest), then drop
+        those older than ``dedup_max_age_ms`` before the newest: as Redis does."""
+        kept = sorted(entry.seen.items(), key=lambda item: (item[1], item[0]))
+        kept = kept[-self._dedup_window :]
+        cutoff = kept[-1][1] - self._dedup_max_age_ms
+        entry.seen = {digest: ts for digest, ts in kept if ts >= cutoff}

@@ -22,6 +22,8 @@ from profiles import (
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+#: the stores' dedup age bound in these tests (ms)
+MAX_AGE = 10_000
 
 
 @pytest.fixture(params=["memory", "redis", "redis-by-slot"])
@@ -29,10 +31,12 @@ def profile_store(
     request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
 ) -> ProfileStore:
     if request.param == "memory":
-        return InMemoryProfileStore(dedup_window=3)
+        return InMemoryProfileStore(dedup_window=3, dedup_max_age_ms=MAX_AGE)
     # "redis-by-slot" groups users per Redis Cluster hash slot, as on a cluster
     cluster = request.param == "redis-by-slot"
-    return RedisProfileStore(redis_client, keys=keys, dedup_window=3, cluster=cluster)
+    return RedisProfileStore(
+        redis_client, keys=keys, dedup_window=3, dedup_max_age_ms=MAX_AGE, cluster=cluster
+    )
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -94,6 +98,35 @@ async def test_dedup_window_keeps_the_newest_event_ids(profile_store: ProfileSto
     await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
     snap = (await profile_store.load({"u1": [e for e, _ in applied]}))["u1"]
     assert snap.seen == {"e3", "e4", "e5"}
+
+
+async def test_dedup_forgets_events_older_than_max_age(profile_store: ProfileStore) -> None:
+    t = 1_700_000_000_000  # epoch ms: the age bound must hold at real magnitudes
+    await profile_store.save([ProfileWrite("u1", 0, profile(), (("old", t), ("edge", t + 1)))])
+    newest = t + 1 + MAX_AGE
+    await profile_store.save([ProfileWrite("u1", 1, profile(), (("new", newest),))])
+    snap = (await profile_store.load({"u1": ["old", "edge", "new"]}))["u1"]
+    assert snap.seen == {"edge", "new"}
+
+
+async def test_a_late_event_does_not_age_out_newer_ones(profile_store: ProfileStore) -> None:
+    applied = (("new", 50_000), ("late", 1))
+    await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
+    snap = (await profile_store.load({"u1": ["new", "late"]}))["u1"]
+    assert snap.seen == {"new"}
+
+
+async def test_event_ids_stored_before_digests_still_dedup(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys, dedup_window=3, dedup_max_age_ms=MAX_AGE)
+    await redis_client.zadd(keys.legacy_seen("u1"), {"e1": 1000})
+    snap = (await store.load({"u1": ["e1", "e2"]}))["u1"]
+    assert snap.seen == {"e1"}
+    # the raw ids age out like the digests: by the user's newest applied event
+    await store.save([ProfileWrite("u1", 0, profile(), (("e3", 1000 + MAX_AGE + 1),))])
+    assert await redis_client.exists(keys.legacy_seen("u1")) == 0
+    assert (await store.load({"u1": ["e1", "e3"]}))["u1"].seen == {"e3"}
 
 
 def timer(rule: str = "cart", user: str = "u1", due: int = 1000, event: str = "e1") -> Timer:
