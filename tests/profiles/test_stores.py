@@ -216,3 +216,39 @@ async def test_scan_lists_every_stored_user(profile_store: ProfileStore) -> None
     await profile_store.save([ProfileWrite("user|0", 1, None)])  # erased: no profile
     found = [u async for chunk in profile_store.scan(chunk=3) for u in chunk]
     assert set(found) == users - {"user|0"}
+
+
+async def test_a_timer_keeps_what_firing_reads_of_its_event(timer_store: TimerStore) -> None:
+    event = {
+        "event_id": "e1",
+        "type": "add_to_cart",
+        "user_id": "u1",
+        "ts": "2026-03-01T12:00:00Z",
+        "properties": {"name": "Mug"},
+        "context": {"user_agent": "x" * 500},
+    }
+    await timer_store.apply(ops(Timer("cart", "u1", 1000, 0, event, key="c1")))
+    [stored] = await timer_store.pending(0)
+    assert stored.trigger_event == {**event, "context": None}
+    assert (stored.key, stored.step, stored.instance, stored.deferred) == ("c1", None, "", False)
+    assert len(stored.to_json()) < 200
+
+
+async def test_a_timer_stored_whole_still_fires_and_completes(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisTimerStore(redis_client, keys=keys)
+    old = (
+        b'{"deferred":false,"due_ms":1000,"instance":"","key":"c1","rule_id":"cart",'
+        b'"started_ms":0,"step":null,"trigger_event":{"context":{"ua":"x"},"event_id":"e1",'
+        b'"properties":{"name":"Mug"},"ts":"2026-03-01T12:00:00Z","type":"add_to_cart",'
+        b'"user_id":"u1"},"user_id":"u1"}'
+    )
+    tid = timer("cart").id + "c1"
+    await redis_client.hset(keys.timers_data(0), tid, old)
+    await redis_client.zadd(keys.timers_due(0), {tid: 1000})
+    [claimed] = await store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert claimed.trigger_event["context"] == {"ua": "x"}
+    assert (claimed.trigger_event_id, claimed.key) == ("e1", "c1")
+    await store.complete([claimed])
+    assert await store.pending(0) == []
