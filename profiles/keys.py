@@ -22,7 +22,7 @@ class Keys:
             raise ValueError(f"invalid Redis key prefix {self.prefix!r}")
 
     def profile(self, user_id: str) -> str:
-        """Hash: ``v`` = version (compare-and-set), ``p`` = profile JSON."""
+        """Hash: ``v`` = version (compare-and-set), ``p`` = profile (see :mod:`profiles.stored`)."""
         return f"{self.prefix}:{{{user_id}}}:profile"
 
     def user_of(self, profile_key: str) -> str:

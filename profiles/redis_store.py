@@ -15,16 +15,15 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import ValidationError
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from profiles.errors import CorruptProfile, ProfileError, StoreUnavailable
+from profiles.errors import ProfileError, StoreUnavailable
 from profiles.keys import Keys
-from profiles.model import Profile
 from profiles.store import DEDUP_MAX_AGE_MS, ProfileWrite, Snapshot, event_digest
+from profiles.stored import dump_profile, load_profile
 
 __all__ = ["RedisProfileStore", "load_script", "translate_errors"]
 
@@ -42,13 +41,6 @@ async def translate_errors() -> AsyncIterator[None]:
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
     except RedisError as exc:
         raise ProfileError(f"Redis error: {exc}") from exc
-
-
-def _parse(user_id: str, doc: bytes) -> Profile:
-    try:
-        return Profile.model_validate_json(doc)
-    except ValidationError as exc:
-        raise CorruptProfile(user_id, str(exc).splitlines()[0]) from exc
 
 
 class RedisProfileStore:
@@ -100,7 +92,7 @@ class RedisProfileStore:
             for user_id, (version, doc, scores, has_legacy) in zip(users, rows, strict=True):
                 asked = wanted[user_id]
                 seen = frozenset(e for e, sc in zip(asked, scores, strict=True) if sc is not None)
-                profile = _parse(user_id, doc) if doc else None
+                profile = load_profile(user_id, doc) if doc else None
                 out[user_id] = Snapshot(profile, int(version) if version else 0, seen)
                 if has_legacy and asked:
                     legacy.append(user_id)
@@ -135,7 +127,7 @@ class RedisProfileStore:
                 args: list[Any] = [self._dedup_window, self._dedup_max_age_ms]
                 for user_id in users:
                     write = by_user[user_id]
-                    doc = write.profile.model_dump_json() if write.profile else ""
+                    doc = dump_profile(write.profile) if write.profile else b""
                     args += [write.expected_version, doc, len(write.applied)]
                     for event_id, ts_ms in write.applied:
                         args += [ts_ms, event_digest(event_id)]

@@ -1,9 +1,9 @@
 -- Compare-and-set a batch of profiles, each with the events it applied.
--- KEYS: per user, its profile hash (v = version, p = JSON), its dedup sorted set and the
+-- KEYS: per user, its profile hash (v = version, p = stored profile), its dedup set and the
 -- sorted set of raw event ids stored before digests
 -- ARGV[1]: the dedup window (digests kept per user); ARGV[2]: their maximum age (ms,
 -- counted back from the user's newest applied event)
--- then per user: expected version, JSON ('' erases), n, then n pairs (event ms, digest)
+-- then per user: expected version, profile ('' erases), n, then n pairs (event ms, digest)
 -- Returns per user: 1 written, 0 refused (the version moved: another writer was first)
 local window, max_age = tonumber(ARGV[1]), tonumber(ARGV[2])
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from profiles.model import Profile
+from profiles.stored import dump_profile, load_profile
 
 __all__ = [
     "DEDUP_MAX_AGE_MS",
@@ -78,7 +79,7 @@ class ProfileStore(Protocol):
 @dataclass
 class _Entry:
     version: int = 0
-    #: the profile as JSON, like Redis holds it: nothing the caller does to a loaded
+    #: the profile's stored form, as Redis holds it: nothing the caller does to a loaded
     #: profile reaches the store until it is saved
     document: bytes | None = None
     #: event digest -> event time (epoch ms)
@@ -99,7 +100,7 @@ class InMemoryProfileStore:
         out = {}
         for user_id, event_ids in wanted.items():
             entry = self._users.get(user_id, _Entry())
-            profile = Profile.model_validate_json(entry.document) if entry.document else None
+            profile = load_profile(user_id, entry.document) if entry.document else None
             seen = frozenset(e for e in event_ids if event_digest(e) in entry.seen)
             out[user_id] = Snapshot(profile, entry.version, seen)
         return out
@@ -115,7 +116,7 @@ class InMemoryProfileStore:
                 entry.version, entry.document = 0, None
             else:
                 entry.version += 1
-                entry.document = write.profile.model_dump_json().encode()
+                entry.document = dump_profile(write.profile)
             if write.applied:
                 entry.seen.update((event_digest(e), ts_ms) for e, ts_ms in write.applied)
                 self._trim(entry)

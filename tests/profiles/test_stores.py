@@ -252,3 +252,13 @@ async def test_a_timer_stored_whole_still_fires_and_completes(
     assert (claimed.trigger_event_id, claimed.key) == ("e1", "c1")
     await store.complete([claimed])
     assert await store.pending(0) == []
+
+
+async def test_a_profile_stored_as_plain_json_still_loads(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    before = profile(email="a@example.com")
+    await redis_client.hset(keys.profile("u1"), mapping={"v": 4, "p": before.model_dump_json()})
+    snap = await store.snapshot("u1")
+    assert (snap.profile, snap.version) == (before, 4)
