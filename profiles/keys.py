@@ -31,7 +31,7 @@ class Keys:
         return profile_key[start : profile_key.rindex("}:profile")]
 
     def seen(self, user_id: str) -> str:
-        """Sorted set of digests of the user's applied event ids, scored by event time."""
+        """String of the user's dedup records (see :func:`profiles.store.dedup_records`)."""
         return f"{self.prefix}:{{{user_id}}}:dedup"
 
     def legacy_seen(self, user_id: str) -> str:

@@ -22,7 +22,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from profiles.errors import ProfileError, StoreUnavailable
 from profiles.keys import Keys
-from profiles.store import DEDUP_MAX_AGE_MS, ProfileWrite, Snapshot, event_digest
+from profiles.store import (
+    DEDUP_MAX_AGE_MS,
+    ProfileWrite,
+    Snapshot,
+    dedup_cutoff,
+    dedup_records,
+    event_digest,
+)
 from profiles.stored import dump_profile, load_profile
 
 __all__ = ["RedisProfileStore", "load_script", "translate_errors"]
@@ -81,9 +88,7 @@ class RedisProfileStore:
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
             for users in groups:
-                args: list[bytes | int] = []
-                for user_id in users:
-                    args += [len(wanted[user_id]), *map(event_digest, wanted[user_id])]
+                args = [b"".join(map(event_digest, wanted[user_id])) for user_id in users]
                 await self._load(keys=self._keys_of(users), args=args, client=pipe)
             replies = await pipe.execute()
         out = {}
@@ -124,13 +129,13 @@ class RedisProfileStore:
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
             for users in groups:
-                args: list[Any] = [self._dedup_window, self._dedup_max_age_ms]
+                args: list[Any] = [self._dedup_window]
                 for user_id in users:
                     write = by_user[user_id]
                     doc = dump_profile(write.profile) if write.profile else b""
-                    args += [write.expected_version, doc, len(write.applied)]
-                    for event_id, ts_ms in write.applied:
-                        args += [ts_ms, event_digest(event_id)]
+                    applied = write.applied
+                    cutoff = dedup_cutoff(applied, self._dedup_max_age_ms) if applied else 0
+                    args += [write.expected_version, doc, dedup_records(applied), cutoff]
                 await self._save(keys=self._keys_of(users), args=args, client=pipe)
             replies = await pipe.execute()
         return [

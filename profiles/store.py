@@ -1,19 +1,19 @@
 """The profile store port and its in-memory twin.
 
 A store keeps, per user, the profile document with a version number (for
-compare-and-set) and the events already applied (for dedup): not their ids but an 8-byte
-digest of each (:func:`event_digest`), at most ``dedup_window`` of them and none older
-than ``dedup_max_age_ms`` before the user's newest applied event. The engine reads
-a batch's users in one call and writes them back in one call; a write whose expected
-version no longer matches is refused and reported, so a zombie worker can never
-overwrite a newer profile.
+compare-and-set) and the events already applied (for dedup): not their ids but one
+12-byte record each (:func:`dedup_records`: an 8-byte digest of the id and the event time
+to the second), in the order they were applied, at most ``dedup_window`` of them; records
+older than ``dedup_max_age_ms`` before the newest event of a write are dropped from the
+oldest end (a late event applied after newer ones stays until the window passes it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from profiles.model import Profile
@@ -25,6 +25,8 @@ __all__ = [
     "ProfileStore",
     "ProfileWrite",
     "Snapshot",
+    "dedup_cutoff",
+    "dedup_records",
     "event_digest",
 ]
 
@@ -40,6 +42,21 @@ def event_digest(event_id: str) -> bytes:
     event does is ``dedup_window / 2**64`` (5e-17 at 1,000).
     """
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+_RECORD = struct.Struct(">8sI")
+
+
+def dedup_records(applied: Sequence[tuple[str, int]]) -> bytes:
+    """(event id, event ms) pairs as dedup records: digest, then epoch seconds (uint32)."""
+    return b"".join(
+        _RECORD.pack(event_digest(e), min(max(ts_ms // 1000, 0), 2**32 - 1)) for e, ts_ms in applied
+    )
+
+
+def dedup_cutoff(applied: Sequence[tuple[str, int]], max_age_ms: int) -> int:
+    """Epoch seconds before which a write's records may be forgotten."""
+    return max(ts_ms for _, ts_ms in applied) // 1000 - max_age_ms // 1000
 
 
 @dataclass(frozen=True)
@@ -82,8 +99,8 @@ class _Entry:
     #: the profile's stored form, as Redis holds it: nothing the caller does to a loaded
     #: profile reaches the store until it is saved
     document: bytes | None = None
-    #: event digest -> event time (epoch ms)
-    seen: dict[bytes, int] = field(default_factory=dict)
+    #: dedup records (see :func:`dedup_records`), oldest applied first
+    seen: bytes = b""
 
 
 class InMemoryProfileStore:
@@ -101,7 +118,7 @@ class InMemoryProfileStore:
         for user_id, event_ids in wanted.items():
             entry = self._users.get(user_id, _Entry())
             profile = load_profile(user_id, entry.document) if entry.document else None
-            seen = frozenset(e for e in event_ids if event_digest(e) in entry.seen)
+            seen = frozenset(e for e in event_ids if _has(entry.seen, event_digest(e)))
             out[user_id] = Snapshot(profile, entry.version, seen)
         return out
 
@@ -118,8 +135,8 @@ class InMemoryProfileStore:
                 entry.version += 1
                 entry.document = dump_profile(write.profile)
             if write.applied:
-                entry.seen.update((event_digest(e), ts_ms) for e, ts_ms in write.applied)
-                self._trim(entry)
+                cutoff = dedup_cutoff(write.applied, self._dedup_max_age_ms)
+                entry.seen = self._trim(entry.seen + dedup_records(write.applied), cutoff)
         return conflicts
 
     async def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
@@ -127,10 +144,19 @@ class InMemoryProfileStore:
         for start in range(0, len(users), chunk):
             yield users[start : start + chunk]
 
-    def _trim(self, entry: _Entry) -> None:
-        """Keep the newest ``dedup_window`` digests (ties: the greater digest), then drop
-        those older than ``dedup_max_age_ms`` before the newest: as Redis does."""
-        kept = sorted(entry.seen.items(), key=lambda item: (item[1], item[0]))
-        kept = kept[-self._dedup_window :]
-        cutoff = kept[-1][1] - self._dedup_max_age_ms
-        entry.seen = {digest: ts for digest, ts in kept if ts >= cutoff}
+    def _trim(self, records: bytes, cutoff: int) -> bytes:
+        """The newest ``dedup_window`` records, less those before ``cutoff`` at the
+        oldest end: as ``save_profiles.lua`` does."""
+        first = max(0, len(records) - self._dedup_window * _RECORD.size)
+        while first < len(records) and _RECORD.unpack_from(records, first)[1] < cutoff:
+            first += _RECORD.size
+        return records[first:]
+
+
+def _has(records: bytes, digest: bytes) -> bool:
+    at = records.find(digest)
+    while at >= 0:
+        if at % _RECORD.size == 0:
+            return True
+        at = records.find(digest, at + 1)
+    return False

@@ -102,18 +102,25 @@ async def test_dedup_window_keeps_the_newest_event_ids(profile_store: ProfileSto
 
 async def test_dedup_forgets_events_older_than_max_age(profile_store: ProfileStore) -> None:
     t = 1_700_000_000_000  # epoch ms: the age bound must hold at real magnitudes
-    await profile_store.save([ProfileWrite("u1", 0, profile(), (("old", t), ("edge", t + 1)))])
-    newest = t + 1 + MAX_AGE
+    applied = (("old", t), ("edge", t + 1000))
+    await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
+    newest = t + 1000 + MAX_AGE  # to the second
     await profile_store.save([ProfileWrite("u1", 1, profile(), (("new", newest),))])
     snap = (await profile_store.load({"u1": ["old", "edge", "new"]}))["u1"]
     assert snap.seen == {"edge", "new"}
 
 
-async def test_a_late_event_does_not_age_out_newer_ones(profile_store: ProfileStore) -> None:
+async def test_a_late_event_is_remembered_until_the_window_passes_it(
+    profile_store: ProfileStore,
+) -> None:
     applied = (("new", 50_000), ("late", 1))
     await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
     snap = (await profile_store.load({"u1": ["new", "late"]}))["u1"]
-    assert snap.seen == {"new"}
+    assert snap.seen == {"new", "late"}
+    later = (("a", 50_001), ("b", 50_002), ("c", 50_003))
+    await profile_store.save([ProfileWrite("u1", 1, profile(), later)])
+    snap = (await profile_store.load({"u1": ["new", "late", "a"]}))["u1"]
+    assert snap.seen == {"a"}
 
 
 async def test_event_ids_stored_before_digests_still_dedup(
@@ -124,7 +131,7 @@ async def test_event_ids_stored_before_digests_still_dedup(
     snap = (await store.load({"u1": ["e1", "e2"]}))["u1"]
     assert snap.seen == {"e1"}
     # the raw ids age out like the digests: by the user's newest applied event
-    await store.save([ProfileWrite("u1", 0, profile(), (("e3", 1000 + MAX_AGE + 1),))])
+    await store.save([ProfileWrite("u1", 0, profile(), (("e3", 2000 + MAX_AGE),))])
     assert await redis_client.exists(keys.legacy_seen("u1")) == 0
     assert (await store.load({"u1": ["e1", "e3"]}))["u1"].seen == {"e3"}
 
