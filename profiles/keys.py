@@ -22,7 +22,7 @@ class Keys:
             raise ValueError(f"invalid Redis key prefix {self.prefix!r}")
 
     def profile(self, user_id: str) -> str:
-        """Hash: ``v`` = version (compare-and-set), ``p`` = profile JSON."""
+        """Hash: ``v`` = version (compare-and-set), ``p`` = profile (see :mod:`profiles.stored`)."""
         return f"{self.prefix}:{{{user_id}}}:profile"
 
     def user_of(self, profile_key: str) -> str:
@@ -31,7 +31,12 @@ class Keys:
         return profile_key[start : profile_key.rindex("}:profile")]
 
     def seen(self, user_id: str) -> str:
-        """Sorted set of the user's applied event ids, scored by event time (dedup)."""
+        """String of the user's dedup records (see :func:`profiles.store.dedup_records`)."""
+        return f"{self.prefix}:{{{user_id}}}:dedup"
+
+    def legacy_seen(self, user_id: str) -> str:
+        """Sorted set of raw applied event ids, as stored before digests; read until it
+        ages out (see ``load_profiles.lua``)."""
         return f"{self.prefix}:{{{user_id}}}:seen"
 
     def timers_due(self, partition: int) -> str:

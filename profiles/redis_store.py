@@ -15,16 +15,22 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import ValidationError
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from profiles.errors import CorruptProfile, ProfileError, StoreUnavailable
+from profiles.errors import ProfileError, StoreUnavailable
 from profiles.keys import Keys
-from profiles.model import Profile
-from profiles.store import ProfileWrite, Snapshot
+from profiles.store import (
+    DEDUP_MAX_AGE_MS,
+    ProfileWrite,
+    Snapshot,
+    dedup_cutoff,
+    dedup_records,
+    event_digest,
+)
+from profiles.stored import dump_profile, load_profile
 
 __all__ = ["RedisProfileStore", "load_script", "translate_errors"]
 
@@ -44,13 +50,6 @@ async def translate_errors() -> AsyncIterator[None]:
         raise ProfileError(f"Redis error: {exc}") from exc
 
 
-def _parse(user_id: str, doc: bytes) -> Profile:
-    try:
-        return Profile.model_validate_json(doc)
-    except ValidationError as exc:
-        raise CorruptProfile(user_id, str(exc).splitlines()[0]) from exc
-
-
 class RedisProfileStore:
     def __init__(
         self,
@@ -58,11 +57,13 @@ class RedisProfileStore:
         *,
         keys: Keys | None = None,
         dedup_window: int = 1000,
+        dedup_max_age_ms: int = DEDUP_MAX_AGE_MS,
         cluster: bool = False,
     ) -> None:
         self._redis = client
         self._keys = keys or Keys()
         self._dedup_window = dedup_window
+        self._dedup_max_age_ms = dedup_max_age_ms
         self._cluster = cluster
         self._load = client.register_script(load_script("load_profiles.lua"))
         self._save = client.register_script(load_script("save_profiles.lua"))
@@ -77,7 +78,8 @@ class RedisProfileStore:
         return list(by_slot.values())
 
     def _keys_of(self, users: Sequence[str]) -> list[str]:
-        return [k for u in users for k in (self._keys.profile(u), self._keys.seen(u))]
+        keys = self._keys
+        return [k for u in users for k in (keys.profile(u), keys.seen(u), keys.legacy_seen(u))]
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
         groups = self._groups(list(wanted))
@@ -86,19 +88,38 @@ class RedisProfileStore:
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
             for users in groups:
-                args: list[str | int] = []
-                for user_id in users:
-                    args += [len(wanted[user_id]), *wanted[user_id]]
+                args = [b"".join(map(event_digest, wanted[user_id])) for user_id in users]
                 await self._load(keys=self._keys_of(users), args=args, client=pipe)
             replies = await pipe.execute()
         out = {}
+        legacy = []
         for users, rows in zip(groups, replies, strict=True):
-            for user_id, (version, doc, scores) in zip(users, rows, strict=True):
+            for user_id, (version, doc, scores, has_legacy) in zip(users, rows, strict=True):
                 asked = wanted[user_id]
                 seen = frozenset(e for e, sc in zip(asked, scores, strict=True) if sc is not None)
-                profile = _parse(user_id, doc) if doc else None
+                profile = load_profile(user_id, doc) if doc else None
                 out[user_id] = Snapshot(profile, int(version) if version else 0, seen)
+                if has_legacy and asked:
+                    legacy.append(user_id)
+        if legacy:
+            await self._load_legacy(wanted, legacy, out)
         return out
+
+    async def _load_legacy(
+        self, wanted: Mapping[str, Sequence[str]], users: list[str], out: dict[str, Snapshot]
+    ) -> None:
+        """Add what the raw id sets stored before digests say (until they age out)."""
+        async with translate_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for user_id in users:
+                pipe.zmscore(self._keys.legacy_seen(user_id), list(wanted[user_id]))
+            replies = await pipe.execute()
+        for user_id, scores in zip(users, replies, strict=True):
+            asked = wanted[user_id]
+            old = {e for e, sc in zip(asked, scores, strict=True) if sc is not None}
+            if old:
+                snap = out[user_id]
+                out[user_id] = Snapshot(snap.profile, snap.version, snap.seen | old)
 
     async def save(self, writes: Sequence[ProfileWrite]) -> list[str]:
         by_user = {write.user_id: write for write in writes}
@@ -111,10 +132,10 @@ class RedisProfileStore:
                 args: list[Any] = [self._dedup_window]
                 for user_id in users:
                     write = by_user[user_id]
-                    doc = write.profile.model_dump_json() if write.profile else ""
-                    args += [write.expected_version, doc, len(write.applied)]
-                    for event_id, ts_ms in write.applied:
-                        args += [ts_ms, event_id]
+                    doc = dump_profile(write.profile) if write.profile else b""
+                    applied = write.applied
+                    cutoff = dedup_cutoff(applied, self._dedup_max_age_ms) if applied else 0
+                    args += [write.expected_version, doc, dedup_records(applied), cutoff]
                 await self._save(keys=self._keys_of(users), args=args, client=pipe)
             replies = await pipe.execute()
         return [

@@ -57,7 +57,7 @@ class RedisTimerStore:
     async def complete(self, timers: Sequence[Timer]) -> None:
         by_partition: dict[int, list[bytes | str]] = defaultdict(list)
         for timer in timers:
-            by_partition[timer.partition] += [timer.id, timer.to_json()]
+            by_partition[timer.partition] += [timer.id, timer.stored_json]
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
             for partition, args in by_partition.items():

@@ -1,21 +1,62 @@
 """The profile store port and its in-memory twin.
 
 A store keeps, per user, the profile document with a version number (for
-compare-and-set) and the ids of the events already applied (for dedup). The engine reads
-a batch's users in one call and writes them back in one call; a write whose expected
-version no longer matches is refused and reported, so a zombie worker can never
-overwrite a newer profile.
+compare-and-set) and the events already applied (for dedup): not their ids but one
+12-byte record each (:func:`dedup_records`: an 8-byte digest of the id and the event time
+to the second), in the order they were applied, at most ``dedup_window`` of them; records
+older than ``dedup_max_age_ms`` before the newest event of a write are dropped from the
+oldest end (a late event applied after newer ones stays until the window passes it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from profiles.model import Profile
+from profiles.stored import dump_profile, load_profile
 
-__all__ = ["InMemoryProfileStore", "ProfileStore", "ProfileWrite", "Snapshot"]
+__all__ = [
+    "DEDUP_MAX_AGE_MS",
+    "InMemoryProfileStore",
+    "ProfileStore",
+    "ProfileWrite",
+    "Snapshot",
+    "dedup_cutoff",
+    "dedup_records",
+    "event_digest",
+]
+
+#: how long an applied event is remembered, counted back from the user's newest one
+DEDUP_MAX_AGE_MS = 3 * 86_400_000
+
+
+def event_digest(event_id: str) -> bytes:
+    """What the dedup set holds for an event id: 8 bytes of its BLAKE2b hash.
+
+    Two ids with one digest make the later event look like a redelivery of the first
+    (dropped as a duplicate); with ``dedup_window`` digests kept, the chance that a new
+    event does is ``dedup_window / 2**64`` (5e-17 at 1,000).
+    """
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+_RECORD = struct.Struct(">8sI")
+
+
+def dedup_records(applied: Sequence[tuple[str, int]]) -> bytes:
+    """(event id, event ms) pairs as dedup records: digest, then epoch seconds (uint32)."""
+    return b"".join(
+        _RECORD.pack(event_digest(e), min(max(ts_ms // 1000, 0), 2**32 - 1)) for e, ts_ms in applied
+    )
+
+
+def dedup_cutoff(applied: Sequence[tuple[str, int]], max_age_ms: int) -> int:
+    """Epoch seconds before which a write's records may be forgotten."""
+    return max(ts_ms for _, ts_ms in applied) // 1000 - max_age_ms // 1000
 
 
 @dataclass(frozen=True)
@@ -55,25 +96,29 @@ class ProfileStore(Protocol):
 @dataclass
 class _Entry:
     version: int = 0
-    #: the profile as JSON, like Redis holds it: nothing the caller does to a loaded
+    #: the profile's stored form, as Redis holds it: nothing the caller does to a loaded
     #: profile reaches the store until it is saved
     document: bytes | None = None
-    seen: dict[str, int] = field(default_factory=dict)
+    #: dedup records (see :func:`dedup_records`), oldest applied first
+    seen: bytes = b""
 
 
 class InMemoryProfileStore:
     """Dict-backed :class:`ProfileStore` for tests, ``simulate`` and benchmarks."""
 
-    def __init__(self, *, dedup_window: int = 1000) -> None:
+    def __init__(
+        self, *, dedup_window: int = 1000, dedup_max_age_ms: int = DEDUP_MAX_AGE_MS
+    ) -> None:
         self._users: dict[str, _Entry] = {}
         self._dedup_window = dedup_window
+        self._dedup_max_age_ms = dedup_max_age_ms
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
         out = {}
         for user_id, event_ids in wanted.items():
             entry = self._users.get(user_id, _Entry())
-            profile = Profile.model_validate_json(entry.document) if entry.document else None
-            seen = frozenset(e for e in event_ids if e in entry.seen)
+            profile = load_profile(user_id, entry.document) if entry.document else None
+            seen = frozenset(e for e in event_ids if _has(entry.seen, event_digest(e)))
             out[user_id] = Snapshot(profile, entry.version, seen)
         return out
 
@@ -88,9 +133,10 @@ class InMemoryProfileStore:
                 entry.version, entry.document = 0, None
             else:
                 entry.version += 1
-                entry.document = write.profile.model_dump_json().encode()
-            entry.seen.update(write.applied)
-            self._trim(entry)
+                entry.document = dump_profile(write.profile)
+            if write.applied:
+                cutoff = dedup_cutoff(write.applied, self._dedup_max_age_ms)
+                entry.seen = self._trim(entry.seen + dedup_records(write.applied), cutoff)
         return conflicts
 
     async def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
@@ -98,9 +144,19 @@ class InMemoryProfileStore:
         for start in range(0, len(users), chunk):
             yield users[start : start + chunk]
 
-    def _trim(self, entry: _Entry) -> None:
-        excess = len(entry.seen) - self._dedup_window
-        if excess > 0:
-            oldest = sorted(entry.seen.items(), key=lambda item: (item[1], item[0]))
-            for event_id, _ in oldest[:excess]:
-                del entry.seen[event_id]
+    def _trim(self, records: bytes, cutoff: int) -> bytes:
+        """The newest ``dedup_window`` records, less those before ``cutoff`` at the
+        oldest end: as ``save_profiles.lua`` does."""
+        first = max(0, len(records) - self._dedup_window * _RECORD.size)
+        while first < len(records) and _RECORD.unpack_from(records, first)[1] < cutoff:
+            first += _RECORD.size
+        return records[first:]
+
+
+def _has(records: bytes, digest: bytes) -> bool:
+    at = records.find(digest)
+    while at >= 0:
+        if at % _RECORD.size == 0:
+            return True
+        at = records.find(digest, at + 1)
+    return False

@@ -20,6 +20,12 @@ import orjson
 __all__ = ["InMemoryTimerStore", "Timer", "TimerOps", "TimerStore", "timer_id"]
 
 
+#: what a stored timer keeps of its trigger event: what firing reads (the request id is
+#: made of ``event_id``; decisions name ``type``; a rule's conditions and templates may
+#: read ``event.ts`` and ``event.properties``). ``user_id`` is the timer's own.
+STORED_EVENT_FIELDS = ("event_id", "type", "ts", "properties")
+
+
 def timer_id(rule_id: str, user_id: str, key: str = "") -> str:
     """One pending timer per rule, user and correlation key."""
     return f"{rule_id}|{user_id}|{key}"
@@ -41,6 +47,8 @@ class Timer:
     started_ms: int = 0
     #: a send held back by quiet hours, due when they end
     deferred: bool = False
+    #: the JSON this timer was read from (``complete`` compares it with what is stored)
+    stored: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -51,36 +59,55 @@ class Timer:
         return str(self.trigger_event.get("event_id", ""))
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "rule_id": self.rule_id,
-                "user_id": self.user_id,
-                "key": self.key,
-                "due_ms": self.due_ms,
-                "trigger_event": self.trigger_event,
-                "step": self.step,
-                "instance": self.instance,
-                "started_ms": self.started_ms,
-                "deferred": self.deferred,
-            },
-            option=orjson.OPT_SORT_KEYS,
-        )
+        """The stored form: the trigger event's :data:`STORED_EVENT_FIELDS` only, and
+        the optional fields only when they are set."""
+        event = self.trigger_event
+        data: dict[str, Any] = {
+            "rule_id": self.rule_id,
+            "user_id": self.user_id,
+            "due_ms": self.due_ms,
+            "trigger_event": {k: event[k] for k in STORED_EVENT_FIELDS if k in event},
+        }
+        if self.key:
+            data["key"] = self.key
+        if self.step is not None:
+            data["step"] = self.step
+        if self.instance:
+            data["instance"] = self.instance
+        if self.started_ms:
+            data["started_ms"] = self.started_ms
+        if self.deferred:
+            data["deferred"] = True
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, raw: bytes | str, partition: int) -> Timer:
+        """A stored timer, in this form or the earlier one (whole event, every field)."""
         data = orjson.loads(raw)
-        return cls(
+        event = data["trigger_event"]
+        if "ts" in event:  # a real event (re-checks and backfills carry id and type only)
+            # firing sees the same event whichever form was stored
+            event.setdefault("user_id", data["user_id"])
+            event.setdefault("context", None)
+        timer = cls(
             rule_id=data["rule_id"],
             user_id=data["user_id"],
-            key=data["key"],
+            key=data.get("key", ""),
             due_ms=data["due_ms"],
-            trigger_event=data["trigger_event"],
+            trigger_event=event,
             partition=partition,
             step=data.get("step"),
             instance=data.get("instance", ""),
             started_ms=data.get("started_ms", 0),
             deferred=data.get("deferred", False),
         )
+        object.__setattr__(timer, "stored", raw.encode() if isinstance(raw, str) else raw)
+        return timer
+
+    @property
+    def stored_json(self) -> bytes:
+        """What the store holds for this timer if it was read from there, else its JSON."""
+        return self.stored if self.stored is not None else self.to_json()
 
 
 @dataclass
@@ -157,7 +184,7 @@ class InMemoryTimerStore:
         for timer in timers:
             part = self._parts.get(timer.partition, {})
             current = part.get(timer.id)
-            if current is not None and current[1] == timer.to_json():
+            if current is not None and current[1] == timer.stored_json:
                 del part[timer.id]
 
     async def pending(self, partition: int) -> list[Timer]:

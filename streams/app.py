@@ -118,6 +118,7 @@ class Nudge:
                 self.redis,  # type: ignore[arg-type]
                 keys=keys,
                 dedup_window=settings.dedup_window,
+                dedup_max_age_ms=int(settings.dedup_max_age * 1000),
                 cluster=settings.redis_cluster,
             ),
             timers=RedisTimerStore(self.redis, keys=keys),  # type: ignore[arg-type]

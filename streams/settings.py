@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("nudge", description="namespace of every Redis key")
     redis_cluster: bool = Field(False, description="Redis Cluster: group scripts per slot")
     dedup_window: int = Field(1000, ge=1, description="event ids remembered per user")
+    dedup_max_age: float = Field(
+        3 * 86400.0,
+        gt=0,
+        description="seconds an applied event id is remembered, before the user's newest",
+    )
 
     # --- rules (triggers slice) ----------------------------------------------------------
     config_dir: Path = Path("config")

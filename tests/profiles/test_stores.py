@@ -22,6 +22,8 @@ from profiles import (
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+#: the stores' dedup age bound in these tests (ms)
+MAX_AGE = 10_000
 
 
 @pytest.fixture(params=["memory", "redis", "redis-by-slot"])
@@ -29,10 +31,12 @@ def profile_store(
     request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
 ) -> ProfileStore:
     if request.param == "memory":
-        return InMemoryProfileStore(dedup_window=3)
+        return InMemoryProfileStore(dedup_window=3, dedup_max_age_ms=MAX_AGE)
     # "redis-by-slot" groups users per Redis Cluster hash slot, as on a cluster
     cluster = request.param == "redis-by-slot"
-    return RedisProfileStore(redis_client, keys=keys, dedup_window=3, cluster=cluster)
+    return RedisProfileStore(
+        redis_client, keys=keys, dedup_window=3, dedup_max_age_ms=MAX_AGE, cluster=cluster
+    )
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -94,6 +98,42 @@ async def test_dedup_window_keeps_the_newest_event_ids(profile_store: ProfileSto
     await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
     snap = (await profile_store.load({"u1": [e for e, _ in applied]}))["u1"]
     assert snap.seen == {"e3", "e4", "e5"}
+
+
+async def test_dedup_forgets_events_older_than_max_age(profile_store: ProfileStore) -> None:
+    t = 1_700_000_000_000  # epoch ms: the age bound must hold at real magnitudes
+    applied = (("old", t), ("edge", t + 1000))
+    await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
+    newest = t + 1000 + MAX_AGE  # to the second
+    await profile_store.save([ProfileWrite("u1", 1, profile(), (("new", newest),))])
+    snap = (await profile_store.load({"u1": ["old", "edge", "new"]}))["u1"]
+    assert snap.seen == {"edge", "new"}
+
+
+async def test_a_late_event_is_remembered_until_the_window_passes_it(
+    profile_store: ProfileStore,
+) -> None:
+    applied = (("new", 50_000), ("late", 1))
+    await profile_store.save([ProfileWrite("u1", 0, profile(), applied)])
+    snap = (await profile_store.load({"u1": ["new", "late"]}))["u1"]
+    assert snap.seen == {"new", "late"}
+    later = (("a", 50_001), ("b", 50_002), ("c", 50_003))
+    await profile_store.save([ProfileWrite("u1", 1, profile(), later)])
+    snap = (await profile_store.load({"u1": ["new", "late", "a"]}))["u1"]
+    assert snap.seen == {"a"}
+
+
+async def test_event_ids_stored_before_digests_still_dedup(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys, dedup_window=3, dedup_max_age_ms=MAX_AGE)
+    await redis_client.zadd(keys.legacy_seen("u1"), {"e1": 1000})
+    snap = (await store.load({"u1": ["e1", "e2"]}))["u1"]
+    assert snap.seen == {"e1"}
+    # the raw ids age out like the digests: by the user's newest applied event
+    await store.save([ProfileWrite("u1", 0, profile(), (("e3", 2000 + MAX_AGE),))])
+    assert await redis_client.exists(keys.legacy_seen("u1")) == 0
+    assert (await store.load({"u1": ["e1", "e3"]}))["u1"].seen == {"e3"}
 
 
 def timer(rule: str = "cart", user: str = "u1", due: int = 1000, event: str = "e1") -> Timer:
@@ -183,3 +223,49 @@ async def test_scan_lists_every_stored_user(profile_store: ProfileStore) -> None
     await profile_store.save([ProfileWrite("user|0", 1, None)])  # erased: no profile
     found = [u async for chunk in profile_store.scan(chunk=3) for u in chunk]
     assert set(found) == users - {"user|0"}
+
+
+async def test_a_timer_keeps_what_firing_reads_of_its_event(timer_store: TimerStore) -> None:
+    event = {
+        "event_id": "e1",
+        "type": "add_to_cart",
+        "user_id": "u1",
+        "ts": "2026-03-01T12:00:00Z",
+        "properties": {"name": "Mug"},
+        "context": {"user_agent": "x" * 500},
+    }
+    await timer_store.apply(ops(Timer("cart", "u1", 1000, 0, event, key="c1")))
+    [stored] = await timer_store.pending(0)
+    assert stored.trigger_event == {**event, "context": None}
+    assert (stored.key, stored.step, stored.instance, stored.deferred) == ("c1", None, "", False)
+    assert len(stored.to_json()) < 200
+
+
+async def test_a_timer_stored_whole_still_fires_and_completes(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisTimerStore(redis_client, keys=keys)
+    old = (
+        b'{"deferred":false,"due_ms":1000,"instance":"","key":"c1","rule_id":"cart",'
+        b'"started_ms":0,"step":null,"trigger_event":{"context":{"ua":"x"},"event_id":"e1",'
+        b'"properties":{"name":"Mug"},"ts":"2026-03-01T12:00:00Z","type":"add_to_cart",'
+        b'"user_id":"u1"},"user_id":"u1"}'
+    )
+    tid = timer("cart").id + "c1"
+    await redis_client.hset(keys.timers_data(0), tid, old)
+    await redis_client.zadd(keys.timers_due(0), {tid: 1000})
+    [claimed] = await store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert claimed.trigger_event["context"] == {"ua": "x"}
+    assert (claimed.trigger_event_id, claimed.key) == ("e1", "c1")
+    await store.complete([claimed])
+    assert await store.pending(0) == []
+
+
+async def test_a_profile_stored_as_plain_json_still_loads(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    before = profile(email="a@example.com")
+    await redis_client.hset(keys.profile("u1"), mapping={"v": 4, "p": before.model_dump_json()})
+    snap = await store.snapshot("u1")
+    assert (snap.profile, snap.version) == (before, 4)
