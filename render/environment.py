@@ -68,7 +68,7 @@ class Missing(ChainableUndefined):
     def _unordered(self, other: object) -> bool:
         return False
 
-    __lt__ = __le__ = __gt__ = __ge__ = _unordered
+    __lt__ = __le__ = __gt__ = __ge__ = _unordered  # type: ignore[assignment]
 
 
 def build_expression_environment() -> ImmutableSandboxedEnvironment:
