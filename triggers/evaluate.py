@@ -163,7 +163,11 @@ class _Evaluation:
                 return
             # a start event without the key value starts (or moves) one unkeyed instance
             for key in key_values(self.event, rule.key) or [""]:
-                self.schedule(self.firing(rule, key=key), ms(self.event.ts + rule.wait))
+                if rule.reentry == "once" and rule.id in self.after.fired:
+                    # it could only be suppressed when due: decide now, keep no timer
+                    self.outcome.firings.append(self.firing(rule, key=key))
+                else:
+                    self.schedule(self.firing(rule, key=key), ms(self.event.ts + rule.wait))
         elif self.event.type in rule.cancel:
             keys = key_values(self.event, rule.key)
             if keys and rule.key is not None:

@@ -405,10 +405,14 @@ def test_reentry_once(make_config: Callable[[str], Path]) -> None:
     user.signup()
     user.event("product_view", product_id="p1")
     user.tick(T0 + timedelta(hours=2))
-    user.event("product_view", T0 + timedelta(hours=3), product_id="p2")
+    step = user.event("product_view", T0 + timedelta(hours=3), product_id="p2")
+    # sent once already: said at once, and no timer is kept that could only be suppressed
+    assert [(d.rule_id, d.outcome, d.reason) for d in step.decisions] == [
+        ("browse", "suppressed", "already_sent")
+    ]
+    assert not [t for t in user.timers.values() if t.rule_id == "browse"]
     user.tick(T0 + timedelta(hours=5))
     assert user.rules_sent().count("browse") == 1
-    assert ("browse", "suppressed", "already_sent") in user.decisions
 
 
 def test_unsubscribe_cancels_every_pending_timer(user: User) -> None:
