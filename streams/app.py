@@ -38,6 +38,9 @@ __all__ = ["Nudge", "create_app"]
 
 log = logging.getLogger(__name__)
 
+#: most rounds of one sweep while claims come back full (the lock is free between claims)
+SWEEP_ROUNDS = 100
+
 
 class PartitionClock:
     """Event time per partition while catching up; wall-clock time once caught up.
@@ -246,6 +249,15 @@ class Nudge:
         self.metrics.batch_size.observe(len(batch))
 
     async def _sweep(self) -> None:
+        """Fire the owned partitions' due timers; go round again at once while any
+        partition had a full claim (a backlog of due timers), instead of a tick later."""
+        for _ in range(SWEEP_ROUNDS):
+            if not await self._sweep_round():
+                return
+
+    async def _sweep_round(self) -> bool:
+        """One claim per owned partition; whether any claim was full."""
+        full = False
         for tp in sorted(self._owned()):
             highwater = self._highwater(tp)
             if highwater is not None:
@@ -257,19 +269,24 @@ class Nudge:
             horizon = datetime.fromtimestamp(
                 ((int(now.timestamp() * 1000) // MOMENT_MS) * MOMENT_MS - 1) / 1000, tz=UTC
             )
+            limit = self.settings.timer_batch
             try:
                 async with self.lock:
-                    result = await self.engine.fire_due(tp.partition, now, horizon=horizon)
+                    result = await self.engine.fire_due(
+                        tp.partition, now, horizon=horizon, limit=limit
+                    )
             except Exception as exc:
                 # timers are durable: whatever failed is still there for the next sweep
                 if is_retryable(exc):
                     self.metrics.retries.labels("timers").inc()
                     log.warning("timer sweep failed (%s); next sweep retries", exc)
-                    return
+                    return False
                 self.metrics.timer_failures.inc()
                 log.exception("timers of partition %d failed; other partitions go on", tp.partition)
                 continue
             self.metrics.record(result)
+            full = full or result.timers_fired >= limit
+        return full
 
     def _owned(self) -> set[Any]:
         try:

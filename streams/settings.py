@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # --- rules (triggers slice) ----------------------------------------------------------
     config_dir: Path = Path("config")
     timer_interval: float = Field(1.0, gt=0, description="seconds between timer sweeps")
+    timer_batch: int = Field(
+        500, ge=1, description="timers claimed per partition at once; a full claim goes again"
+    )
     config_poll_interval: float = Field(
         2.0, ge=0, description="seconds between checks of config_dir for changes (0: off)"
     )
