@@ -3,8 +3,8 @@
 - one agent reads ``events_topic`` in batches (``stream.take_events``) and hands each
   batch to the engine; a batch's offsets are acked only after the engine returns, which is
   after its send requests are on the broker and its Redis writes are done;
-- one timer sweeps, every ``timer_interval`` seconds, the durable timers of the partitions
-  this worker owns;
+- one task sweeps, just after every whole ``timer_interval`` seconds, the durable timers
+  of the partitions this worker owns, and goes again at once while claims come back full;
 - the web server answers ``/health/live``, ``/health/ready`` and ``/metrics``.
 
 The agent and the sweep share one lock, so a user's events and timers never interleave
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: most rounds of one sweep while claims come back full (the lock is free between claims)
 SWEEP_ROUNDS = 100
+#: how long after each whole timer interval a sweep starts (seconds)
+SWEEP_PHASE = 0.005
 
 #: library loggers held to the configured level (see ``Nudge._quiet_libraries``)
 QUIET_LOGGERS = ("aiokafka", "faust", "mode")
@@ -142,7 +144,7 @@ class Nudge:
     def _wire(self) -> None:
         self.app.agent(self.events_topic, name="nudge.process")(self._consume)
         self.app.on_partitions_assigned.connect(self._on_assigned)
-        self.app.timer(self.settings.timer_interval, name="nudge.timers")(self._sweep)
+        self.app.task(self._sweeper)
         self._fingerprint = config_fingerprint(self.settings.config_dir)
         if self.settings.config_poll_interval > 0:
             poll = self.settings.config_poll_interval
@@ -262,6 +264,18 @@ class Nudge:
         self.metrics.record(result)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(batch))
+
+    async def _sweeper(self) -> None:
+        """Sweep just after each whole ``timer_interval`` of the wall clock.
+
+        A sweep fires whole seconds; one started at a fixed phase after the second ends
+        fires that second at once, instead of up to an interval later.
+        """
+        interval = self.settings.timer_interval
+        while not self.app.should_stop:
+            await self.app.sleep(interval - time.time() % interval + SWEEP_PHASE)
+            if not self.app.should_stop:
+                await self._sweep()
 
     async def _sweep(self) -> None:
         """Fire the owned partitions' due timers; go round again at once while any
