@@ -24,7 +24,12 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(8, ge=1, description="used when nudge creates a topic")
     topic_replication: int = Field(1, ge=1)
     batch_size: int = Field(500, ge=1, description="most events handled in one batch")
-    batch_within: float = Field(0.2, gt=0, description="seconds to wait to fill a batch")
+    batch_within: float = Field(
+        0.01, gt=0, description="seconds to gather what is buffered into one batch"
+    )
+    fetch_max_wait: float = Field(
+        0.02, gt=0, description="seconds a fetch may wait on the broker for new events"
+    )
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(
         10.0, ge=2, description="consumer-group session timeout, seconds (rebalance speed)"
@@ -44,6 +49,9 @@ class Settings(BaseSettings):
     # --- rules (triggers slice) ----------------------------------------------------------
     config_dir: Path = Path("config")
     timer_interval: float = Field(1.0, gt=0, description="seconds between timer sweeps")
+    timer_batch: int = Field(
+        500, ge=1, description="timers claimed per partition at once; a full claim goes again"
+    )
     config_poll_interval: float = Field(
         2.0, ge=0, description="seconds between checks of config_dir for changes (0: off)"
     )
