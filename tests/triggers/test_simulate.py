@@ -217,41 +217,31 @@ def test_a_cart_without_cart_id_is_reminded_once(tmp_path: Path) -> None:
     assert "cart_abandonment" in table
 
 
-def test_a_time_based_segment_is_entered_with_no_event(tmp_path: Path) -> None:
+def simulate_with_rule(
+    tmp_path: Path, rule: dict[str, Any], lines: list[dict[str, Any]], until: str
+) -> list[dict[str, Any]]:
+    """The send requests of ``lines`` through the shipped config plus ``rule``."""
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
     rules = yaml.safe_load((config / "rules.yaml").read_text())
-    rules["rules"].append(
-        {
-            "id": "lapsed_offer",
-            "kind": "segment_entry",
-            "segment": "lapsed_buyer",
-            "template": "winback",
-        }
-    )
+    rules["rules"].append(rule)
     (config / "rules.yaml").write_text(yaml.safe_dump(rules))
     events, out = tmp_path / "e.jsonl", tmp_path / "s.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    args = ["--config", str(config), "--events", str(events), "--until", until]
+    result = CliRunner().invoke(cli, ["simulate", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return read(out)
+
+
+def test_a_time_based_segment_is_entered_with_no_event(tmp_path: Path) -> None:
+    rule = {"id": "lapsed_offer", "kind": "segment_entry", "segment": "lapsed_buyer"}
     lines = [
         signup("omar"),
         ev(1, "purchase", "omar", timedelta(hours=1), order_id="o", total=20.0),
     ]
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
-    result = CliRunner().invoke(
-        cli,
-        [
-            "simulate",
-            "--config",
-            str(config),
-            "--events",
-            str(events),
-            "--until",
-            "2026-07-01",
-            "--out",
-            str(out),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    [offer] = [s for s in read(out) if s["rule_id"] == "lapsed_offer"]
+    sends = simulate_with_rule(tmp_path, {**rule, "template": "winback"}, lines, "2026-07-01")
+    [offer] = [s for s in sends if s["rule_id"] == "lapsed_offer"]
     # 90 days after the purchase, within the second the segment condition turns true
     crossing = T0 + timedelta(hours=1, days=90)
     sent_at = datetime.fromisoformat(offer["created_at"])
@@ -294,42 +284,14 @@ def test_an_invalid_address_from_profile_update_is_never_mailed(tmp_path: Path) 
 
 
 def test_a_below_threshold_waits_for_a_real_crossing(tmp_path: Path) -> None:
-    config = tmp_path / "config"
-    shutil.copytree(REPO / "config", config)
-    rules = yaml.safe_load((config / "rules.yaml").read_text())
-    rules["rules"].append(
-        {
-            "id": "cooling_off",
-            "kind": "threshold",
-            "value": "profile.score",
-            "below": 10,
-            "template": "winback",
-        }
-    )
-    (config / "rules.yaml").write_text(yaml.safe_dump(rules))
-    events, out = tmp_path / "e.jsonl", tmp_path / "s.jsonl"
+    rule = {"id": "cooling_off", "kind": "threshold", "value": "profile.score", "below": 10}
     lines = [
         signup("pia"),  # score 0: below 10 from the start, which is no crossing
         signup("ron"),
         ev(1, "email_click", "ron", timedelta(hours=1), message_id="m", url="/"),  # 15
     ]
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
-    result = CliRunner().invoke(
-        cli,
-        [
-            "simulate",
-            "--config",
-            str(config),
-            "--events",
-            str(events),
-            "--until",
-            "2026-04-01",
-            "--out",
-            str(out),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    cooling = [s for s in read(out) if s["rule_id"] == "cooling_off"]
+    sends = simulate_with_rule(tmp_path, {**rule, "template": "winback"}, lines, "2026-04-01")
+    cooling = [s for s in sends if s["rule_id"] == "cooling_off"]
     assert [s["user_id"] for s in cooling] == ["ron"]
     # 15 decays to 10 after 14 * log2(1.5) days, with no event from ron
     crossing = T0 + timedelta(hours=1, days=14 * math.log2(1.5))
