@@ -34,7 +34,7 @@ from streams.settings import Settings
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
 from triggers.firing import MOMENT_MS
 
-__all__ = ["Nudge", "create_app"]
+__all__ = ["Gathered", "Nudge", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -239,14 +239,30 @@ class Nudge:
 
     async def _consume(self, stream: Any) -> None:
         size, within = self.settings.batch_size, self.settings.batch_within
+        gathered = Gathered(size, self.settings.batch_max_wait)
         async for events in stream.take_events(size, within=within):
             # take_events acks a batch when the loop moves on, even if this body raised;
             # hold one more reference so only our own ack, after durable work, counts.
             for event in events:
                 event.message.incref()
-            await self.handle([_incoming(event.message) for event in events])
-            for event in events:
+            gathered.add(events)
+            if not gathered.ready(more_on_broker=self._more_on_broker(events)):
+                continue
+            batch = gathered.take()
+            await self.handle([_incoming(event.message) for event in batch])
+            for event in batch:
                 await stream.ack(event)
+
+    def _more_on_broker(self, events: Sequence[Any]) -> bool:
+        """Whether the partitions of ``events`` have more after them (a backlog)."""
+        last: dict[Any, int] = {}
+        for event in events:
+            last[event.message.tp] = event.message.offset
+        for tp, offset in last.items():
+            highwater = self._highwater(tp)
+            if highwater is not None and highwater > offset + 1:
+                return True
+        return False
 
     async def _process(self, batch: Sequence[Incoming]) -> BatchResult:
         async with self.lock:
@@ -337,6 +353,41 @@ class Nudge:
             return bool(await self.redis.ping())
         except Exception:
             return False
+
+
+class Gathered:
+    """Events taken from the stream and not yet handed to the engine.
+
+    Faust's ``take_events`` stops filling its buffer while a batch is processed, so the
+    short window that keeps a caught-up worker's latency low gives small batches in a
+    backlog, each paying a batch's round trips. While the broker has more after the
+    events taken, they wait for a whole batch, at most ``max_wait`` seconds; a caught-up
+    worker hands over what it has at once. (More on the broker always comes through the
+    stream, so held events are never left waiting for an event that is not coming.)
+    """
+
+    def __init__(
+        self, size: int, max_wait: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.size = size
+        self.max_wait = max_wait
+        self.clock = clock
+        self.events: list[Any] = []
+        self.since = 0.0
+
+    def add(self, events: Sequence[Any]) -> None:
+        if not self.events:
+            self.since = self.clock()
+        self.events += events
+
+    def ready(self, *, more_on_broker: bool) -> bool:
+        if len(self.events) >= self.size or not more_on_broker:
+            return True
+        return self.clock() - self.since >= self.max_wait
+
+    def take(self) -> list[Any]:
+        events, self.events = self.events, []
+        return events
 
 
 def _incoming(message: Any) -> Incoming:

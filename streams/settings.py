@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     batch_within: float = Field(
         0.01, gt=0, description="seconds to gather what is buffered into one batch"
     )
+    batch_max_wait: float = Field(
+        0.2, ge=0, description="seconds a backlog's events may wait for a whole batch"
+    )
     fetch_max_wait: float = Field(
         0.02, gt=0, description="seconds a fetch may wait on the broker for new events"
     )
