@@ -59,6 +59,7 @@ EXPECTED = {
         "DeadLetter",
         "Decision",
         "Engine",
+        "InMemoryOutbox",
         "InactivityRule",
         "Incoming",
         "OnEventRule",

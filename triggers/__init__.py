@@ -1,7 +1,7 @@
 """Trigger rules: config models and loading, pure evaluation, the batch engine, simulation."""
 
 from triggers.contracts import DeadLetter, Decision, SendRequest, request_id
-from triggers.engine import BatchResult, Engine, Incoming, Outbox
+from triggers.engine import BatchResult, Engine, Incoming, InMemoryOutbox, Outbox
 from triggers.errors import ConfigError, ConfigIssue, TriggerError
 from triggers.loader import RuleSet, load_rules
 from triggers.rules import (
@@ -26,6 +26,7 @@ __all__ = [
     "DeadLetter",
     "Decision",
     "Engine",
+    "InMemoryOutbox",
     "InactivityRule",
     "Incoming",
     "OnEventRule",

@@ -40,7 +40,7 @@ from triggers.fold import UserStep, apply_user_events, fire_user_timers
 from triggers.loader import RuleSet
 from triggers.replan import Replan, replan_timer
 
-__all__ = ["BatchResult", "Engine", "Incoming", "Outbox"]
+__all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,25 @@ class Outbox(Protocol):
     ) -> None:
         """Return once every message is durable on the broker."""
         ...
+
+
+@dataclass
+class InMemoryOutbox:
+    """The in-memory twin of :class:`Outbox`: keeps what was published, in order."""
+
+    sends: list[SendRequest] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    async def publish(
+        self,
+        sends: Sequence[SendRequest],
+        dead_letters: Sequence[DeadLetter],
+        decisions: Sequence[Decision] = (),
+    ) -> None:
+        self.sends += sends
+        self.dead_letters += dead_letters
+        self.decisions += decisions
 
 
 @dataclass

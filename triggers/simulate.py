@@ -9,13 +9,13 @@ The output is deterministic: the same events and config give byte-identical file
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from profiles import InMemoryProfileStore, InMemoryTimerStore, InvalidEvent, parse_event
-from triggers.contracts import DeadLetter, Decision, SendRequest
-from triggers.engine import Engine, Incoming
+from triggers.contracts import DeadLetter, SendRequest
+from triggers.engine import Engine, Incoming, InMemoryOutbox
 from triggers.firing import MOMENT_MS
 from triggers.loader import RuleSet
 
@@ -26,22 +26,11 @@ _PARTITION = 0
 
 
 @dataclass
-class Simulation:
-    sends: list[SendRequest] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+class Simulation(InMemoryOutbox):
+    """What a simulation published (it is the engine's outbox), and its stores."""
+
     profiles: InMemoryProfileStore = field(default_factory=InMemoryProfileStore)
     timers: InMemoryTimerStore = field(default_factory=InMemoryTimerStore)
-
-    async def publish(
-        self,
-        sends: Sequence[SendRequest],
-        dead_letters: Sequence[DeadLetter],
-        decisions: Sequence[Decision] = (),
-    ) -> None:
-        self.sends += sends
-        self.dead_letters += dead_letters
-        self.decisions += decisions
 
     def table(self) -> dict[str, Counter[str]]:
         """Per rule: ``fired``, ``deferred``, ``scheduled``, ``rescheduled``,

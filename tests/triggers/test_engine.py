@@ -11,7 +11,16 @@ import orjson
 import pytest
 
 from profiles import InMemoryProfileStore, InMemoryTimerStore
-from triggers import DeadLetter, Decision, Engine, Incoming, SendRequest, load_rules, request_id
+from triggers import (
+    DeadLetter,
+    Decision,
+    Engine,
+    Incoming,
+    InMemoryOutbox,
+    SendRequest,
+    load_rules,
+    request_id,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -41,12 +50,10 @@ rules:
 """
 
 
-class Outbox:
-    def __init__(self) -> None:
-        self.sends: list[SendRequest] = []
-        self.dead_letters: list[DeadLetter] = []
-        self.decisions: list[Decision] = []
-        self.fail_next = False
+class Outbox(InMemoryOutbox):
+    """The in-memory outbox, able to fail once like an unreachable broker."""
+
+    fail_next = False
 
     async def publish(
         self,
@@ -57,9 +64,7 @@ class Outbox:
         if self.fail_next:
             self.fail_next = False
             raise ConnectionError("broker down")
-        self.sends += sends
-        self.dead_letters += dead
-        self.decisions += decisions
+        await super().publish(sends, dead, decisions)
 
     def by_rule(self, rule_id: str, user_id: str = "u1") -> list[SendRequest]:
         return [s for s in self.sends if s.rule_id == rule_id and s.user_id == user_id]
