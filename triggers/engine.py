@@ -234,11 +234,7 @@ class Engine:
                     for t in by_user[user_id]
                 ],
             )
-        writes = [
-            ProfileWrite(user_id, snapshots[user_id].version, step.profile)
-            for user_id, step in steps.items()
-            if step.profile is not None
-        ]
+        writes = _timer_writes(snapshots, steps)
         conflicts = set(await self._commit(steps.values(), writes, [], result))
         if conflicts:
             log.warning("profiles changed under %d users' timers; they fire again", len(conflicts))
@@ -272,11 +268,7 @@ class Engine:
                     timeline.cancel(partition, timer.id, change.cancel, detail=change.detail)
                 else:
                     timeline.schedule(replace(timer, due_ms=change.due_ms), "rule_changed")
-        writes = [
-            ProfileWrite(user_id, snapshots[user_id].version, step.profile)
-            for user_id, step in steps.items()
-            if step.profile is not None
-        ]
+        writes = _timer_writes(snapshots, steps)
         conflicts = await self._commit(steps.values(), writes, [], result)
         if conflicts:
             log.warning("profiles changed under %d users while re-planning", len(conflicts))
@@ -298,6 +290,15 @@ class Engine:
             except CorruptProfile as exc:
                 broken[user_id] = str(exc)
         return snapshots, broken
+
+
+def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) -> list[ProfileWrite]:
+    """The profile writes of timer work: every user who still has a profile."""
+    return [
+        ProfileWrite(user_id, snapshots[user_id].version, step.profile)
+        for user_id, step in steps.items()
+        if step.profile is not None
+    ]
 
 
 def _dead_letter(message: Incoming, reason: str, detail: str) -> DeadLetter:

@@ -163,7 +163,7 @@ class _Evaluation:
                 return
             # a start event without the key value starts (or moves) one unkeyed instance
             for key in key_values(self.event, rule.key) or [""]:
-                if rule.reentry == "once" and rule.id in self.after.fired:
+                if self.sent_once(rule):
                     # it could only be suppressed when due: decide now, keep no timer
                     self.outcome.firings.append(self.firing(rule, key=key))
                 else:
@@ -175,6 +175,10 @@ class _Evaluation:
                 self.cancel([timer_id(rule.id, self.event.user_id, k) for k in ["", *keys]])
             else:  # no correlation value: the cancel event ends every instance
                 self.cancel(_pending(self.after, rule))
+
+    def sent_once(self, rule: Rule) -> bool:
+        """``reentry: once`` and the rule already sent to this user."""
+        return rule.reentry == "once" and rule.id in self.after.fired
 
     def cancelled_when(self, rule: AbsenceRule) -> bool:
         """Cancel every pending instance if one of ``cancel_when`` holds after the event."""
@@ -209,7 +213,7 @@ class _Evaluation:
             return
         if self.event.type not in rule.start or running:
             return
-        if rule.reentry == "once" and rule.id in self.after.fired:
+        if self.sent_once(rule):
             return
         first = self.firing(rule, step=0, started_ms=self.event.ts_ms)
         if rule.steps[0].delay == timedelta(0):

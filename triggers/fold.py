@@ -23,7 +23,7 @@ from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
 from triggers.loader import RuleSet
 from triggers.timeline import Timeline
 
-__all__ = ["MOMENT_MS", "UserStep", "apply_user_events", "fire_user_timers"]
+__all__ = ["Probed", "UserStep", "apply_user_events", "fire_user_timers"]
 
 
 @dataclass

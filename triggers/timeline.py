@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from profiles import Profile, Timer, TimerOps, timer_id
+from profiles import Profile, Timer, TimerOps
 from triggers.contracts import Decision, Outcome
 from triggers.firing import RECHECK, from_ms
 
@@ -85,13 +85,6 @@ class Timeline:
                 key=key,
             )
         )
-
-    def pending(self, rule_id: str) -> list[str]:
-        """The ids of ``rule_id``'s pending timers for this user."""
-        if self.profile is None:
-            return []
-        prefix = timer_id(rule_id, self.profile.user_id, "")
-        return sorted(tid for tid in self.profile.timers if tid.startswith(prefix))
 
     def _log(self, decision: Decision) -> None:
         self.decisions.append(decision)
