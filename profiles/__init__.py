@@ -1,9 +1,11 @@
 """Live user profiles, dedup and durable timers: Redis implementations and in-memory twins."""
 
 from profiles.addresses import InvalidAddress, normalise_address
+from profiles.catalog import Product
 from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.keys import Keys
+from profiles.lookups import NO_LOOKUPS, Lookups, Ranked
 from profiles.model import Cart, CartLine, Profile, ScoringConfig, SendRecord, apply_event
 from profiles.redis_store import RedisProfileStore
 from profiles.redis_timers import RedisTimerStore
@@ -12,6 +14,7 @@ from profiles.timers import InMemoryTimerStore, Timer, TimerOps, TimerStore, tim
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
+    "NO_LOOKUPS",
     "Cart",
     "CartLine",
     "CorruptProfile",
@@ -21,10 +24,13 @@ __all__ = [
     "InvalidAddress",
     "InvalidEvent",
     "Keys",
+    "Lookups",
+    "Product",
     "Profile",
     "ProfileError",
     "ProfileStore",
     "ProfileWrite",
+    "Ranked",
     "RedisProfileStore",
     "RedisTimerStore",
     "ScoringConfig",

@@ -9,6 +9,7 @@ import pytest
 EXPECTED = {
     "profiles": {
         "KNOWN_EVENT_TYPES",
+        "NO_LOOKUPS",
         "Cart",
         "CartLine",
         "CorruptProfile",
@@ -18,10 +19,13 @@ EXPECTED = {
         "InvalidAddress",
         "InvalidEvent",
         "Keys",
+        "Lookups",
+        "Product",
         "Profile",
         "ProfileError",
         "ProfileStore",
         "ProfileWrite",
+        "Ranked",
         "RedisProfileStore",
         "RedisTimerStore",
         "ScoringConfig",
