@@ -5,7 +5,7 @@ from profiles.catalog import Product
 from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.keys import Keys
-from profiles.lookups import NO_LOOKUPS, Lookups, Ranked
+from profiles.lookups import NO_LOOKUPS, Lookups, LookupSource, Ranked
 from profiles.model import Cart, CartLine, Profile, ScoringConfig, SendRecord, apply_event
 from profiles.redis_store import RedisProfileStore
 from profiles.redis_timers import RedisTimerStore
@@ -24,6 +24,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidEvent",
     "Keys",
+    "LookupSource",
     "Lookups",
     "Product",
     "Profile",

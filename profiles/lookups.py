@@ -9,18 +9,16 @@ object from its in-memory stores.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import Protocol
 
 from profiles.catalog import Product
 
-__all__ = ["NO_LOOKUPS", "Lookups", "Ranked"]
+__all__ = ["NO_LOOKUPS", "LookupSource", "Lookups", "Ranked"]
 
 #: ``(product_id, weight)`` pairs, strongest first, ties by product id
 Ranked = tuple[tuple[str, float], ...]
-
-_EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -41,3 +39,10 @@ class Lookups:
 
 #: nothing known: cold start, and callers that render without a catalog
 NO_LOOKUPS = Lookups()
+
+
+class LookupSource(Protocol):
+    async def lookups(self, product_ids: Collection[str]) -> Lookups:
+        """What a batch naming ``product_ids`` may read: those products, the statistics,
+        and the products the statistics rank."""
+        ...

@@ -19,6 +19,7 @@ EXPECTED = {
         "InvalidAddress",
         "InvalidEvent",
         "Keys",
+        "LookupSource",
         "Lookups",
         "Product",
         "Profile",

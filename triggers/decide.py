@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from profiles import Profile, SendRecord, TimerOps
+from profiles import NO_LOOKUPS, Lookups, Profile, SendRecord, TimerOps
 from render import RenderError
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
@@ -89,9 +89,16 @@ def _guard(ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime) ->
 
 
 def resolve(
-    ruleset: RuleSet, firings: list[Firing], profile: Profile | None, now: datetime
+    ruleset: RuleSet,
+    firings: list[Firing],
+    profile: Profile | None,
+    now: datetime,
+    lookups: Lookups = NO_LOOKUPS,
 ) -> Resolution:
-    """Decide every firing of one user at one moment; record the outcome on ``profile``."""
+    """Decide every firing of one user at one moment; record the outcome on ``profile``.
+
+    ``lookups`` holds what renders may read besides the profile (catalog, statistics).
+    """
     out = Resolution()
     candidates: list[Firing] = []
     for firing in firings:
@@ -116,7 +123,7 @@ def resolve(
             detail = f"lost to {marketing[0].rule.id}"
             _decide(out, profile, firing, now, "suppressed", "arbitration", detail)
         else:
-            _send(ruleset, out, profile, firing, now)
+            _send(ruleset, out, profile, firing, now, lookups)
         _follow_up(ruleset, out, profile, firing, now)
     return out
 
@@ -148,7 +155,12 @@ def _decide(
 
 
 def _send(
-    ruleset: RuleSet, out: Resolution, profile: Profile, firing: Firing, now: datetime
+    ruleset: RuleSet,
+    out: Resolution,
+    profile: Profile,
+    firing: Firing,
+    now: datetime,
+    lookups: Lookups,
 ) -> None:
     rule = firing.rule
     rid = request_id(

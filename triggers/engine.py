@@ -23,9 +23,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from profiles import (
+    NO_LOOKUPS,
     CorruptProfile,
     Event,
     InvalidEvent,
+    Lookups,
+    LookupSource,
     ProfileStore,
     ProfileWrite,
     Snapshot,
@@ -113,8 +116,10 @@ class Engine:
         outbox: Outbox,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         cas_attempts: int = 5,
+        lookups: LookupSource | None = None,
     ) -> None:
         self.rules = rules
+        self.lookups = lookups
         self.profiles = profiles
         self.timers = timers
         self.outbox = outbox
@@ -151,11 +156,12 @@ class Engine:
     ) -> list[str]:
         wanted = {user_id: [e.event_id for e, _ in events] for user_id, events in by_user.items()}
         snapshots = await self.profiles.load(wanted)
+        lookups = await self._lookups(_products_named(by_user.values()))
         now = self.clock()
         steps = {}
         for user_id, events in by_user.items():
             snapshot = snapshots[user_id]
-            steps[user_id] = step = apply_user_events(self.rules, snapshot, events, now)
+            steps[user_id] = step = apply_user_events(self.rules, snapshot, events, now, lookups)
             result.duplicates += step.duplicates
             result.events += len(step.applied)
             result.by_type.update(step.types)
@@ -210,8 +216,9 @@ class Engine:
         for timer in claimed:
             by_user.setdefault(timer.user_id, []).append(timer)
         snapshots, broken = await self._load_for_timers(list(by_user))
+        lookups = await self._lookups(())
         steps = {
-            user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now)
+            user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now, lookups)
             for user_id, timers in by_user.items()
             if user_id in snapshots
         }
@@ -274,6 +281,11 @@ class Engine:
             log.warning("profiles changed under %d users while re-planning", len(conflicts))
         return result
 
+    async def _lookups(self, product_ids: Iterable[str]) -> Lookups:
+        if self.lookups is None:
+            return NO_LOOKUPS
+        return await self.lookups.lookups(set(product_ids))
+
     async def _load_for_timers(
         self, user_ids: list[str]
     ) -> tuple[dict[str, Snapshot], dict[str, str]]:
@@ -290,6 +302,19 @@ class Engine:
             except CorruptProfile as exc:
                 broken[user_id] = str(exc)
         return snapshots, broken
+
+
+def _products_named(batches: Iterable[list[tuple[Event, int]]]) -> Iterable[str]:
+    """The product ids the events of a batch name (viewed, carted, bought)."""
+    for events in batches:
+        for event, _ in events:
+            props = event.properties
+            product_id = props.get("product_id")
+            if isinstance(product_id, str):
+                yield product_id
+            for item in props.get("items") or ():
+                if isinstance(item, dict) and isinstance(item.get("product_id"), str):
+                    yield item["product_id"]
 
 
 def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) -> list[ProfileWrite]:

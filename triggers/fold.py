@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from profiles import Event, Profile, Snapshot, Timer, TimerOps, apply_event, timer_id
+from profiles import (
+    NO_LOOKUPS,
+    Event,
+    Lookups,
+    Profile,
+    Snapshot,
+    Timer,
+    TimerOps,
+    apply_event,
+    timer_id,
+)
 from triggers.conditions import CompiledProbe
 from triggers.context import Memberships, memberships
 from triggers.contracts import Decision, SendRequest
@@ -55,6 +65,7 @@ def apply_user_events(
     snapshot: Snapshot,
     events: Sequence[tuple[Event, int]],
     now: datetime,
+    lookups: Lookups = NO_LOOKUPS,
 ) -> UserStep:
     """Apply ``(event, partition)`` pairs in order, skipping events already applied.
 
@@ -68,14 +79,19 @@ def apply_user_events(
             step.duplicates += 1
             continue
         seen.add(event.event_id)
-        _apply_one(ruleset, step, event, partition, now)
+        _apply_one(ruleset, step, event, partition, now, lookups)
         step.applied.append((event.event_id, event.ts_ms))
         step.types[event.type] += 1
     return step
 
 
 def _apply_one(
-    ruleset: RuleSet, step: UserStep, event: Event, partition: int, now: datetime
+    ruleset: RuleSet,
+    step: UserStep,
+    event: Event,
+    partition: int,
+    now: datetime,
+    lookups: Lookups,
 ) -> None:
     previous = step.profile
     before = Before.of(previous, ruleset)
@@ -91,7 +107,7 @@ def _apply_one(
         timeline.cancel(partition, tid, reason, by=event.event_id)
     for timer, log in outcome.schedule:
         timeline.schedule(timer, event.type, log=log)
-    step.absorb(resolve(ruleset, outcome.firings, after, now))
+    step.absorb(resolve(ruleset, outcome.firings, after, now, lookups))
     step.profile = after
 
 
@@ -148,7 +164,11 @@ def _refresh(
 
 
 def fire_user_timers(
-    ruleset: RuleSet, profile: Profile | None, timers: Sequence[Timer], now: datetime
+    ruleset: RuleSet,
+    profile: Profile | None,
+    timers: Sequence[Timer],
+    now: datetime,
+    lookups: Lookups = NO_LOOKUPS,
 ) -> UserStep:
     """Resolve one user's due timers, a moment at a time.
 
@@ -160,11 +180,13 @@ def fire_user_timers(
     for timer in sorted(timers, key=lambda t: (t.due_ms, t.id)):
         moments.setdefault(timer.due_ms // MOMENT_MS, []).append(timer)
     for moment in moments.values():
-        _fire_moment(ruleset, step, moment, now)
+        _fire_moment(ruleset, step, moment, now, lookups)
     return step
 
 
-def _fire_moment(ruleset: RuleSet, step: UserStep, timers: list[Timer], now: datetime) -> None:
+def _fire_moment(
+    ruleset: RuleSet, step: UserStep, timers: list[Timer], now: datetime, lookups: Lookups
+) -> None:
     profile = step.profile
     firings = []
     for timer in timers:
@@ -193,7 +215,7 @@ def _fire_moment(ruleset: RuleSet, step: UserStep, timers: list[Timer], now: dat
             )
             continue
         firings.append(Firing.from_timer(rule, timer))
-    step.absorb(resolve(ruleset, firings, profile, now))
+    step.absorb(resolve(ruleset, firings, profile, now, lookups))
 
 
 def _recheck(ruleset: RuleSet, step: UserStep, timer: Timer, now: datetime) -> list[Firing]:
