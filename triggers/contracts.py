@@ -56,6 +56,10 @@ class SendRequest(BaseModel):
     trigger_event_type: str
     locale: str | None = None
     tags: list[str] = []
+    products: list[str] = Field(
+        default=[],
+        description="catalog products the mail showed (recommendations, items), in order",
+    )
     created_at: datetime
 
     def to_json(self) -> bytes:
