@@ -3,7 +3,9 @@
 Every event type with a weight in :class:`HoursConfig` (``email_open`` and
 ``email_click``, clicks weighing more) adds that weight to the hour of the day it
 happened at in the user's time zone; older weight halves every ``half_life_days``.
-Rules with ``send_at: best_hour`` send in the hour holding the most weight.
+Rules with ``send_at: best_hour`` send in the hour holding the most weight. Hours are
+counted in the zone the profile has when the event is applied: a time zone learnt later
+does not move the hours already counted (they fade with the half-life).
 
 A profile stores its histogram compactly as a :class:`HourHistogram`: the hours that
 have weight, rounded, decayed to one reference time (that of the latest event). Decay
