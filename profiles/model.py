@@ -26,6 +26,7 @@ from profiles.events import (
     RemoveFromCart,
     Signup,
 )
+from profiles.hours import HourHistogram, HoursConfig, note_hour
 
 __all__ = [
     "MAX_DECISIONS",
@@ -52,6 +53,8 @@ class ScoringConfig(BaseModel):
     affinity: dict[str, float] = Field(
         default_factory=lambda: {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
     )
+    #: the local hours at which users read mail (``send_at: best_hour``)
+    send_hours: HoursConfig = HoursConfig()
 
 
 class CartLine(BaseModel):
@@ -130,6 +133,8 @@ class Profile(BaseModel):
     affinity: dict[str, float] = {}
     score: float = 0.0
     score_at: datetime | None = None
+    #: decayed weight of the local hours at which the user opens and clicks mail
+    open_hours: HourHistogram | None = None
     signed_up_at: datetime | None = None
     #: the Kafka partition of the user's events (where their timers live)
     partition: int | None = None
@@ -204,6 +209,9 @@ def apply_event(
     _apply_typed(profile, event)
     _add_score(profile, event, scoring)
     _add_affinity(profile, event, scoring)
+    profile.open_hours = note_hour(
+        profile.open_hours, event.type, event.ts, profile.timezone, scoring.send_hours
+    )
     return profile
 
 

@@ -3,7 +3,8 @@
 The checks run on the document as read, not on the validated models, so a schema error
 anywhere (a bad duration, an unknown field) hides none of them: unknown event types,
 missing or broken templates, condition syntax, fields that do not exist (in conditions
-and templates, see :mod:`triggers.fields`), duplicate rule ids and unknown segments.
+and templates, see :mod:`triggers.fields`), duplicate rule ids, unknown segments, and
+``send_at`` / ``max_delay`` where they cannot apply.
 Each looks only at values of the right shape and leaves malformed ones to the schema
 check, so no problem is reported twice.
 """
@@ -107,6 +108,7 @@ class _Checker:
     def rule(self, rule: _RawRule) -> None:
         self.event_types(rule)
         self.segment(rule)
+        self.send_at(rule)
         roots = field_roots(rule.trigger_events())
         self.conditions(rule, roots)
         self.template((*rule.at, "template"), rule.get("template"), roots)
@@ -152,6 +154,27 @@ class _Checker:
                 (*rule.at, "segment"),
                 f"rule {rule_id!r} names unknown segment {segment!r} ({known})",
             )
+
+    def send_at(self, rule: _RawRule) -> None:
+        """``send_at`` holds back marketing mail only; ``max_delay`` needs a ``send_at``
+        (on the step or on its sequence)."""
+        transactional = rule.data.get("category") == "transactional"
+        inherited = rule.get("send_at") is not None
+        steps = rule.get("steps")
+        places: list[tuple[YamlPath, dict[str, Any]]] = [(rule.at, rule.data)]
+        for index, step in enumerate(steps if isinstance(steps, list) else ()):
+            if isinstance(step, dict):
+                places.append(((*rule.at, "steps", index), step))
+        for at, data in places:
+            if transactional and data.get("send_at") is not None:
+                self.source.issue(
+                    (*at, "send_at"),
+                    "send_at applies to marketing mail only; this rule is transactional",
+                )
+            if data.get("max_delay") is not None and data.get("send_at") is None and not inherited:
+                self.source.issue(
+                    (*at, "max_delay"), "max_delay without send_at: nothing waits for it"
+                )
 
     def unique_ids(self, rules: list[_RawRule]) -> None:
         seen: set[str] = set()

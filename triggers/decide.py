@@ -11,9 +11,16 @@ Every firing passes the guards in this order, and the first that objects decides
 6. re-entry ``once``: the rule never sent to this user before (``already_sent``);
 7. the rule's ``cooldown`` has passed since its last send (``cooldown``);
 8. marketing mail stays under the frequency cap (``frequency_cap``);
-9. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
-10. among the marketing firings left at the same moment, the highest priority sends and
+9. marketing mail of a rule (or sequence step) with ``send_at: best_hour`` is
+   **deferred** to the user's next best hour within ``max_delay`` (``best_hour``), see
+   :func:`_best_hour`;
+10. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
+11. among the marketing firings left at the same moment, the highest priority sends and
     the others are suppressed (``arbitration``).
+
+A deferred firing comes back as a timer marked ``deferred`` and passes the guards again
+when it falls due, but is not deferred to a best hour twice: it sends then (unless
+another guard objects; quiet hours never let it out inside them).
 
 Every outcome becomes a :class:`Decision`; sends and decisions are recorded on the
 profile so that caps, cooldowns and ``explain`` see them.
@@ -32,7 +39,7 @@ from triggers.durations import format_duration
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.rules import DateRule, SequenceRule
-from triggers.schedule import quiet_until, user_zone
+from triggers.schedule import best_hour, quiet_until, user_zone
 from triggers.timeline import Timeline
 
 __all__ = ["Resolution", "resolve"]
@@ -56,7 +63,9 @@ class _Verdict:
     defer_until: datetime | None = None
 
 
-def _guard(ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime) -> _Verdict | None:
+def _guard(
+    ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime, lookups: Lookups
+) -> _Verdict | None:
     """The first guard that objects (``None``: the firing is a candidate)."""
     rule = firing.rule
     ctx = context(ruleset, profile, now, firing.trigger_event)
@@ -81,11 +90,41 @@ def _guard(ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime) ->
     if marketing and cap is not None and profile.sends_since(now - cap.window) >= cap.max:
         window = format_duration(cap.window)
         return _Verdict("frequency_cap", f"{cap.max} marketing sends within {window}")
+    later = _best_hour(ruleset, firing, profile, now, lookups) if marketing else None
+    if later is not None:
+        return later
     if marketing and rule.quiet_hours and guards.quiet_hours is not None:
         until = quiet_until(now, user_zone(profile, guards), guards.quiet_hours)
         if until is not None:
             return _Verdict("quiet_hours", f"deferred to {until.isoformat()}", until)
     return None
+
+
+def _best_hour(
+    ruleset: RuleSet, firing: Firing, profile: Profile, now: datetime, lookups: Lookups
+) -> _Verdict | None:
+    """Defer a ``send_at: best_hour`` send to the user's next best hour, if not in it now.
+
+    The user's own histogram decides when it holds any weight, else the population's
+    (``lookups.send_hours``); with neither, or no weighted hour in reach, the mail goes
+    out now (and the quiet-hours guard may still hold it). A firing already deferred
+    is not deferred again.
+    """
+    max_delay = firing.rule.best_hour_delay(firing.step)
+    if max_delay is None or firing.deferred:
+        return None
+    guards = ruleset.config.guards
+    zone = user_zone(profile, guards)
+    half_life = ruleset.config.scoring.send_hours.half_life_days
+    own = profile.open_hours.decayed(now, half_life) if profile.open_hours else ()
+    source, weights = ("user", own) if any(own) else ("population", lookups.send_hours)
+    quiet = guards.quiet_hours if firing.rule.quiet_hours else None
+    at = best_hour(now, zone, weights, max_delay, quiet)
+    if at is None or at <= now:
+        return None
+    local = at.astimezone(zone)
+    detail = f"deferred to {at.isoformat()} ({local:%H:%M} {zone.key}, the {source}'s best hour)"
+    return _Verdict("best_hour", detail, at)
 
 
 def resolve(
@@ -102,13 +141,13 @@ def resolve(
     out = Resolution()
     candidates: list[Firing] = []
     for firing in firings:
-        verdict = _guard(ruleset, firing, profile, now) if profile else _Verdict("no_profile")
+        verdict = (
+            _guard(ruleset, firing, profile, now, lookups) if profile else _Verdict("no_profile")
+        )
         if verdict is None:
             candidates.append(firing)
         elif verdict.defer_until is not None:
-            deferred = firing.timer(ms(verdict.defer_until), deferred=True)
-            out.timeline(profile, now).schedule(deferred, "quiet_hours", log="none")
-            _decide(out, profile, firing, now, "deferred", verdict.reason, verdict.detail)
+            _defer(out, profile, firing, now, verdict, verdict.defer_until)
         else:
             _decide(out, profile, firing, now, "suppressed", verdict.reason, verdict.detail)
             _follow_up(ruleset, out, profile, firing, now)
@@ -128,6 +167,20 @@ def resolve(
     return out
 
 
+def _defer(
+    out: Resolution,
+    profile: Profile | None,
+    firing: Firing,
+    now: datetime,
+    verdict: _Verdict,
+    until: datetime,
+) -> None:
+    """Park ``firing`` in a timer marked ``deferred``, due ``until``."""
+    deferred = firing.timer(ms(until), deferred=True)
+    out.timeline(profile, now).schedule(deferred, verdict.reason, log="none")
+    _decide(out, profile, firing, now, "deferred", verdict.reason, verdict.detail, due=until)
+
+
 def _decide(
     out: Resolution,
     profile: Profile | None,
@@ -137,6 +190,7 @@ def _decide(
     reason: str,
     detail: str = "",
     rid: str | None = None,
+    due: datetime | None = None,
 ) -> None:
     decision = Decision(
         firing.rule.id,
@@ -148,6 +202,7 @@ def _decide(
         rid,
         detail,
         firing.step,
+        due=due,
     )
     out.decisions.append(decision)
     if profile is not None:

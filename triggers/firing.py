@@ -61,6 +61,9 @@ class Firing:
     step: int | None = None
     instance: str = ""
     started_ms: int = 0
+    #: it comes back from a deferral (quiet hours, best hour): it is not deferred to a
+    #: best hour again
+    deferred: bool = False
 
     @property
     def trigger_event_id(self) -> str:
@@ -102,6 +105,7 @@ class Firing:
             step=timer.step,
             instance=timer.instance,
             started_ms=timer.started_ms,
+            deferred=timer.deferred,
         )
 
 

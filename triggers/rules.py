@@ -15,7 +15,9 @@ Trigger kinds:
   template and condition, ended early by ``exit`` events.
 
 Every rule has a ``category``: ``marketing`` sends need email consent and obey the
-frequency cap and quiet hours; ``transactional`` ones do not.
+frequency cap and quiet hours; ``transactional`` ones do not. A marketing rule (or one
+step of a sequence) with ``send_at: best_hour`` waits up to ``max_delay`` for the hour at
+which the user usually reads mail (see :mod:`profiles.hours`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from profiles.model import MAX_SENDS, ScoringConfig
 from triggers.durations import Duration, format_duration
 
 __all__ = [
+    "DEFAULT_MAX_DELAY",
+    "MAX_MAX_DELAY",
     "AbsenceRule",
     "AllOf",
     "AnyOf",
@@ -54,6 +58,19 @@ __all__ = [
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 Category = Literal["marketing", "transactional"]
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+#: how long ``send_at: best_hour`` may hold a send back when ``max_delay`` is not given
+DEFAULT_MAX_DELAY = timedelta(hours=24)
+#: the longest ``max_delay`` (a week holds every hour of the day several times over)
+MAX_MAX_DELAY = timedelta(days=7)
+
+
+def _check_max_delay(value: timedelta | None) -> timedelta | None:
+    if value is not None and value > MAX_MAX_DELAY:
+        raise ValueError(
+            f"max_delay {format_duration(value)} is longer than {format_duration(MAX_MAX_DELAY)}"
+        )
+    return value
 
 
 def _check_event_types(values: list[str] | None) -> list[str] | None:
@@ -105,6 +122,19 @@ class _RuleBase(BaseModel):
     cooldown: Duration | None = None
     #: ``false`` lets this marketing rule send during quiet hours
     quiet_hours: bool = True
+    #: ``best_hour``: a marketing send waits for the hour the user usually reads mail at
+    send_at: Literal["best_hour"] | None = None
+    #: the longest ``send_at`` holds a send back (:data:`DEFAULT_MAX_DELAY` if not given)
+    max_delay: Duration | None = None
+
+    _max_delay = field_validator("max_delay")(_check_max_delay)
+
+    def best_hour_delay(self, step: int | None = None) -> timedelta | None:
+        """How long a send (of sequence ``step``) may wait for the user's best hour;
+        ``None``: it sends at once."""
+        if self.send_at != "best_hour":
+            return None
+        return self.max_delay or DEFAULT_MAX_DELAY
 
 
 class _Templated(_RuleBase):
@@ -192,6 +222,11 @@ class SequenceStep(BaseModel):
     delay: Duration = timedelta(0)
     template: str = Field(min_length=1)
     condition: Condition | None = None
+    #: as on a rule; a step without them follows the rule's
+    send_at: Literal["best_hour"] | None = None
+    max_delay: Duration | None = None
+
+    _max_delay = field_validator("max_delay")(_check_max_delay)
 
 
 class SequenceRule(_RuleBase):
@@ -214,6 +249,13 @@ class SequenceRule(_RuleBase):
                     "steps must be in delay order"
                 )
         return self
+
+    def best_hour_delay(self, step: int | None = None) -> timedelta | None:
+        """As for other rules, with the step's ``send_at`` / ``max_delay`` first."""
+        own = self.steps[step] if step is not None and step < len(self.steps) else None
+        if (own.send_at if own else None) is None and self.send_at is None:
+            return None
+        return (own.max_delay if own else None) or self.max_delay or DEFAULT_MAX_DELAY
 
 
 Rule = Annotated[
@@ -308,6 +350,22 @@ class RulesConfig(BaseModel):
     rules: list[Rule] = []
 
     _types = field_validator("custom_events")(_check_event_types)
+
+    @model_validator(mode="after")
+    def _hours_zone(self) -> RulesConfig:
+        """Users without a time zone count their mail hours in ``guards.default_timezone``.
+
+        The profile fold sees only ``scoring``, so the zone is handed to it here (unless
+        ``scoring.send_hours`` names its own).
+        """
+        hours = self.scoring.send_hours
+        if hours.default_timezone is None:
+            zone = self.guards.default_timezone
+            scoring = self.scoring.model_copy(
+                update={"send_hours": hours.model_copy(update={"default_timezone": zone})}
+            )
+            object.__setattr__(self, "scoring", scoring)  # frozen, and still being built
+        return self
 
 
 for _model in (AllOf, AnyOf, NotOf, SequenceStep, RulesConfig):

@@ -13,7 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from profiles import InMemoryProfileStore, InMemoryTimerStore, InvalidEvent, parse_event
+from profiles import (
+    InMemoryProfileStore,
+    InMemoryTimerStore,
+    InvalidEvent,
+    LookupSource,
+    parse_event,
+)
 from triggers.contracts import DeadLetter, SendRequest
 from triggers.engine import Engine, Incoming, InMemoryOutbox
 from triggers.firing import MOMENT_MS
@@ -55,13 +61,25 @@ class _Clock:
 
 
 async def simulate(
-    ruleset: RuleSet, lines: Iterable[bytes], *, until: datetime | None = None
+    ruleset: RuleSet,
+    lines: Iterable[bytes],
+    *,
+    until: datetime | None = None,
+    lookups: LookupSource | None = None,
 ) -> Simulation:
-    """Run ``lines`` (one JSON event each) through the rules on virtual time."""
+    """Run ``lines`` (one JSON event each) through the rules on virtual time.
+
+    ``lookups``: the catalog and statistics renders and ``send_at`` read (none by default).
+    """
     sim = Simulation()
     clock = _Clock()
     engine = Engine(
-        rules=ruleset, profiles=sim.profiles, timers=sim.timers, outbox=sim, clock=clock
+        rules=ruleset,
+        profiles=sim.profiles,
+        timers=sim.timers,
+        outbox=sim,
+        clock=clock,
+        lookups=lookups,
     )
     ordered: list[tuple[datetime, int, bytes, bytes | None]] = []
     for offset, raw in enumerate(lines):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,62 @@ def test_cancel_when_conditions_see_the_profile_not_the_event(
     )
     [found] = issues(make_config(text))
     assert "cancel_when.gone: unknown field 'event.type'" in found
+
+
+# --- send_at: best_hour -------------------------------------------------------------------
+
+SEND_AT = """\
+version: 1
+rules:
+  - id: news
+    kind: on_event
+    events: [signup]
+    send_at: best_hour
+    max_delay: 12h
+    template: welcome
+  - id: series
+    kind: sequence
+    start: [signup]
+    steps:
+      - template: welcome
+      - delay: 3d
+        template: welcome
+        send_at: best_hour
+"""
+
+
+def test_send_at_best_hour_on_rules_and_sequence_steps(make_config: Callable[[str], Path]) -> None:
+    rules = load_rules(make_config(SEND_AT))
+    news, series = rules.rule("news"), rules.rule("series")
+    assert news is not None and series is not None
+    assert news.best_hour_delay() == timedelta(hours=12)
+    assert (series.best_hour_delay(0), series.best_hour_delay(1)) == (None, timedelta(hours=24))
+
+
+def test_send_at_knows_only_best_hour_and_max_delay_is_a_duration(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = SEND_AT.replace("send_at: best_hour\n    max", "send_at: evening\n    max")
+    found = issues(make_config(text.replace("max_delay: 12h", "max_delay: later")))
+    assert [f.split("rules.yaml:")[1] for f in found] == [
+        "6: rules[0] (news).send_at: Input should be 'best_hour'",
+        "7: rules[0] (news).max_delay: invalid duration 'later': "
+        "use e.g. '90s', '15m', '1h30m', '30d'",
+    ]
+    [long] = issues(make_config(SEND_AT.replace("max_delay: 12h", "max_delay: 8d")))
+    assert long.endswith(":7: rules[0] (news).max_delay: max_delay 8d is longer than 7d")
+
+
+def test_send_at_only_on_marketing_mail_and_max_delay_only_with_it(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = SEND_AT.replace(
+        "    send_at: best_hour\n    max", "    category: transactional\n    max"
+    )
+    text = text.replace("    steps:", "    category: transactional\n    steps:")
+    found = issues(make_config(text))
+    assert [f.split("rules.yaml:")[1] for f in found] == [
+        "7: rules[0] (news).max_delay: max_delay without send_at: nothing waits for it",
+        "17: rules[1] (series).steps[1].send_at: send_at applies to marketing mail only; "
+        "this rule is transactional",
+    ]
