@@ -7,7 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from profiles import Keys, RedisProfileStore, RedisTimerStore
+from profiles import Keys, RedisProfileStore, RedisTimerStore, Timer
 from streams.settings import Settings
 from triggers import RuleSet
 from triggers.context import memberships
@@ -45,7 +45,7 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
                 "rule_id": t.rule_id,
                 "key": t.key,
                 "step": t.step,
-                "deferred": t.deferred,
+                "deferred": _deferred_by(profile.decisions, t) if t.deferred else None,
                 "due": datetime.fromtimestamp(t.due_ms / 1000, tz=UTC).isoformat(),
                 "partition": t.partition,
                 "trigger_event_id": t.trigger_event_id,
@@ -55,6 +55,23 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
         "recent_sends": [s.model_dump(mode="json") for s in profile.sends[-10:]],
         "recent_decisions": profile.decisions,
     }
+
+
+def _deferred_by(decisions: list[dict[str, Any]], timer: Timer) -> str:
+    """Why a deferred timer waits: the reason of its rule's latest ``deferred`` decision
+    (``quiet_hours``, ``best_hour``), or ``guard`` when that decision has left the log."""
+    for d in reversed(decisions):
+        same = d["rule_id"] == timer.rule_id and d.get("step") == timer.step
+        if same and d["outcome"] == "deferred":
+            return str(d["reason"])
+    return "guard"
+
+
+def _deferral(timer: dict[str, Any]) -> str:
+    reason = timer["deferred"]
+    if not reason:
+        return ""
+    return " (deferred to the best hour)" if reason == "best_hour" else f" (deferred by {reason})"
 
 
 def _clock(iso: str) -> str:
@@ -81,7 +98,7 @@ def verdict(report: dict[str, Any], rule_id: str) -> str:
     if pending:
         first = pending[0]
         line = f"pending, due {_clock(first['due'])}"
-        line += " (deferred by quiet hours)" if first["deferred"] else ""
+        line += _deferral(first)
         return line + (f", {len(pending)} instances" if len(pending) > 1 else "")
     decisions = [d for d in report["recent_decisions"] if d["rule_id"] == rule_id]
     if not decisions:
@@ -107,7 +124,7 @@ def _timer_line(t: dict[str, Any]) -> str:
     line = f"  {t['due']}  {t['rule_id']}"
     line += f" key={t['key']}" if t["key"] else ""
     line += f" step={t['step']}" if t["step"] is not None else ""
-    return line + (" (deferred by quiet hours)" if t["deferred"] else "")
+    return line + _deferral(t)
 
 
 def _decision_line(d: dict[str, Any]) -> str:
