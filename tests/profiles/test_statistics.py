@@ -256,9 +256,7 @@ def test_activity_from_events_matches_the_add_methods() -> None:
 
     batch = activity()
     batch.add_event(parse_event(event("product_view", product_id="a", category="c")))
-    batch.add_event(
-        parse_event(event("add_to_cart", product_id="b", price=1.0)), in_cart=["a"]
-    )
+    batch.add_event(parse_event(event("add_to_cart", product_id="b", price=1.0)), in_cart=["a"])
     items = [{"product_id": "a", "price": 1.0}, {"product_id": "b", "price": 1.0}]
     batch.add_event(parse_event(event("purchase", order_id="o", total=2.0, items=items)))
     batch.add_event(parse_event(event("email_open", message_id="m")), local_hour=8)
