@@ -16,7 +16,7 @@ category and brand affinities as the profile counts them: view 1, cart 3, purcha
 bought items excluded) and each strategy's 4 recommendations are checked against the
 held-out order: a hit when one of them is in it. ``popular`` is the baseline.
 
-    .venv/bin/python bench/recommend.py [--users 6000] [--items 1500] [--seed 1]
+    .venv/bin/python bench/recommend.py [--users 6000] [--items 1500] [--seed 1] [--shops 3]
 """
 
 from __future__ import annotations
@@ -193,22 +193,33 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=6000)
     parser.add_argument("--items", type=int, default=1500)
     parser.add_argument("--groups", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="the first shop's seed")
+    parser.add_argument("--shops", type=int, default=3, help="shops drawn (seeds from --seed)")
     args = parser.parse_args()
     load = os.getloadavg()
     started = time.perf_counter()
-    rates = asyncio.run(
-        evaluate(args.users, args.items, args.groups, args.seed, RecommendationConfig())
-    )
+    runs = [
+        asyncio.run(evaluate(args.users, args.items, args.groups, seed, RecommendationConfig()))
+        for seed in range(args.seed, args.seed + args.shops)
+    ]
     elapsed = time.perf_counter() - started
-    print(f"hit-rate@4 on each shopper's held-out last order ({args.users} shoppers)\n")
-    print("| strategy | all | vs popular | first order | repeat |")
+    print(
+        f"hit-rate@4 on each shopper's held-out last order: mean (min-max) of {args.shops} "
+        f"shops of {args.users} shoppers\n"
+    )
+    print("| strategy | all shoppers | vs popular | first order | repeat |")
     print("|---|---|---|---|---|")
     for strategy in ("popular", "similar", "also_bought", "auto"):
-        every, lift = rates[strategy, "all"], rates[strategy, "all"] / rates["popular", "all"]
-        first, repeat = rates[strategy, "first order"], rates[strategy, "repeat"]
-        print(f"| `{strategy}` | {every:.3f} | {lift:.1f}x | {first:.3f} | {repeat:.3f} |")
+        lift = [run[strategy, "all"] / run["popular", "all"] for run in runs]
+        cells = [_spread([run[strategy, kind] for run in runs]) for kind in ("all", "first order")]
+        repeat = _spread([run[strategy, "repeat"] for run in runs])
+        print(f"| `{strategy}` | {cells[0]} | {_spread(lift, 'x', 1)} | {cells[1]} | {repeat} |")
     print(f"\n{machine(load)}; {elapsed:.1f} s\n{command_line()}")
+
+
+def _spread(values: list[float], unit: str = "", digits: int = 3) -> str:
+    mean = sum(values) / len(values)
+    return f"{mean:.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 if __name__ == "__main__":
