@@ -14,7 +14,8 @@ is divided by the same power of two (once every ``RENORMALISE_AT`` half-lives).
 **Bounds.** Popularity (global and per category) and each product's co-occurrence row keep
 their ``top_k`` strongest entries; a product's watchers keep the ``watchers_cap`` newest
 within ``watch_days``. An order's pairs count ``1 / (lines - 1)`` each (every order adds
-at most 1 to a product's row, however large), at most ``max_basket`` lines of it.
+at most 1 to a product's row, however large), at most ``max_basket`` lines of it; a
+cart pair counts ``cart_weight / (products already in the cart)``.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ class RecommendationConfig(BaseModel):
     cart_weight: float = Field(default=0.3, ge=0)
     #: weight of a product view in popularity
     view_weight: float = Field(default=0.05, ge=0)
-    #: lines of one order paired at most (the first ones)
-    max_basket: int = Field(default=50, ge=2)
+    #: products of one order (its first lines) or one cart paired at most: an order of
+    #: n lines makes n * (n - 1) pair updates, and a large order says little per pair
+    max_basket: int = Field(default=20, ge=2)
     #: for callers building a Taste: recommendations sent this recently are not repeated
     exclude_recent_days: float = Field(default=30.0, ge=0)
     #: watchers kept per product (newest) and how long a view or cart keeps one
@@ -134,10 +136,11 @@ class Activity:
         *,
         in_cart: Collection[str] = (),
     ) -> None:
-        """A product carted beside ``in_cart`` (the cart's other products before it)."""
+        """A product carted beside ``in_cart`` (the cart's other products before it, the
+        first ``max_basket - 1`` of them paired)."""
         weight = self._scaled(self.config.cart_weight, at_ms)
         self._count(product_id, category, weight)
-        others = [p for p in in_cart if p != product_id]
+        others = [p for p in in_cart if p != product_id][: self.config.max_basket - 1]
         for other in others:
             self._pair(product_id, other, weight / len(others))
         self._watch(product_id, user_id, at_ms, True)
