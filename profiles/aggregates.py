@@ -15,7 +15,8 @@ is divided by the same power of two (once every ``RENORMALISE_AT`` half-lives).
 their ``top_k`` strongest entries; a product's watchers keep the ``watchers_cap`` newest
 within ``watch_days``. An order's pairs count ``1 / (lines - 1)`` each (every order adds
 at most 1 to a product's row, however large), at most ``max_basket`` lines of it; a
-cart pair counts ``cart_weight / (products already in the cart)``.
+carted product pairs with the ``CART_PAIRS`` products carted just before it, each pair
+counting ``cart_weight`` shared among them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from profiles.keys import Keys
 from profiles.lookups import Lookups, Ranked
 
 __all__ = [
+    "CART_PAIRS",
     "HOURS",
     "RENORMALISE_AT",
     "Activity",
@@ -47,6 +49,9 @@ HOURS = 24
 #: from overflow, and a new weight still adds to an old one without losing precision)
 RENORMALISE_AT = 40
 DAY_MS = 86_400_000
+#: a carted product pairs with this many products carted just before it (a cart of n
+#: products costs at most 2 * CART_PAIRS * n pair updates, not n * (n - 1))
+CART_PAIRS = 5
 
 
 class RecommendationConfig(BaseModel):
@@ -62,8 +67,8 @@ class RecommendationConfig(BaseModel):
     cart_weight: float = Field(default=0.3, ge=0)
     #: weight of a product view in popularity
     view_weight: float = Field(default=0.05, ge=0)
-    #: products of one order (its first lines) or one cart paired at most: an order of
-    #: n lines makes n * (n - 1) pair updates, and a large order says little per pair
+    #: products of one order paired at most (its first lines): an order of n lines makes
+    #: n * (n - 1) pair updates, and a large order says little about each pair
     max_basket: int = Field(default=20, ge=2)
     #: for callers building a Taste: recommendations sent this recently are not repeated
     exclude_recent_days: float = Field(default=30.0, ge=0)
@@ -134,13 +139,13 @@ class Activity:
         category: str | None,
         at_ms: int,
         *,
-        in_cart: Collection[str] = (),
+        in_cart: Sequence[str] = (),
     ) -> None:
-        """A product carted beside ``in_cart`` (the cart's other products before it, the
-        first ``max_basket - 1`` of them paired)."""
+        """A product carted beside ``in_cart`` (the cart's products before it, in the
+        order they were added): it pairs with the last ``CART_PAIRS`` of them."""
         weight = self._scaled(self.config.cart_weight, at_ms)
         self._count(product_id, category, weight)
-        others = [p for p in in_cart if p != product_id][: self.config.max_basket - 1]
+        others = [p for p in in_cart if p != product_id][-CART_PAIRS:]
         for other in others:
             self._pair(product_id, other, weight / len(others))
         self._watch(product_id, user_id, at_ms, True)
@@ -164,7 +169,7 @@ class Activity:
         self.hours[local_hour % HOURS] += self._scaled(1.0, at_ms)
 
     def add_event(
-        self, event: Event, *, in_cart: Collection[str] = (), local_hour: int | None = None
+        self, event: Event, *, in_cart: Sequence[str] = (), local_hour: int | None = None
     ) -> None:
         """Whatever ``event`` adds: views, carts (``in_cart``: the cart's products before
         it), purchases, and opens or clicks (when ``local_hour`` is known)."""

@@ -63,11 +63,6 @@ class Keys:
         from (see :mod:`profiles.aggregates`)."""
         return f"{self.shop()}meta"
 
-    def stats_index(self) -> str:
-        """Set of every per-product and per-category statistics key (renormalisation
-        rescales them all)."""
-        return f"{self.shop()}index"
-
     def popular(self) -> str:
         """Sorted set: product id -> decayed popularity weight, top-K."""
         return f"{self.shop()}popular"

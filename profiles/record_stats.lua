@@ -10,7 +10,7 @@ local p = ARGV[1]
 local ref, half_life = tonumber(ARGV[2]), tonumber(ARGV[3])
 local top_k, cap, watch_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local renormalise_at = tonumber(ARGV[7])
-local meta, index, hours = p .. 'meta', p .. 'index', p .. 'hours'
+local meta, hours = p .. 'meta', p .. 'hours'
 
 local function rescale(key, factor)
   local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
@@ -29,8 +29,14 @@ local half_lives = (ref - epoch) / half_life
 if half_lives > renormalise_at then
   local shift = math.floor(half_lives)
   local factor = 2 ^ (-shift)
-  rescale(p .. 'popular', factor)
-  for _, key in ipairs(redis.call('SMEMBERS', index)) do rescale(key, factor) end
+  for _, pattern in ipairs({'popular', 'popular:*', 'also:*'}) do
+    local cursor = '0'
+    repeat
+      local found = redis.call('SCAN', cursor, 'MATCH', p .. pattern, 'COUNT', 1000, 'TYPE', 'zset')
+      cursor = found[1]
+      for _, key in ipairs(found[2]) do rescale(key, factor) end
+    until cursor == '0'
+  end
   local stored = redis.call('HGETALL', hours)
   for i = 1, #stored, 2 do
     redis.call('HSET', hours, stored[i], tostring(tonumber(stored[i + 1]) * factor))
@@ -41,27 +47,27 @@ if half_lives > renormalise_at then
 end
 local scale = 2 ^ half_lives
 
-local touched = {}
-local function add(key, member, weight, indexed)
-  redis.call('ZINCRBY', key, tonumber(weight) * scale, member)
-  if not touched[key] then
-    touched[key] = true
-    if indexed then redis.call('SADD', index, key) end
-  end
+-- a key grows only when a member is new (its score is then the increment alone): only
+-- those keys may need trimming back to top_k
+local grown = {}
+local function add(key, member, weight)
+  local increment = tonumber(weight) * scale
+  local score = tonumber(redis.call('ZINCRBY', key, increment, member))
+  if score <= increment * (1 + 1e-9) then grown[key] = true end
 end
 
 local a = 8
 local n = tonumber(ARGV[a]); a = a + 1
-for _ = 1, n do add(p .. 'popular', ARGV[a], ARGV[a + 1], false); a = a + 2 end
+for _ = 1, n do add(p .. 'popular', ARGV[a], ARGV[a + 1]); a = a + 2 end
 n = tonumber(ARGV[a]); a = a + 1
 for _ = 1, n do
-  add(p .. 'popular:' .. ARGV[a], ARGV[a + 1], ARGV[a + 2], true)
+  add(p .. 'popular:' .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
   redis.call('SADD', p .. 'categories', ARGV[a])
   a = a + 3
 end
 n = tonumber(ARGV[a]); a = a + 1
-for _ = 1, n do add(p .. 'also:' .. ARGV[a], ARGV[a + 1], ARGV[a + 2], true); a = a + 3 end
-for key in pairs(touched) do redis.call('ZREMRANGEBYRANK', key, 0, -(top_k + 1)) end
+for _ = 1, n do add(p .. 'also:' .. ARGV[a], ARGV[a + 1], ARGV[a + 2]); a = a + 3 end
+for key in pairs(grown) do redis.call('ZREMRANGEBYRANK', key, 0, -(top_k + 1)) end
 
 n = tonumber(ARGV[a]); a = a + 1
 local newest = {}

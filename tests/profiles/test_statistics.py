@@ -22,6 +22,7 @@ from profiles import (
     Statistics,
     load_catalog,
 )
+from profiles.aggregates import CART_PAIRS
 
 DAY = 86_400_000
 T0 = 1_780_000_000_000
@@ -243,6 +244,15 @@ async def test_cache_reads_once_per_ttl_and_per_new_product(stats: Statistics) -
     now[0] = 31.0
     await cache.lookups(["mug"])
     assert cache.reads == 3
+
+
+def test_a_carted_product_pairs_with_the_last_products_carted_before_it() -> None:
+    batch = activity()
+    earlier = [f"p{n}" for n in range(CART_PAIRS + 2)]
+    batch.add_cart("u1", "new", None, T0, in_cart=earlier)
+    partners = {b for a, b in batch.pairs if a == "new"}
+    assert partners == set(earlier[-CART_PAIRS:])
+    assert sum(w for (a, _), w in batch.pairs.items() if a == "new") == pytest.approx(0.3)
 
 
 def test_activity_from_events_matches_the_add_methods() -> None:
