@@ -29,6 +29,9 @@ from profiles.redis_store import load_script, translate_errors
 
 __all__ = ["RedisStatistics"]
 
+#: parsed products kept by their stored JSON (all forgotten when full)
+PARSED_PRODUCTS = 50_000
+
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
@@ -59,6 +62,7 @@ class RedisStatistics:
         self._clock_ms = clock_ms
         self._record = client.register_script(load_script("record_stats.lua"))
         self._read = client.register_script(load_script("read_stats.lua"))
+        self._parsed: dict[bytes, Product] = {}
 
     def _args(self, activity: Activity, ref_ms: int) -> list[Any]:
         c = self.config
@@ -93,9 +97,9 @@ class RedisStatistics:
         factor = 1.0
         if epoch is not None:
             factor = 2.0 ** ((float(epoch) - self._clock_ms()) / self.config.half_life_ms)
-        found = {}
-        for i in range(0, len(products), 2):
-            found[_text(products[i])] = Product.model_validate_json(products[i + 1])
+        found = {
+            _text(products[i]): self._product(products[i + 1]) for i in range(0, len(products), 2)
+        }
         also = {pid: _ranked(row, factor) for pid, row in zip(ids, rows, strict=True) if row}
         if not shared:
             return Fetched(found, also)
@@ -104,6 +108,15 @@ class RedisStatistics:
             for i in range(0, len(categories), 2)
         }
         return Fetched(found, also, _ranked(popular, factor), by_category, _hours(hours, factor))
+
+    def _product(self, document: bytes) -> Product:
+        """A stored product, parsed once while its JSON stays the same."""
+        product = self._parsed.get(document)
+        if product is None:
+            if len(self._parsed) >= PARSED_PRODUCTS:
+                self._parsed.clear()
+            product = self._parsed[document] = Product.model_validate_json(document)
+        return product
 
     async def lookups(self, product_ids: Collection[str]) -> Lookups:
         return (await self.fetch(product_ids)).to_lookups()

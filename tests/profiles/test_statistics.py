@@ -228,7 +228,9 @@ async def test_send_hours_count_opens_and_clicks_by_local_hour(stats: Statistics
     assert (hours[7], hours[20], hours[0]) == pytest.approx((2.0, 1.0, 0.0))
 
 
-async def test_cache_reads_once_per_ttl_and_per_new_product(stats: Statistics) -> None:
+async def test_cache_waits_only_for_new_products_and_refreshes_in_the_background(
+    stats: Statistics,
+) -> None:
     now = [0.0]
     cache = LookupCache(stats, ttl=30, clock=lambda: now[0])
     batch = activity()
@@ -236,13 +238,31 @@ async def test_cache_reads_once_per_ttl_and_per_new_product(stats: Statistics) -
     await stats.record(batch)
     first = await cache.lookups(["mug"])
     assert ids(first.also_bought["mug"]) == ["tea"]
-    assert (await cache.lookups(["mug"])) == first
+    assert await cache.lookups(["mug"]) == first
     await cache.lookups([])
     assert cache.reads == 1
     await cache.lookups(["tea"])  # a product not cached yet
     assert cache.reads == 2
-    now[0] = 31.0
-    await cache.lookups(["mug"])
+    later = activity()
+    later.add_purchase("u2", [("mug", None), ("spoon", None)], T0)
+    await stats.record(later)
+    now[0] = 30.0
+    stale = await cache.lookups(["mug"])  # served from the cache; a refresh starts
+    assert ids(stale.also_bought["mug"]) == ["tea"]
+    await cache.settle()
+    assert cache.reads == 2 and cache.refresh_reads == 1
+    fresh = await cache.lookups(["mug"])
+    assert ids(fresh.also_bought["mug"]) == ["spoon", "tea"]
+    assert ids(fresh.popular)[0] == "mug"
+
+
+async def test_cache_keeps_at_most_max_products(stats: Statistics) -> None:
+    cache = LookupCache(stats, ttl=30, max_products=2, clock=lambda: 0.0)
+    await cache.lookups(["a", "b"])
+    await cache.lookups(["c"])
+    await cache.lookups(["b"])
+    assert cache.reads == 2
+    await cache.lookups(["a"])  # dropped for c: read again
     assert cache.reads == 3
 
 
