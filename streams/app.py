@@ -306,14 +306,13 @@ class Nudge:
             return result
 
         result = await retry_forever(attempt, stage="catalog", metrics=self.metrics)
-        if result.alerts or result.invalid:
-            log.info(
-                "catalog: %d stored, %d deleted, %d invalid, %d price alerts",
-                result.stored,
-                result.deleted,
-                result.invalid,
-                len(result.alerts),
-            )
+        for outcome, count in (
+            ("stored", result.stored),
+            ("deleted", result.deleted),
+            ("invalid", result.invalid),
+        ):
+            self.metrics.catalog_records.labels(outcome).inc(count)
+        self.metrics.price_alerts.inc(len(result.alerts))
 
     async def _load_catalog(self) -> None:
         """Fill an empty Redis catalog from the catalog file (another worker may be doing

@@ -48,7 +48,7 @@ async def test_a_price_drop_mails_the_users_watching_the_product(
 ) -> None:
     env = worker_env(rules=PRICE_RULES)
     (env.config_dir / "catalog.jsonl").write_bytes(record(MUG) + b"\n" + record(LAMP) + b"\n")
-    start_worker(env)
+    worker = start_worker(env)
     client = aioredis.Redis.from_url(redis_url)
     catalog = RedisCatalog(client, keys=env.keys)
     view = redis_view(env.keys)
@@ -89,6 +89,8 @@ async def test_a_price_drop_mails_the_users_watching_the_product(
         await kafka.producer.send_and_wait(env.catalog_topic, None, key=b"sku-lamp")
         await view.wait_until(lambda: _gone(catalog, "sku-lamp"))
         assert (await catalog.get(["sku-mug"]))["sku-mug"].price == 12.0
+        assert worker.metric("nudge_price_alerts_total") == 2
+        assert worker.metric("nudge_catalog_records_total", result="deleted") == 1
     finally:
         await client.aclose()
 
