@@ -23,6 +23,7 @@ __all__ = [
     "InMemoryCatalog",
     "InvalidProduct",
     "Product",
+    "dump_product",
     "load_catalog",
     "parse_product",
 ]

@@ -29,10 +29,11 @@ local half_lives = (ref - epoch) / half_life
 if half_lives > renormalise_at then
   local shift = math.floor(half_lives)
   local factor = 2 ^ (-shift)
+  local literal = p:gsub('[%*%?%[%]\\]', '\\%0')  -- the prefix as a SCAN pattern
   for _, pattern in ipairs({'popular', 'popular:*', 'also:*'}) do
     local cursor = '0'
     repeat
-      local found = redis.call('SCAN', cursor, 'MATCH', p .. pattern, 'COUNT', 1000, 'TYPE', 'zset')
+      local found = redis.call('SCAN', cursor, 'MATCH', literal .. pattern, 'COUNT', 1000, 'TYPE', 'zset')
       cursor = found[1]
       for _, key in ipairs(found[2]) do rescale(key, factor) end
     until cursor == '0'

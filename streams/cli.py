@@ -317,9 +317,13 @@ async def _put_catalog(settings: Settings, products: list[Any]) -> int:
 
     from profiles import Keys, ProfileError, RedisCatalog
 
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = (
+        aioredis.RedisCluster.from_url(settings.redis_url)
+        if settings.redis_cluster
+        else aioredis.Redis.from_url(settings.redis_url)
+    )
     try:
-        store = RedisCatalog(client, keys=Keys(settings.redis_prefix))
+        store = RedisCatalog(client, keys=Keys(settings.redis_prefix))  # type: ignore[arg-type]
         await store.put(products)
         return await store.count()
     except ProfileError as exc:
