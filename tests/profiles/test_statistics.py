@@ -156,14 +156,14 @@ async def test_renormalising_keeps_weights_and_ranking(stats: Statistics, clock:
     early.add_engagement(9, T0)
     await stats.record(early)
     late = activity()
-    at = T0 + 45 * DAY  # past RENORMALISE_AT half-lives: the epoch moves
+    at = T0 + 501 * DAY  # past RENORMALISE_AT half-lives: the epoch moves
     late.add_purchase("u2", [("c", "x")], at)
     await stats.record(late)
     clock.ms = at
     shop = await stats.lookups(["a"])
-    assert dict(shop.popular) == pytest.approx({"c": 1.0, "a": 2.0**-45, "b": 2.0**-45})
-    assert dict(shop.also_bought["a"]) == pytest.approx({"b": 2.0**-45})
-    assert shop.send_hours[9] == pytest.approx(2.0**-45)
+    assert dict(shop.popular) == pytest.approx({"c": 1.0, "a": 2.0**-501, "b": 2.0**-501})
+    assert dict(shop.also_bought["a"]) == pytest.approx({"b": 2.0**-501})
+    assert shop.send_hours[9] == pytest.approx(2.0**-501)
 
 
 async def test_also_bought_counts_orders_and_cart_pairs_lower(stats: Statistics) -> None:
