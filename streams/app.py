@@ -215,6 +215,7 @@ class Nudge:
             return False
         async with self.lock:
             previous, self.engine.rules = self.engine.rules, rules
+            self.statistics.config = rules.config.recommendations
         self.metrics.reloads.labels("applied").inc()
         log.warning("config reloaded (%s): %d rules active", why, len(rules.rules))
         await self._replan(previous)
