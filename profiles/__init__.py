@@ -1,12 +1,24 @@
 """Live user profiles, dedup and durable timers: Redis implementations and in-memory twins."""
 
 from profiles.addresses import InvalidAddress, normalise_address
-from profiles.catalog import Product
+from profiles.aggregates import Activity, InMemoryStatistics, RecommendationConfig, Statistics
+from profiles.catalog import (
+    Catalog,
+    CatalogError,
+    InMemoryCatalog,
+    InvalidProduct,
+    Product,
+    load_catalog,
+    parse_product,
+)
 from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.keys import Keys
+from profiles.lookup_cache import LookupCache
 from profiles.lookups import NO_LOOKUPS, Lookups, LookupSource, Ranked
 from profiles.model import Cart, CartLine, Profile, ScoringConfig, SendRecord, apply_event
+from profiles.redis_aggregates import RedisStatistics
+from profiles.redis_catalog import RedisCatalog
 from profiles.redis_store import RedisProfileStore
 from profiles.redis_timers import RedisTimerStore
 from profiles.store import InMemoryProfileStore, ProfileStore, ProfileWrite, Snapshot
@@ -15,15 +27,22 @@ from profiles.timers import InMemoryTimerStore, Timer, TimerOps, TimerStore, tim
 __all__ = [
     "KNOWN_EVENT_TYPES",
     "NO_LOOKUPS",
+    "Activity",
     "Cart",
     "CartLine",
+    "Catalog",
+    "CatalogError",
     "CorruptProfile",
     "Event",
+    "InMemoryCatalog",
     "InMemoryProfileStore",
+    "InMemoryStatistics",
     "InMemoryTimerStore",
     "InvalidAddress",
     "InvalidEvent",
+    "InvalidProduct",
     "Keys",
+    "LookupCache",
     "LookupSource",
     "Lookups",
     "Product",
@@ -32,17 +51,23 @@ __all__ = [
     "ProfileStore",
     "ProfileWrite",
     "Ranked",
+    "RecommendationConfig",
+    "RedisCatalog",
     "RedisProfileStore",
+    "RedisStatistics",
     "RedisTimerStore",
     "ScoringConfig",
     "SendRecord",
     "Snapshot",
+    "Statistics",
     "StoreUnavailable",
     "Timer",
     "TimerOps",
     "TimerStore",
     "apply_event",
+    "load_catalog",
     "normalise_address",
     "parse_event",
+    "parse_product",
     "timer_id",
 ]

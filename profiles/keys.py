@@ -2,6 +2,9 @@
 
 All keys of one user share the Redis Cluster hash tag ``{user_id}`` so a Lua script may
 touch several of them; a partition's timer keys share the tag ``{timers.<partition>}``.
+The catalog and the shop-wide statistics share the tag ``{shop}``: one Lua call records
+a whole batch's statistics or reads a batch's lookups, on Redis Cluster too (the price:
+all of them live on one node).
 """
 
 from __future__ import annotations
@@ -46,3 +49,36 @@ class Keys:
     def timers_data(self, partition: int) -> str:
         """Hash: timer id -> timer JSON for one Kafka partition."""
         return f"{self.prefix}:{{timers.{partition}}}:data"
+
+    def shop(self) -> str:
+        """The common start of every catalog and statistics key (hash tag ``{shop}``)."""
+        return f"{self.prefix}:{{shop}}:"
+
+    def catalog(self) -> str:
+        """Hash: product id -> product JSON (see :class:`profiles.catalog.Product`)."""
+        return f"{self.shop()}catalog"
+
+    def stats_meta(self) -> str:
+        """Hash: ``epoch`` = the forward-decay epoch (ms) every statistic's weights count
+        from (see :mod:`profiles.aggregates`)."""
+        return f"{self.shop()}meta"
+
+    def popular(self) -> str:
+        """Sorted set: product id -> decayed popularity weight, top-K."""
+        return f"{self.shop()}popular"
+
+    def popular_in(self, category: str) -> str:
+        """Sorted set: product id -> decayed popularity within ``category``, top-K."""
+        return f"{self.shop()}popular:{category}"
+
+    def also_bought(self, product_id: str) -> str:
+        """Sorted set: product id -> decayed co-occurrence weight with ``product_id``, top-K."""
+        return f"{self.shop()}also:{product_id}"
+
+    def watchers(self, product_id: str) -> str:
+        """Sorted set: user id -> when they last viewed or carted ``product_id`` (ms)."""
+        return f"{self.shop()}watch:{product_id}"
+
+    def send_hours(self) -> str:
+        """Hash: local hour (0-23) -> decayed count of mail opens and clicks."""
+        return f"{self.shop()}hours"

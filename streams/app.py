@@ -3,6 +3,9 @@
 - one agent reads ``events_topic`` in batches (``stream.take_events``) and hands each
   batch to the engine; a batch's offsets are acked only after the engine returns, which is
   after its send requests are on the broker and its Redis writes are done;
+- one agent reads the compacted ``catalog_topic`` into the Redis catalog and publishes the
+  ``price.alert`` events a lowered price raises (see :mod:`streams.catalog`); at start an
+  empty Redis catalog is loaded from ``catalog_file``;
 - one task sweeps, just after every whole ``timer_interval`` seconds, the durable timers
   of the partitions this worker owns, and goes again at once while claims come back full;
 - the web server answers ``/health/live``, ``/health/ready`` and ``/metrics``.
@@ -26,8 +29,17 @@ import faust
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from profiles import Keys, RedisProfileStore, RedisTimerStore
-from streams.failures import is_retryable, process_safely
+from profiles import (
+    CatalogError,
+    Keys,
+    LookupCache,
+    RedisCatalog,
+    RedisProfileStore,
+    RedisStatistics,
+    RedisTimerStore,
+)
+from streams.catalog import CatalogFeed, FeedResult, load_if_empty
+from streams.failures import is_retryable, process_safely, retry_forever
 from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.settings import Settings
@@ -42,6 +54,9 @@ log = logging.getLogger(__name__)
 SWEEP_ROUNDS = 100
 #: how long after each whole timer interval a sweep starts (seconds)
 SWEEP_PHASE = 0.005
+
+#: most catalog records applied at once, and how long to gather them (seconds)
+CATALOG_BATCH, CATALOG_WITHIN = 500, 0.05
 
 #: library loggers held to the configured level (see ``Nudge._quiet_libraries``)
 QUIET_LOGGERS = ("aiokafka", "faust", "mode")
@@ -120,6 +135,16 @@ class Nudge:
             else aioredis.Redis.from_url(settings.redis_url)
         )
         keys = Keys(settings.redis_prefix)
+        self.catalog = RedisCatalog(self.redis, keys=keys)  # type: ignore[arg-type]
+        self.statistics = RedisStatistics(
+            self.redis,  # type: ignore[arg-type]
+            keys=keys,
+            config=rules.config.recommendations,
+        )
+        self.lookups = LookupCache(
+            self.statistics, ttl=settings.lookups_ttl, max_products=settings.lookups_cache_size
+        )
+        self.catalog_feed = CatalogFeed(self.catalog, self.statistics)
         self.engine = Engine(
             rules=rules,
             profiles=RedisProfileStore(
@@ -131,6 +156,7 @@ class Nudge:
             ),
             timers=RedisTimerStore(self.redis, keys=keys),  # type: ignore[arg-type]
             outbox=KafkaOutbox(self.app, settings),
+            lookups=self.lookups,
         )
         self.clock = PartitionClock()
         self.lock = asyncio.Lock()
@@ -140,10 +166,18 @@ class Nudge:
             value_type=bytes,
             partitions=settings.topic_partitions,
         )
+        self.catalog_topic = self.app.topic(
+            settings.catalog_topic,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.topic_partitions,
+        )
         self._wire()
 
     def _wire(self) -> None:
         self.app.agent(self.events_topic, name="nudge.process")(self._consume)
+        self.app.agent(self.catalog_topic, name="nudge.catalog")(self._consume_catalog)
+        self.app.task(self._load_catalog)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.task(self._sweeper)
         self._fingerprint = config_fingerprint(self.settings.config_dir)
@@ -181,6 +215,7 @@ class Nudge:
             return False
         async with self.lock:
             previous, self.engine.rules = self.engine.rules, rules
+            self.statistics.config = rules.config.recommendations
         self.metrics.reloads.labels("applied").inc()
         log.warning("config reloaded (%s): %d rules active", why, len(rules.rules))
         await self._replan(previous)
@@ -252,6 +287,48 @@ class Nudge:
             await self.handle([_incoming(event.message) for event in batch])
             for event in batch:
                 await stream.ack(event)
+
+    async def _consume_catalog(self, stream: Any) -> None:
+        async for events in stream.take_events(CATALOG_BATCH, within=CATALOG_WITHIN):
+            await self.handle_catalog([(e.message.key, e.message.value) for e in events])
+
+    async def handle_catalog(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
+        """Apply catalog records and publish their price alerts, retried while Redis or
+        the broker is unavailable (the records are acked only after)."""
+
+        async def attempt() -> FeedResult:
+            result = await self.catalog_feed.apply(records)
+            producer, topic = self.app.producer, self.settings.events_topic
+            pending = [
+                await producer.send(topic, key, value, None, None, None)
+                for key, value in result.alerts
+            ]
+            await asyncio.gather(*pending)
+            return result
+
+        result = await retry_forever(attempt, stage="catalog", metrics=self.metrics)
+        for outcome, count in (
+            ("stored", result.stored),
+            ("deleted", result.deleted),
+            ("invalid", result.invalid),
+        ):
+            self.metrics.catalog_records.labels(outcome).inc(count)
+        self.metrics.price_alerts.inc(len(result.alerts))
+
+    async def _load_catalog(self) -> None:
+        """Fill an empty Redis catalog from the catalog file (another worker may be doing
+        the same: the file's products are the same either way)."""
+        try:
+            loaded = await load_if_empty(self.catalog, self.settings.catalog_path)
+        except CatalogError as exc:
+            for issue in exc.issues:
+                log.error("catalog file not loaded: %s", issue)
+            return
+        except Exception:
+            log.exception("loading the catalog file failed; the catalog topic still fills it")
+            return
+        if loaded:
+            log.warning("catalog: loaded %d products from %s", loaded, self.settings.catalog_path)
 
     def _more_on_broker(self, events: Sequence[Any]) -> bool:
         """Whether the partitions of ``events`` have more after them (a backlog)."""

@@ -286,5 +286,51 @@ def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:
     )
 
 
+@cli.group()
+def catalog() -> None:
+    """The product catalog recommendations and price alerts read (kept in Redis)."""
+
+
+@catalog.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def catalog_load(file: Path) -> None:
+    """Put the products of a JSON Lines FILE into Redis (replacing same-id entries).
+
+    Every line is checked first: an invalid line loads nothing. Later changes should go
+    through the catalog topic (NUDGE_CATALOG_TOPIC), which raises price alerts.
+    """
+    from profiles import CatalogError, load_catalog
+
+    try:
+        products = load_catalog(file)
+    except CatalogError as exc:
+        for issue in exc.issues:
+            click.echo(f"error: {issue}", err=True)
+        raise click.ClickException(f"{len(exc.issues)} invalid line(s); nothing loaded") from exc
+    settings = Settings()
+    count = asyncio.run(_put_catalog(settings, products))
+    click.echo(f"loaded {len(products)} products into {settings.redis_url} ({count} stored)")
+
+
+async def _put_catalog(settings: Settings, products: list[Any]) -> int:
+    import redis.asyncio as aioredis
+
+    from profiles import Keys, ProfileError, RedisCatalog
+
+    client = (
+        aioredis.RedisCluster.from_url(settings.redis_url)
+        if settings.redis_cluster
+        else aioredis.Redis.from_url(settings.redis_url)
+    )
+    try:
+        store = RedisCatalog(client, keys=Keys(settings.redis_prefix))  # type: ignore[arg-type]
+        await store.put(products)
+        return await store.count()
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        await client.aclose()
+
+
 def main() -> None:
     cli()

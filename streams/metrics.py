@@ -71,6 +71,15 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.catalog_records = Counter(
+            "nudge_catalog_records_total",
+            "Catalog topic records by result (stored|deleted|invalid)",
+            ["result"],
+            registry=r,
+        )
+        self.price_alerts = Counter(
+            "nudge_price_alerts_total", "price.alert events published for price drops", registry=r
+        )
         self.lag = Gauge(
             "nudge_partition_lag",
             "Messages not yet processed, per events partition",

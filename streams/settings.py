@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     send_topic: str = "nudge.send-requests"
     dead_letter_topic: str = "nudge.dead-letter"
     decisions_topic: str = "nudge.decisions"
+    catalog_topic: str = Field(
+        "nudge.catalog", description="compacted: key = product_id, JSON product, null deletes"
+    )
     topic_partitions: int = Field(8, ge=1, description="used when nudge creates a topic")
     topic_replication: int = Field(1, ge=1)
     batch_size: int = Field(500, ge=1, description="most events handled in one batch")
@@ -59,11 +62,26 @@ class Settings(BaseSettings):
         2.0, ge=0, description="seconds between checks of config_dir for changes (0: off)"
     )
 
+    # --- catalog and shop-wide statistics (profiles slice) ---------------------------------
+    catalog_file: Path | None = Field(
+        None,
+        description="JSON Lines catalog loaded into an empty Redis at start "
+        "(default: <config_dir>/catalog.jsonl, when present)",
+    )
+    lookups_ttl: float = Field(
+        30.0, ge=0, description="seconds a worker reuses the catalog and statistics it read"
+    )
+    lookups_cache_size: int = Field(20_000, ge=1, description="products a worker caches at most")
+
     # --- ops -----------------------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="health and /metrics")
     data_dir: Path = Field(Path(".nudge"), description="Faust's local state directory")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.catalog_file or self.config_dir / "catalog.jsonl"
 
     @property
     def bootstrap_servers(self) -> list[str]:

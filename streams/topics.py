@@ -1,4 +1,5 @@
-"""Create nudge's topics with the configured partition count when they are missing."""
+"""Create nudge's topics with the configured partition count when they are missing (the
+catalog topic compacted)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from streams.errors import StreamsError
 from streams.settings import Settings
 
-__all__ = ["ensure_topics"]
+__all__ = ["COMPACTED", "ensure_topics"]
+
+#: the catalog topic keeps the latest product per key (a null value deletes it)
+COMPACTED = {"cleanup.policy": "compact"}
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
@@ -20,6 +24,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         settings.send_topic,
         settings.dead_letter_topic,
         settings.decisions_topic,
+        settings.catalog_topic,
     ]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
@@ -28,7 +33,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
         missing = [name for name in names if name not in existing]
         if missing:
             new = [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication)
+                NewTopic(
+                    name,
+                    settings.topic_partitions,
+                    settings.topic_replication,
+                    topic_configs=COMPACTED if name == settings.catalog_topic else None,
+                )
                 for name in missing
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first

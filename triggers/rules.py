@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from profiles.aggregates import RecommendationConfig
 from profiles.events import EVENT_TYPE_PATTERN
 from profiles.model import MAX_SENDS, ScoringConfig
 from triggers.durations import Duration, format_duration
@@ -340,6 +341,8 @@ class RulesConfig(BaseModel):
     version: Literal[1] = 1
     sender: Sender = Sender()
     scoring: ScoringConfig = ScoringConfig()
+    #: shop-wide statistics and recommendations (see :mod:`profiles.aggregates`)
+    recommendations: RecommendationConfig = RecommendationConfig()
     guards: Guards = Guards()
     #: named conditions; rules and templates see ``segments`` (the names the user is in)
     segments: dict[str, Condition] = {}

@@ -58,6 +58,10 @@ class WorkerEnv:
         return f"decisions-{self.unique}"
 
     @property
+    def catalog_topic(self) -> str:
+        return f"catalog-{self.unique}"
+
+    @property
     def keys(self) -> Keys:
         return Keys(prefix=f"it-{self.unique}")
 
@@ -73,6 +77,7 @@ class WorkerEnv:
             "NUDGE_SEND_TOPIC": self.send_topic,
             "NUDGE_DEAD_LETTER_TOPIC": self.dead_letter_topic,
             "NUDGE_DECISIONS_TOPIC": self.decisions_topic,
+            "NUDGE_CATALOG_TOPIC": self.catalog_topic,
             "NUDGE_CONFIG_POLL_INTERVAL": "0.3",
             "NUDGE_TOPIC_PARTITIONS": str(PARTITIONS),
             "NUDGE_WEB_PORT": str(web_port),

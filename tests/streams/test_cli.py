@@ -12,8 +12,10 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+import redis
 from click.testing import CliRunner
 
+from profiles import Keys, Product
 from streams.cli import cli
 from streams.embedded import free_port
 
@@ -70,10 +72,45 @@ def test_send_request_schema_lists_the_mailer_fields() -> None:
 
 
 def test_every_verb_has_help() -> None:
-    for verb in ("worker", "dev", "produce", "validate", "schema"):
-        result = CliRunner().invoke(cli, [verb, "--help"])
-        assert result.exit_code == 0
+    verbs = [[name] for name in cli.commands]
+    verbs += [
+        [name, sub]
+        for name, group in cli.commands.items()
+        for sub in getattr(group, "commands", {})
+    ]
+    assert ["catalog", "load"] in verbs
+    for verb in verbs:
+        result = CliRunner().invoke(cli, [*verb, "--help"])
+        assert result.exit_code == 0, verb
         assert "Usage: " in result.output
+
+
+def test_catalog_load_puts_a_file_into_redis(tmp_path: Path, redis_url: str, keys: Keys) -> None:
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(
+        '{"product_id": "mug", "name": "Mug", "price": 14, "category": "kitchen"}\n'
+        '{"product_id": "lamp", "name": "Lamp", "price": 39.9}\n'
+    )
+    env = {"NUDGE_REDIS_URL": redis_url, "NUDGE_REDIS_PREFIX": keys.prefix}
+    result = CliRunner().invoke(cli, ["catalog", "load", str(path)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "loaded 2 products" in result.output
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stored = client.hmget(keys.catalog(), ["mug", "lamp"])
+        mug, lamp = (Product.model_validate_json(doc) for doc in stored)  # type: ignore[union-attr]
+        assert (mug.category, lamp.price) == ("kitchen", 39.9)
+    finally:
+        client.delete(keys.catalog())
+
+
+def test_catalog_load_refuses_a_bad_file_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.jsonl"
+    path.write_text('{"product_id": "mug", "name": "Mug", "price": 14}\n{"product_id": "x"}\n')
+    result = CliRunner().invoke(cli, ["catalog", "load", str(path)])
+    assert result.exit_code == 1
+    assert f"error: {path}:2: name: Field required" in result.output
+    assert "nothing loaded" in result.output
 
 
 def test_worker_refuses_invalid_config_with_file_and_line(

@@ -1,0 +1,148 @@
+"""A worker's bounded, short-lived copy of the statistics: batches rarely wait on Redis.
+
+:class:`LookupCache` is the :class:`profiles.lookups.LookupSource` the worker hands the
+engine. It keeps the shop-wide part (popularity, send hours, the products they rank) and,
+per product, its catalog entry and also-bought row (with the products that row ranks),
+for at most ``max_products`` products (least recently used dropped first).
+
+- The first batch, and a batch naming a product not cached, wait for one Redis call
+  fetching just what is missing.
+- Once ``ttl`` seconds have passed since the last refresh, the next batch starts a
+  refresh in the background and goes on with what is cached: the refresh re-reads the
+  shop-wide part and every cached product, ``REFRESH_CHUNK`` products per call (so no
+  single script holds Redis long), and swaps them in as they arrive.
+- Every other batch reads nothing.
+
+So in the steady state (every product cached) no batch waits on Redis, and a render may
+see the catalog and the statistics as they were up to ``ttl`` seconds, plus one refresh,
+ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+
+from profiles.aggregates import Fetched, Statistics
+from profiles.catalog import Product
+from profiles.lookups import Lookups, Ranked
+
+__all__ = ["REFRESH_CHUNK", "LookupCache"]
+
+log = logging.getLogger(__name__)
+
+#: products re-read per call of a background refresh
+REFRESH_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    product: Product | None
+    row: Ranked
+    #: the catalog entries of the products ``row`` ranks
+    ranked: dict[str, Product]
+
+
+def _entry(fetched: Fetched, product_id: str) -> _Entry:
+    row = fetched.also_bought.get(product_id, ())
+    ranked = {pid: fetched.products[pid] for pid, _ in row if pid in fetched.products}
+    return _Entry(fetched.products.get(product_id), row, ranked)
+
+
+def _shop_wide(fetched: Fetched) -> Lookups:
+    rankings = Fetched({}, {}, fetched.popular, fetched.popular_by_category)
+    ranked = rankings.ranked_ids()
+    return Lookups(
+        products={pid: p for pid, p in fetched.products.items() if pid in ranked},
+        popular=fetched.popular or (),
+        popular_by_category=fetched.popular_by_category or {},
+        send_hours=fetched.send_hours or (),
+    )
+
+
+class LookupCache:
+    def __init__(
+        self,
+        statistics: Statistics,
+        *,
+        ttl: float = 30.0,
+        max_products: int = 20_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.statistics = statistics
+        self.ttl = ttl
+        self.max_products = max_products
+        self.clock = clock
+        #: Redis reads a batch waited for, and reads made by background refreshes
+        self.reads = 0
+        self.refresh_reads = 0
+        self._refreshed_at: float | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+        self._shared = Lookups()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    async def lookups(self, product_ids: Collection[str]) -> Lookups:
+        now = self.clock()
+        missing = [pid for pid in product_ids if pid not in self._entries]
+        if self._refreshed_at is None:
+            await self._fetch(missing, shared=True)
+            self._refreshed_at = now
+        else:
+            if missing:
+                await self._fetch(missing, shared=False)
+            if now - self._refreshed_at >= self.ttl and self._refreshing is None:
+                self._refreshing = asyncio.create_task(self._refresh(now))
+        return self._assemble(product_ids)
+
+    async def settle(self) -> None:
+        """Wait for a background refresh under way (tests, benchmarks, shutdown)."""
+        if self._refreshing is not None:
+            await self._refreshing
+
+    async def _fetch(self, product_ids: list[str], *, shared: bool) -> None:
+        self.reads += 1
+        self._keep(await self.statistics.fetch(product_ids, shared=shared), product_ids)
+
+    def _keep(self, fetched: Fetched, product_ids: list[str]) -> None:
+        if fetched.popular is not None:
+            self._shared = _shop_wide(fetched)
+        for pid in product_ids:
+            self._entries[pid] = _entry(fetched, pid)
+            self._entries.move_to_end(pid)
+        while len(self._entries) > self.max_products:
+            self._entries.popitem(last=False)
+
+    async def _refresh(self, started: float) -> None:
+        """Re-read the shop-wide part and every cached product, a chunk per call."""
+        try:
+            cached = list(self._entries)
+            for at in range(0, max(len(cached), 1), REFRESH_CHUNK):
+                chunk = [pid for pid in cached[at : at + REFRESH_CHUNK] if pid in self._entries]
+                self.refresh_reads += 1
+                fetched = await self.statistics.fetch(chunk, shared=at == 0)
+                self._keep(fetched, chunk)
+            self._refreshed_at = started
+        except Exception:
+            # batches go on with what is cached; the next one after the TTL tries again
+            log.exception("refreshing the cached catalog and statistics failed")
+        finally:
+            self._refreshing = None
+
+    def _assemble(self, product_ids: Collection[str]) -> Lookups:
+        products = dict(self._shared.products)
+        also: dict[str, Ranked] = {}
+        for pid in product_ids:
+            entry = self._entries.get(pid)
+            if entry is None:  # dropped by this very batch: more products than the bound
+                continue
+            self._entries.move_to_end(pid)
+            products.update(entry.ranked)
+            if entry.product is not None:
+                products[pid] = entry.product
+            if entry.row:
+                also[pid] = entry.row
+        return replace(self._shared, products=products, also_bought=also)
