@@ -1,12 +1,23 @@
 """Live user profiles, dedup and durable timers: Redis implementations and in-memory twins."""
 
 from profiles.addresses import InvalidAddress, normalise_address
+from profiles.behaviour import settle_feedback
 from profiles.catalog import Product
 from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
+from profiles.features import FeedbackConfig, LifecycleConfig
+from profiles.fold import apply_event
 from profiles.keys import Keys
 from profiles.lookups import NO_LOOKUPS, Lookups, LookupSource, Ranked
-from profiles.model import Cart, CartLine, Profile, ScoringConfig, SendRecord, apply_event
+from profiles.model import (
+    Cart,
+    CartLine,
+    FeaturedSend,
+    LastCart,
+    Profile,
+    ScoringConfig,
+    SendRecord,
+)
 from profiles.redis_store import RedisProfileStore
 from profiles.redis_timers import RedisTimerStore
 from profiles.store import InMemoryProfileStore, ProfileStore, ProfileWrite, Snapshot
@@ -19,11 +30,15 @@ __all__ = [
     "CartLine",
     "CorruptProfile",
     "Event",
+    "FeaturedSend",
+    "FeedbackConfig",
     "InMemoryProfileStore",
     "InMemoryTimerStore",
     "InvalidAddress",
     "InvalidEvent",
     "Keys",
+    "LastCart",
+    "LifecycleConfig",
     "LookupSource",
     "Lookups",
     "Product",
@@ -44,5 +59,6 @@ __all__ = [
     "apply_event",
     "normalise_address",
     "parse_event",
+    "settle_feedback",
     "timer_id",
 ]
