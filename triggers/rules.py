@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from profiles.events import EVENT_TYPE_PATTERN
+from profiles.features import LifecycleConfig
 from profiles.model import MAX_SENDS, ScoringConfig
 from triggers.durations import Duration, format_duration
 
@@ -298,6 +299,8 @@ class RulesConfig(BaseModel):
     version: Literal[1] = 1
     sender: Sender = Sender()
     scoring: ScoringConfig = ScoringConfig()
+    #: the thresholds of ``profile.lifecycle``
+    lifecycle: LifecycleConfig = LifecycleConfig()
     guards: Guards = Guards()
     #: named conditions; rules and templates see ``segments`` (the names the user is in)
     segments: dict[str, Condition] = {}
