@@ -33,9 +33,9 @@ __all__ = [
     "settle_feedback",
 ]
 
-MAX_RECENTLY_VIEWED = 20
-MAX_PURCHASED = 50
-MAX_LAST_CART_LINES = 10
+MAX_RECENTLY_VIEWED = 12
+MAX_PURCHASED = 30
+MAX_LAST_CART_LINES = 5
 
 
 def observe(
@@ -47,9 +47,7 @@ def observe(
         _settle(profile, event.ts, scoring)
     props = event.typed
     if isinstance(props, ProductView):
-        profile.recently_viewed = push_recent(
-            profile.recently_viewed, props.product_id, MAX_RECENTLY_VIEWED
-        )
+        push_recent(profile.recently_viewed, props.product_id, MAX_RECENTLY_VIEWED)
     elif isinstance(props, Purchase):
         _purchase(profile, event.ts, props)
     elif isinstance(props, EmailOpen | EmailClick):
@@ -61,10 +59,8 @@ def observe(
 
 def _purchase(profile: Profile, at: datetime, props: Purchase) -> None:
     profile.purchase_days = add_purchase(profile.purchase_days, day_number(at), props.total)
-    bought = profile.purchased_products
     for item in props.items:
-        bought = push_recent(bought, item.product_id, MAX_PURCHASED)
-    profile.purchased_products = bought
+        push_recent(profile.purchased_products, item.product_id, MAX_PURCHASED)
 
 
 def _interest(
@@ -95,18 +91,25 @@ def _products(event: Event) -> list[tuple[str, str | None]]:
     return []
 
 
+#: the affinities' reference time moves up to an event at least this much later (all
+#: values rescaled); a closer one adds its weight scaled to the reference time instead
+_REBASE_AFTER = timedelta(days=1)
+
+
 def _rebase(profile: Profile, at: datetime, scoring: ScoringConfig) -> float:
-    """Move the affinities' reference time up to ``at`` if it is later; the factor that
-    weighs something that happened at ``at`` as of the reference time (1 unless late)."""
+    """The factor that weighs something that happened at ``at`` as of the affinities'
+    reference time, after moving that time up to ``at`` if it is a day or more later
+    (so values stay near their current size and rescaling is at most daily)."""
     half_life = scoring.affinity_half_life_days
-    if profile.affinity_at is None or at > profile.affinity_at:
-        if profile.affinity_at is not None:
-            factor = decay_factor(profile.affinity_at, at, half_life)
+    reference = profile.affinity_at
+    if reference is None or at - reference >= _REBASE_AFTER:
+        if reference is not None:
+            factor = decay_factor(reference, at, half_life)
             rescale(profile.affinity, factor)
             rescale(profile.brand_affinity, factor)
         profile.affinity_at = at
         return 1.0
-    return decay_factor(at, profile.affinity_at, half_life)
+    return decay_factor(at, reference, half_life)
 
 
 def _react(

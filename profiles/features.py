@@ -170,7 +170,7 @@ def add_weight(values: dict[str, float], key: str, weight: float) -> None:
     if value < _FLOOR:
         values.pop(key, None)
         return
-    values[key] = round(value, 4)
+    values[key] = round(value, 3)
     if len(values) > MAX_AFFINITIES:
         del values[min(values, key=lambda k: (values[k], k))]
 
@@ -182,7 +182,7 @@ def rescale(values: dict[str, float], factor: float) -> None:
         if scaled < _FLOOR:
             del values[key]
         else:
-            values[key] = round(scaled, 4)
+            values[key] = round(scaled, 3)
 
 
 def strongest(values: dict[str, float], factor: float = 1.0) -> dict[str, float]:
@@ -191,6 +191,11 @@ def strongest(values: dict[str, float], factor: float = 1.0) -> dict[str, float]
     return {key: round(value * factor, 4) for key, value in ranked}
 
 
-def push_recent(items: list[str], item: str, cap: int) -> list[str]:
-    """``item`` first, then ``items`` without it, at most ``cap`` long."""
-    return [item, *(i for i in items if i != item)][:cap]
+def push_recent(items: list[str], item: str, cap: int) -> None:
+    """Put ``item`` first in ``items`` (in place), without repeats, at most ``cap`` long."""
+    if items and items[0] == item:
+        return
+    if item in items:
+        items.remove(item)
+    items.insert(0, item)
+    del items[cap:]

@@ -181,10 +181,10 @@ def test_a_click_strengthens_and_an_open_spares_the_penalty() -> None:
         profile=p,
     )
     expected = 10.0 * 0.5 ** (1 / 30) + SCORING.feedback.click
-    assert p.affinity["outdoor"] == pytest.approx(expected, abs=1e-3)
+    assert p.affinities_now(T0 + DAY, SCORING)["outdoor"] == pytest.approx(expected, abs=1e-3)
     p = run(view("pan", "kitchen", T0 + 10 * DAY, n=63), profile=p)
     assert [s.state for s in p.featured] == ["clicked", "opened"]
-    assert p.affinity["outdoor"] == pytest.approx(expected * 0.5 ** (9 / 30), abs=1e-3)
+    assert p.affinities_now(T0 + DAY, SCORING)["outdoor"] == pytest.approx(expected, abs=1e-3)
 
 
 def test_settle_feedback_is_pure_and_settles_as_of_the_window_end() -> None:
@@ -210,3 +210,13 @@ def test_recently_recommended_products() -> None:
     feature(p, "new", T0 - DAY)
     assert p.recommended_recently(T0, 7) == {"tent", "stove"}
     assert p.recommended_recently(T0, 30) == {"tent", "stove", "lamp"}
+
+
+def test_events_within_a_day_keep_the_reference_time_and_decay_alike() -> None:
+    half_day = T0 + timedelta(hours=12)
+    p = run(view("tent"), view("pan", "kitchen", half_day, n=1))
+    assert p.affinity_at == T0  # moved up at most daily: no rescaling per event
+    assert p.affinities_now(half_day, SCORING) == {
+        "kitchen": pytest.approx(1.0, abs=1e-3),
+        "outdoor": pytest.approx(0.5 ** (0.5 / 30), abs=1e-3),
+    }

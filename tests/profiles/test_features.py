@@ -101,6 +101,10 @@ def test_an_affinity_map_drops_its_weakest_past_the_cap() -> None:
     assert "c05" not in values
 
 
-def test_recent_lists_put_the_newest_first_without_repeats() -> None:
-    assert push_recent(["a", "b", "c"], "b", 3) == ["b", "a", "c"]
-    assert push_recent(["a", "b", "c"], "d", 3) == ["d", "a", "b"]
+@pytest.mark.parametrize(
+    ("item", "after"), [("b", ["b", "a", "c"]), ("d", ["d", "a", "b"]), ("a", ["a", "b", "c"])]
+)
+def test_recent_lists_put_the_newest_first_without_repeats(item: str, after: list[str]) -> None:
+    items = ["a", "b", "c"]
+    push_recent(items, item, 3)
+    assert items == after
