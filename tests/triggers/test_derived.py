@@ -135,3 +135,11 @@ def test_conditions_compile_over_derived_fields() -> None:
     ctx = context(RULES, buyer(70), T0)
     assert condition(ctx) is True
     assert condition(context(RULES, buyer(10), T0)) is False
+
+
+def test_templates_and_conditions_can_exclude_recently_recommended_products() -> None:
+    profile = buyer(3)
+    profile.record_featured("r1", T0 - 2 * DAY, ["tent"], ["outdoor"])
+    condition = compile_condition("'tent' in profile.recommended_recently(now, 7)")
+    assert condition(context(RULES, profile, T0)) is True
+    assert condition(context(RULES, profile, T0 + 10 * DAY)) is False
