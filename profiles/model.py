@@ -205,6 +205,12 @@ class Profile(BaseModel):
             self.affinity_at = self.last_seen
         return self
 
+    @property
+    def recency_at(self) -> datetime:
+        """What the lifecycle stage counts from: the last purchase, or the last event of
+        a user who never bought."""
+        return self.last_purchase_at or self.last_seen
+
     def record_send(self, record: SendRecord) -> None:
         self.fired[record.rule_id] = max(self.fired.get(record.rule_id, record.at), record.at)
         if len(self.fired) > MAX_FIRED:

@@ -97,8 +97,7 @@ def lifecycle(
     profile: Profile, now: datetime, config: LifecycleConfig, notes: TimeNotes | None
 ) -> Stage:
     """The user's stage at ``now``, noting when it next changes by time alone."""
-    recency = profile.last_purchase_at or profile.last_seen
-    stage, changes = lifecycle_stage(profile.first_seen, recency, now, config)
+    stage, changes = lifecycle_stage(profile.first_seen, profile.recency_at, now, config)
     if notes is not None and changes is not None:
         notes.note(changes)
     return stage

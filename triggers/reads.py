@@ -47,7 +47,7 @@ _ORDERING = frozenset({"gt", "gteq", "lt", "lteq"})
 #: changes ``purchase_count``)
 _DERIVED_READS = {
     "rfm": ("purchase_count", "total_spent", "last_purchase_at"),
-    "lifecycle": ("first_seen", "last_seen", "last_purchase_at"),
+    "lifecycle": ("first_seen", "recency_at"),
 }
 _RFM_COUNTED = frozenset(RFM_FIELDS) - {"days_since_last_purchase"}
 #: derived fields a fingerprint cannot follow

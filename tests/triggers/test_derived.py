@@ -101,7 +101,7 @@ def test_affinities_are_decayed_strongest_first_and_note_their_crossing() -> Non
 @pytest.mark.parametrize(
     ("expression", "chains"),
     [
-        ("profile.lifecycle == 'at_risk'", ["first_seen", "last_seen", "last_purchase_at"]),
+        ("profile.lifecycle == 'at_risk'", ["first_seen", "recency_at"]),
         ("profile.rfm.revenue_90d == 0", ["purchase_count", "total_spent", "last_purchase_at"]),
         (
             "profile.rfm.days_since_last_purchase > 3",

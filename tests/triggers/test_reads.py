@@ -154,8 +154,7 @@ def test_reusing_memberships_changes_nothing(events: list[Event]) -> None:
     assert reused.ops == fresh.ops
 
 
-#: segments on derived fields, apart: the lifecycle stage reads ``last_seen``, which
-#: changes at nearly every event, and an early noted moment hides a late one
+#: segments on derived fields, apart: an early noted moment hides a late one
 _DERIVED_SEGMENTS = {
     "lifecycle": {"at_risk": "profile.lifecycle == 'at_risk'"},
     "windows": {
