@@ -8,6 +8,7 @@ All of it mutates a profile the fold owns (:func:`profiles.fold.apply_event`), e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Literal
@@ -18,7 +19,6 @@ from profiles.features import (
     add_purchase,
     add_weight,
     day_number,
-    decay_factor,
     push_recent,
     rescale,
 )
@@ -72,44 +72,46 @@ def _interest(
 ) -> None:
     """Add ``weight`` to the categories and brands of the products the event names (a
     category the event leaves out is taken from the catalog)."""
-    factor = _rebase(profile, event.ts, scoring)
-    for product_id, category in _products(event):
-        product = products.get(product_id)
-        category = category or (product.category if product else None)
-        if category:
-            add_weight(profile.affinity, category, weight * factor)
-        if product is not None and product.brand:
-            add_weight(profile.brand_affinity, product.brand, weight * factor)
-
-
-def _products(event: Event) -> list[tuple[str, str | None]]:
     props = event.typed
     if isinstance(props, ProductView | AddToCart):
-        return [(props.product_id, props.category)]
-    if isinstance(props, Purchase):
-        return [(item.product_id, item.category) for item in props.items]
-    return []
+        named: list[tuple[str, str | None]] = [(props.product_id, props.category)]
+    elif isinstance(props, Purchase):
+        named = [(item.product_id, item.category) for item in props.items]
+    else:
+        return
+    weight *= _rebase(profile, event.ts, scoring)
+    for product_id, category in named:
+        product = products.get(product_id) if products else None
+        if product is not None:
+            category = category or product.category
+            if product.brand:
+                add_weight(profile.brand_affinity, product.brand, weight)
+        if category:
+            add_weight(profile.affinity, category, weight)
 
 
 #: the affinities' reference time moves up to an event at least this much later (all
 #: values rescaled); a closer one adds its weight scaled to the reference time instead
-_REBASE_AFTER = timedelta(days=1)
+_REBASE_AFTER_DAYS = 1.0
 
 
 def _rebase(profile: Profile, at: datetime, scoring: ScoringConfig) -> float:
     """The factor that weighs something that happened at ``at`` as of the affinities'
     reference time, after moving that time up to ``at`` if it is a day or more later
     (so values stay near their current size and rescaling is at most daily)."""
-    half_life = scoring.affinity_half_life_days
     reference = profile.affinity_at
-    if reference is None or at - reference >= _REBASE_AFTER:
-        if reference is not None:
-            factor = decay_factor(reference, at, half_life)
-            rescale(profile.affinity, factor)
-            rescale(profile.brand_affinity, factor)
+    if reference is None:
         profile.affinity_at = at
         return 1.0
-    return decay_factor(at, reference, half_life)
+    elapsed_days = (at - reference).total_seconds() / 86400
+    half_life = scoring.affinity_half_life_days
+    if elapsed_days >= _REBASE_AFTER_DAYS:
+        factor = math.pow(0.5, elapsed_days / half_life)
+        rescale(profile.affinity, factor)
+        rescale(profile.brand_affinity, factor)
+        profile.affinity_at = at
+        return 1.0
+    return math.pow(2.0, elapsed_days / half_life)  # above 1 after the reference, below before
 
 
 def _react(
