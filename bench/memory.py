@@ -15,7 +15,8 @@ What is measured
     timers live in per-partition keys (a sorted set and a hash), so each partition's two
     keys are shared out among its users in proportion to the bytes of their entries (timer
     id twice, timer JSON, score). The figures are the average and typical (median) user,
-    and the heaviest one with its number of events.
+    and the heaviest one with its number of events; then the profile key alone (median,
+    p90, and the heaviest profile with its number of events).
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
         return sum(bytes_by_user.values()) / len(users)
 
     values = list(totals.values())
-    return [
+    lines = [
         f"Redis per user    average {statistics.mean(values) / 1024:.1f} KB, median "
         f"{percentile(values, 0.5) / 1024:.1f} KB, p90 {percentile(values, 0.9) / 1024:.1f} KB "
         f"({len(users):,} users)",
@@ -178,4 +179,18 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
         f"  heaviest        {totals[heavy] / 1024:.1f} KB for {per_user[heavy]:,} events "
         f"({heavy}: profile {weights.profile[heavy] / 1024:.1f}, dedup "
         f"{weights.dedup[heavy] / 1024:.1f}, timers {weights.timers.get(heavy, 0) / 1024:.1f} KB)",
-    ] + ([f"  unattributed    {weights.unattributed:,} bytes"] if weights.unattributed else [])
+    ]
+    if weights.unattributed:
+        lines.append(f"  unattributed    {weights.unattributed:,} bytes")
+    return [*lines, *profile_lines(weights, per_user)]
+
+
+def profile_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
+    """The profile key alone: what the profile model costs, whatever the timers."""
+    sizes = [float(weights.profile[user]) for user in per_user]
+    heavy = max(per_user, key=lambda user: weights.profile[user])
+    return [
+        f"profile key       median {percentile(sizes, 0.5):,.0f} B, p90 "
+        f"{percentile(sizes, 0.9):,.0f} B, heaviest {weights.profile[heavy]:,} B for "
+        f"{per_user[heavy]:,} events ({heavy})",
+    ]

@@ -2,6 +2,7 @@
 
 from profiles.addresses import InvalidAddress, normalise_address
 from profiles.aggregates import Activity, InMemoryStatistics, RecommendationConfig, Statistics
+from profiles.behaviour import settle_feedback
 from profiles.catalog import (
     Catalog,
     CatalogError,
@@ -13,10 +14,20 @@ from profiles.catalog import (
 )
 from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
 from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
+from profiles.features import FeedbackConfig, LifecycleConfig
+from profiles.fold import apply_event
 from profiles.keys import Keys
 from profiles.lookup_cache import LookupCache
 from profiles.lookups import NO_LOOKUPS, Lookups, LookupSource, Ranked
-from profiles.model import Cart, CartLine, Profile, ScoringConfig, SendRecord, apply_event
+from profiles.model import (
+    Cart,
+    CartLine,
+    FeaturedSend,
+    LastCart,
+    Profile,
+    ScoringConfig,
+    SendRecord,
+)
 from profiles.redis_aggregates import RedisStatistics
 from profiles.redis_catalog import RedisCatalog
 from profiles.redis_store import RedisProfileStore
@@ -34,6 +45,8 @@ __all__ = [
     "CatalogError",
     "CorruptProfile",
     "Event",
+    "FeaturedSend",
+    "FeedbackConfig",
     "InMemoryCatalog",
     "InMemoryProfileStore",
     "InMemoryStatistics",
@@ -42,6 +55,8 @@ __all__ = [
     "InvalidEvent",
     "InvalidProduct",
     "Keys",
+    "LastCart",
+    "LifecycleConfig",
     "LookupCache",
     "LookupSource",
     "Lookups",
@@ -69,5 +84,6 @@ __all__ = [
     "normalise_address",
     "parse_event",
     "parse_product",
+    "settle_feedback",
     "timer_id",
 ]

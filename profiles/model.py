@@ -1,42 +1,34 @@
-"""The live profile of one user and how an event changes it.
+"""The live profile of one user, as stored (one JSON document), and its configuration.
 
-:func:`apply_event` is pure: ``(profile | None, event, scoring) -> profile | None``. The
-Redis store and the in-memory store only persist what it returns, so both behave alike
-and rule evaluation sees the same profile whichever store is behind it.
+How an event changes it is :func:`profiles.fold.apply_event`.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from profiles.addresses import InvalidAddress, normalise_address
-from profiles.events import (
-    AddToCart,
-    CheckoutStarted,
-    Consent,
-    Event,
-    ProductView,
-    ProfileUpdate,
-    Purchase,
-    RemoveFromCart,
-    Signup,
-)
-from profiles.hours import HourHistogram, HoursConfig, note_hour
+from profiles.features import DayBucket, FeedbackConfig, decay_factor, strongest
+from profiles.hours import HourHistogram, HoursConfig
 
 __all__ = [
+    "MAX_CART_LINES",
+    "MAX_COUNTS",
     "MAX_DECISIONS",
+    "MAX_FEATURED",
+    "MAX_FIRED",
     "MAX_SENDS",
+    "MAX_TRAITS",
     "Cart",
     "CartLine",
+    "FeaturedSend",
+    "LastCart",
     "Profile",
     "ScoringConfig",
     "SendRecord",
-    "apply_event",
     "decayed_score",
 ]
 
@@ -55,6 +47,10 @@ class ScoringConfig(BaseModel):
     )
     #: the local hours at which users read mail (``send_at: best_hour``)
     send_hours: HoursConfig = HoursConfig()
+    #: category and brand affinities halve every this many days without new interest
+    affinity_half_life_days: float = Field(default=30.0, gt=0)
+    #: how clicked and ignored marketing mail moves the categories it featured
+    feedback: FeedbackConfig = FeedbackConfig()
 
 
 class CartLine(BaseModel):
@@ -90,6 +86,43 @@ class Cart(BaseModel):
 #: recent sends and decisions kept per profile (frequency caps, ``explain``)
 MAX_SENDS = 50
 MAX_DECISIONS = 20
+#: event types counted per profile; past it a new type is not counted
+MAX_COUNTS = 64
+#: traits kept per profile; past it a new trait name is ignored (known ones still change)
+MAX_TRAITS = 64
+#: rules remembered in ``fired``; past it the one fired longest ago is forgotten
+MAX_FIRED = 64
+#: lines in a cart; past it the line added first is dropped
+MAX_CART_LINES = 50
+#: marketing sends whose featured products and categories are remembered (feedback)
+MAX_FEATURED = 20
+
+
+class LastCart(BaseModel):
+    """The last non-empty cart, when it was bought or abandoned (replaced by another)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime
+    outcome: Literal["bought", "abandoned"]
+    cart_id: str | None = None
+    #: its first lines (at most :data:`profiles.behaviour.MAX_LAST_CART_LINES`)
+    lines: list[CartLine] = []
+
+
+class FeaturedSend(BaseModel):
+    """What a marketing send featured, and how the user reacted to it so far.
+
+    ``sent`` until an open (``opened``) or click (``clicked``); a send still ``sent``
+    when its feedback window ends is settled ``ignored`` (once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str
+    at: datetime
+    products: list[str] = []
+    categories: list[str] = []
+    state: Literal["sent", "opened", "clicked", "ignored"] = "sent"
 
 
 #: decision fields not stored on the profile when they hold nothing
@@ -130,7 +163,21 @@ class Profile(BaseModel):
     purchase_count: int = 0
     total_spent: float = 0.0
     last_purchase_at: datetime | None = None
+    #: orders and revenue per UTC day of the last year, oldest first (``profile.rfm``)
+    purchase_days: list[DayBucket] = []
+    #: category -> affinity as of ``affinity_at`` (decayed; see ``profile.affinities``)
     affinity: dict[str, float] = {}
+    #: brand -> affinity as of ``affinity_at`` (brands known from the catalog)
+    brand_affinity: dict[str, float] = {}
+    #: the reference time of both affinity maps
+    affinity_at: datetime | None = None
+    #: product ids viewed, newest first, without repeats
+    recently_viewed: list[str] = []
+    #: product ids bought, newest first, without repeats
+    purchased_products: list[str] = []
+    last_cart: LastCart | None = None
+    #: what recent marketing sends featured, oldest first
+    featured: list[FeaturedSend] = []
     score: float = 0.0
     score_at: datetime | None = None
     #: decayed weight of the local hours at which the user opens and clicks mail
@@ -155,9 +202,57 @@ class Profile(BaseModel):
     #: the most recent rule decisions, newest last (``nudge explain``)
     decisions: list[dict[str, Any]] = []
 
+    @model_validator(mode="after")
+    def _affinity_reference(self) -> Profile:
+        """Profiles stored before affinities decayed hold ever-growing sums: read them as
+        affinities as of the user's last event."""
+        if self.affinity_at is None and (self.affinity or self.brand_affinity):
+            self.affinity_at = self.last_seen
+        return self
+
+    @property
+    def recency_at(self) -> datetime:
+        """What the lifecycle stage counts from: the last purchase, or the last event of
+        a user who never bought."""
+        return self.last_purchase_at or self.last_seen
+
     def record_send(self, record: SendRecord) -> None:
         self.fired[record.rule_id] = max(self.fired.get(record.rule_id, record.at), record.at)
+        if len(self.fired) > MAX_FIRED:
+            del self.fired[min(self.fired, key=lambda rule: (self.fired[rule], rule))]
         self.sends = [*self.sends, record][-MAX_SENDS:]
+
+    def record_featured(
+        self, request_id: str, at: datetime, products: list[str], categories: list[str]
+    ) -> None:
+        """Remember what the marketing send ``request_id`` featured: its opens and clicks
+        then strengthen those categories, and ignoring it weakens them (see
+        :func:`profiles.behaviour.settle_feedback`)."""
+        featured = FeaturedSend(
+            request_id=request_id,
+            at=at,
+            products=list(dict.fromkeys(products))[:10],
+            categories=list(dict.fromkeys(categories))[:5],
+        )
+        self.featured = [*self.featured, featured][-MAX_FEATURED:]
+
+    def recommended_recently(self, now: datetime, days: float) -> set[str]:
+        """The products featured in marketing sends of the last ``days`` days."""
+        since = now - timedelta(days=days)
+        return {p for send in self.featured if send.at > since for p in send.products}
+
+    def affinities_now(self, now: datetime, scoring: ScoringConfig) -> dict[str, float]:
+        """Category affinities decayed to ``now``, strongest first."""
+        return strongest(self.affinity, self._affinity_factor(now, scoring))
+
+    def brand_affinities_now(self, now: datetime, scoring: ScoringConfig) -> dict[str, float]:
+        """Brand affinities decayed to ``now``, strongest first."""
+        return strongest(self.brand_affinity, self._affinity_factor(now, scoring))
+
+    def _affinity_factor(self, now: datetime, scoring: ScoringConfig) -> float:
+        if self.affinity_at is None:
+            return 1.0
+        return decay_factor(self.affinity_at, now, scoring.affinity_half_life_days)
 
     def record_decision(self, decision: dict[str, Any]) -> None:
         """Keep ``decision`` among the recent ones, without its empty fields."""
@@ -185,138 +280,3 @@ class Profile(BaseModel):
 def decayed_score(score: float, at: datetime, now: datetime, half_life_days: float) -> float:
     elapsed_days = (now - at).total_seconds() / 86400
     return score * math.pow(0.5, elapsed_days / half_life_days)
-
-
-def apply_event(
-    profile: Profile | None, event: Event, scoring: ScoringConfig, *, in_place: bool = False
-) -> Profile | None:
-    """Return the profile after ``event`` (``None`` once the user asked to be erased).
-
-    ``profile`` is left as it was unless ``in_place`` (the engine's hot path, which owns
-    the profile it loaded and saves a copy per event that way).
-    """
-    if event.type == "erase":
-        return None
-    if profile is None:
-        profile = Profile(
-            user_id=event.user_id, first_seen=event.ts, last_seen=event.ts, observed=[]
-        )
-    elif not in_place:
-        profile = profile.model_copy(deep=True)
-    profile.first_seen = min(profile.first_seen, event.ts)
-    profile.last_seen = max(profile.last_seen, event.ts)
-    profile.counts[event.type] = profile.counts.get(event.type, 0) + 1
-    _apply_typed(profile, event)
-    _add_score(profile, event, scoring)
-    _add_affinity(profile, event, scoring)
-    profile.open_hours = note_hour(
-        profile.open_hours, event.type, event.ts, profile.timezone, scoring.send_hours
-    )
-    return profile
-
-
-def _apply_typed(profile: Profile, event: Event) -> None:
-    props = event.typed
-    if isinstance(props, Signup):
-        profile.email, profile.email_invalid = props.email, None  # validated by the contract
-        profile.first_name = props.first_name or profile.first_name
-        profile.last_name = props.last_name or profile.last_name
-        profile.locale = props.locale or profile.locale
-        profile.timezone = props.timezone or profile.timezone
-        profile.email_consent = props.consent.email
-        profile.signed_up_at = min(profile.signed_up_at or event.ts, event.ts)
-    elif isinstance(props, ProfileUpdate):
-        _apply_traits(profile, props.traits)
-    elif isinstance(props, AddToCart):
-        _add_to_cart(profile, event, props)
-    elif isinstance(props, RemoveFromCart):
-        profile.cart.items.pop(props.product_id, None)
-        profile.cart.updated_at = event.ts
-    elif isinstance(props, CheckoutStarted):
-        profile.cart.cart_id = props.cart_id or profile.cart.cart_id
-    elif isinstance(props, Purchase):
-        profile.purchase_count += 1
-        profile.total_spent = round(profile.total_spent + props.total, 2)
-        profile.last_purchase_at = max(profile.last_purchase_at or event.ts, event.ts)
-        profile.cart = Cart()
-    elif isinstance(props, Consent):
-        profile.email_consent = props.granted
-    elif event.type == "unsubscribe":
-        profile.email_consent = False
-
-
-#: traits that map onto first-class profile fields
-_IDENTITY_TRAITS = ("email", "first_name", "last_name", "locale", "timezone")
-
-
-def _apply_traits(profile: Profile, traits: dict[str, Any]) -> None:
-    for name, value in traits.items():
-        if name == "email":
-            _set_address(profile, value)
-        elif name in _IDENTITY_TRAITS and (value is None or isinstance(value, str)):
-            setattr(profile, name, value)
-        else:
-            profile.traits[name] = value
-
-
-def _set_address(profile: Profile, value: Any) -> None:
-    """``traits.email``: a new address, normalised; ``None`` clears it.
-
-    An invalid one (a non-string included) replaces the address too, recorded in
-    ``email_invalid``: the user's address changed to something nudge cannot mail, and the
-    previous one is no longer known to be theirs. The rest of the update still applies.
-    """
-    profile.email = profile.email_invalid = None
-    if isinstance(value, str):
-        try:
-            profile.email = normalise_address(value)
-        except InvalidAddress:
-            profile.email_invalid = value
-    elif value is not None:
-        profile.email_invalid = orjson.dumps(value).decode()
-
-
-def _add_to_cart(profile: Profile, event: Event, props: AddToCart) -> None:
-    cart = profile.cart
-    if props.cart_id and cart.cart_id and props.cart_id != cart.cart_id:
-        cart = profile.cart = Cart()
-    cart.cart_id = props.cart_id or cart.cart_id
-    line = cart.items.get(props.product_id)
-    quantity = props.quantity + (line.quantity if line else 0)
-    cart.items[props.product_id] = CartLine(
-        product_id=props.product_id,
-        name=props.name,
-        category=props.category,
-        price=props.price,
-        quantity=quantity,
-    )
-    cart.updated_at = event.ts
-
-
-def _add_score(profile: Profile, event: Event, scoring: ScoringConfig) -> None:
-    points = scoring.points.get(event.type)
-    if not points:
-        return
-    if profile.score_at is None or event.ts >= profile.score_at:
-        profile.score = profile.score_now(event.ts, scoring) + points
-        profile.score_at = event.ts
-    else:  # a late event: decay its points to the score's reference time instead
-        profile.score += decayed_score(points, event.ts, profile.score_at, scoring.half_life_days)
-    profile.score = round(profile.score, 6)
-
-
-def _categories(event: Event) -> list[str]:
-    props = event.typed
-    if isinstance(props, ProductView | AddToCart) and props.category:
-        return [props.category]
-    if isinstance(props, Purchase):
-        return [item.category for item in props.items if item.category]
-    return []
-
-
-def _add_affinity(profile: Profile, event: Event, scoring: ScoringConfig) -> None:
-    weight = scoring.affinity.get(event.type)
-    if not weight:
-        return
-    for category in _categories(event):
-        profile.affinity[category] = profile.affinity.get(category, 0.0) + weight

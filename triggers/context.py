@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from profiles import Profile
+from profiles.features import decay_factor, strongest
 from triggers.conditions import TimedNumber, helpers
+from triggers.derived import Rfm, lifecycle
 from triggers.loader import RuleSet
-from triggers.rules import SegmentEntryRule
+from triggers.rules import RulesConfig, SegmentEntryRule
 
 __all__ = [
     "DecayingScore",
@@ -94,16 +96,74 @@ class DecayingScore(TimedNumber):
 
 class ProfileView:
     """A profile as conditions and templates see it: its attributes, read-only, uncopied,
-    with ``score`` decayed to the moment of evaluation."""
+    with ``score`` decayed to the moment of evaluation and the derived fields
+    (``rfm``, ``lifecycle``, ``affinities``, ...) computed then, when first read."""
 
-    __slots__ = ("_profile", "score")
+    __slots__ = ("_config", "_horizon", "_now", "_profile", "score")
 
-    def __init__(self, profile: Profile, score: float) -> None:
-        self._profile = profile
-        self.score = score
+    def __init__(
+        self,
+        profile: Profile,
+        score: float,
+        *,
+        now: datetime,
+        config: RulesConfig,
+        horizon: Horizon | None = None,
+    ) -> None:
+        self._profile, self.score = profile, score
+        self._now, self._config, self._horizon = now, config, horizon
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._profile, name)
+
+    @property
+    def rfm(self) -> Rfm:
+        days_since = helpers(self._now, self._horizon)["days_since"]
+        return Rfm(self._profile, self._now, self._horizon, days_since)
+
+    @property
+    def lifecycle(self) -> str:
+        """``new``, ``active``, ``at_risk``, ``lapsed`` or ``churned``."""
+        return lifecycle(self._profile, self._now, self._config.lifecycle, self._horizon)
+
+    @property
+    def affinities(self) -> dict[str, float]:
+        """Category -> affinity decayed to now, strongest first."""
+        return self._decaying(self._profile.affinity)
+
+    @property
+    def brand_affinities(self) -> dict[str, float]:
+        """Brand -> affinity decayed to now, strongest first."""
+        return self._decaying(self._profile.brand_affinity)
+
+    @property
+    def favourite_category(self) -> str | None:
+        """The strongest category (decay keeps the order: one reference time for all)."""
+        return _strongest(self._profile.affinity)
+
+    @property
+    def favourite_brand(self) -> str | None:
+        return _strongest(self._profile.brand_affinity)
+
+    def _decaying(self, raw: dict[str, float]) -> dict[str, float]:
+        """``raw`` decayed to now, each value noting when a comparison with it flips."""
+        half_life = self._config.scoring.affinity_half_life_days
+        at = self._profile.affinity_at
+        factor = 1.0 if at is None else decay_factor(at, self._now, half_life)
+        return {
+            key: DecayingScore(
+                value * factor,
+                raw=value,
+                raw_at=at,
+                half_life_days=half_life,
+                horizon=self._horizon,
+            )
+            for key, value in strongest(raw).items()
+        }
+
+
+def _strongest(values: dict[str, float]) -> str | None:
+    return min(values, key=lambda key: (-values[key], key)) if values else None
 
 
 def context(
@@ -123,7 +183,7 @@ def context(
         half_life_days=scoring.half_life_days,
         horizon=horizon,
     )
-    view = ProfileView(profile, score)
+    view = ProfileView(profile, score, now=now, config=ruleset.config, horizon=horizon)
     return {
         "event": event or {},
         "profile": view,

@@ -26,11 +26,21 @@ from jinja2 import nodes
 from pydantic import BaseModel
 
 from profiles import KNOWN_EVENT_TYPES, Cart, Event, Profile
+from triggers.derived import RFM_FIELDS
 
 __all__ = ["Shape", "UnknownField", "field_roots", "unknown_fields"]
 
-#: attributes of ``profile`` beside its stored fields (``score`` is decayed to now)
-_DERIVED_PROFILE_FIELDS = ("score",)
+#: attributes of ``profile`` beside its stored fields, computed at evaluation time
+#: (``score`` decayed to now; see README, "Profile fields")
+_DERIVED_PROFILE_FIELDS = (
+    "score",
+    "lifecycle",
+    "affinities",
+    "brand_affinities",
+    "favourite_category",
+    "favourite_brand",
+    "recommended_recently",
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,9 @@ def field_roots(event_types: Collection[str] | None) -> dict[str, Shape]:
     """The checked names of a rule's context; ``event_types`` are those that trigger it
     (``None``: not known statically, so ``event.properties`` is free)."""
     profile = _model_shape(Profile, objects=True)
-    profile = profile.merge(Shape({name: FREE for name in _DERIVED_PROFILE_FIELDS}))
+    derived = {name: FREE for name in _DERIVED_PROFILE_FIELDS}
+    derived["rfm"] = Shape({name: FREE for name in RFM_FIELDS})
+    profile = profile.merge(Shape(derived))
     event = dict(_model_shape(Event, objects=False).attrs or {})
     event["properties"] = _properties_shape(event_types)
     return {

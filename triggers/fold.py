@@ -95,7 +95,8 @@ def _apply_one(
 ) -> None:
     previous = step.profile
     before = Before.of(previous, ruleset)
-    after = apply_event(previous, event, ruleset.config.scoring, in_place=True)
+    scoring = ruleset.config.scoring
+    after = apply_event(previous, event, scoring, products=lookups.products, in_place=True)
     cancels: frozenset[str] = frozenset()
     if after is not None:
         after.partition = partition

@@ -6,9 +6,16 @@ read changed, or time passed a moment the :class:`triggers.context.Horizon` note
 second holds only where every time-based value is compared in a way that notes its flip:
 
 - ``within(...)`` anywhere (it always notes when it turns false);
-- ``days_since(...)`` and ``profile.score`` only as operands of ``<``, ``<=``, ``>``,
-  ``>=`` (directly, or through ``and`` / ``or``, which return an operand);
+- ``profile.lifecycle`` and ``profile.rfm.<window figure>`` anywhere (each read notes the
+  next moment its value changes); their fingerprint is the stored fields they are
+  computed from (:data:`_DERIVED_READS`);
+- ``days_since(...)``, ``profile.score`` and ``profile.rfm.days_since_last_purchase``
+  only as operands of ``<``, ``<=``, ``>``, ``>=`` (directly, or through ``and`` /
+  ``or``, which return an operand);
 - no ``now``, no other call, no arithmetic on them.
+
+The decayed affinities (``affinities``, ``favourite_category``, ...) are outside it: an
+expression reading them is probed at every event.
 
 :func:`probe_reads` returns the attribute chains an expression reads, or ``None`` when
 it is outside that subset; :meth:`Reads.fingerprint` is what those chains hold in a
@@ -29,11 +36,22 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from profiles import Profile
+from triggers.derived import RFM_FIELDS
 from triggers.native import attribute_lookup, item_lookup
 
 __all__ = ["Reads", "probe_reads"]
 
 _ORDERING = frozenset({"gt", "gteq", "lt", "lteq"})
+#: derived profile fields that note their own changes, and the stored fields that
+#: determine them (the purchase buckets change only with a purchase, which always
+#: changes ``purchase_count``)
+_DERIVED_READS = {
+    "rfm": ("purchase_count", "total_spent", "last_purchase_at"),
+    "lifecycle": ("first_seen", "recency_at"),
+}
+_RFM_COUNTED = frozenset(RFM_FIELDS) - {"days_since_last_purchase"}
+#: derived fields a fingerprint cannot follow
+_UNFOLLOWED = frozenset({"affinities", "brand_affinities", "favourite_category", "favourite_brand"})
 _ROOTS = frozenset({"profile", "user", "cart", "segments"})
 _PROFILE = frozenset({"profile", "user"})
 _SCALARS = (type(None), bool, int, float, str, datetime, date)
@@ -182,5 +200,24 @@ def _chain(node: nodes.Node, *, timed_ok: bool, chains: list[Chain]) -> None:
             raise _Unsafe("score")
         chains += [("profile", (("attr", "score"),)), ("profile", (("attr", "score_at"),))]
         return
+    if node.name in _PROFILE and steps and steps[0][1] in _DERIVED_READS:
+        _derived(steps, timed_ok=timed_ok, chains=chains)
+        return
+    if node.name in _PROFILE and steps and steps[0][1] in _UNFOLLOWED:
+        raise _Unsafe("decaying")
     root = "profile" if node.name in _PROFILE else node.name
     chains.append((root, tuple(steps)))
+
+
+def _derived(steps: list[tuple[str, Any]], *, timed_ok: bool, chains: list[Chain]) -> None:
+    """``profile.lifecycle`` or ``profile.rfm.<field>``: the chains of what it is computed
+    from (what it reads of time, it notes itself; the days since the last purchase only
+    when ordered, as ``days_since``)."""
+    name = steps[0][1]
+    if name == "rfm":
+        field = steps[1][1] if len(steps) == 2 else None
+        if field not in _RFM_COUNTED and not (field == "days_since_last_purchase" and timed_ok):
+            raise _Unsafe("rfm")
+    elif len(steps) != 1:
+        raise _Unsafe(name)
+    chains += [("profile", (("attr", stored),)) for stored in _DERIVED_READS[name]]

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from profiles.aggregates import RecommendationConfig
 from profiles.events import EVENT_TYPE_PATTERN
+from profiles.features import LifecycleConfig
 from profiles.model import MAX_SENDS, ScoringConfig
 from triggers.durations import Duration, format_duration
 
@@ -343,6 +344,8 @@ class RulesConfig(BaseModel):
     scoring: ScoringConfig = ScoringConfig()
     #: shop-wide statistics and recommendations (see :mod:`profiles.aggregates`)
     recommendations: RecommendationConfig = RecommendationConfig()
+    #: the thresholds of ``profile.lifecycle``
+    lifecycle: LifecycleConfig = LifecycleConfig()
     guards: Guards = Guards()
     #: named conditions; rules and templates see ``segments`` (the names the user is in)
     segments: dict[str, Condition] = {}

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from profiles import Event, Profile, Snapshot
-from triggers import load_rules
-from triggers.conditions import _ENV
+from triggers import RuleSet, load_rules
+from triggers.conditions import _ENV, CompiledProbe
 from triggers.fold import Probed, UserStep, apply_user_events
 from triggers.reads import _follow, _leaves, probe_reads
 
@@ -131,12 +135,12 @@ def _streams(draw: st.DrawFn) -> list[Event]:
     return events
 
 
-def _fold(events: list[Event], *, reuse: bool) -> UserStep:
+def _fold(events: list[Event], *, reuse: bool, rules: RuleSet = RULES) -> UserStep:
     with pytest.MonkeyPatch.context() as patch:
         if not reuse:
             patch.setattr(Probed, "still", lambda self, at, fingerprint: False)
         now = max(e.ts for e in events)
-        return apply_user_events(RULES, Snapshot(None), [(e, 0) for e in events], now)
+        return apply_user_events(rules, Snapshot(None), [(e, 0) for e in events], now)
 
 
 @settings(max_examples=150, deadline=None)
@@ -147,4 +151,45 @@ def test_reusing_memberships_changes_nothing(events: list[Event]) -> None:
     assert reused.profile == fresh.profile
     assert [d.to_json() for d in reused.decisions] == [d.to_json() for d in fresh.decisions]
     assert [s.to_json() for s in reused.sends] == [s.to_json() for s in fresh.sends]
+    assert reused.ops == fresh.ops
+
+
+#: segments on derived fields, apart: an early noted moment hides a late one
+_DERIVED_SEGMENTS = {
+    "lifecycle": {"at_risk": "profile.lifecycle == 'at_risk'"},
+    "windows": {
+        "bought_lately": "profile.rfm.purchases_30d >= 1",
+        "regular": "profile.rfm.purchases_90d >= 2 and profile.rfm.revenue_365d > 100",
+    },
+    "days": {"recent": "profile.purchase_count > 0 and profile.rfm.days_since_last_purchase < 10"},
+}
+
+
+@functools.cache
+def _derived_rules(kind: str) -> RuleSet:
+    """The shipped config plus the segments on derived fields of ``kind``."""
+    config = Path(tempfile.mkdtemp()) / "config"
+    shutil.copytree(REPO / "config", config)
+    rules = yaml.safe_load((config / "rules.yaml").read_text())
+    rules["segments"] |= _DERIVED_SEGMENTS[kind]
+    (config / "rules.yaml").write_text(yaml.safe_dump(rules))
+    return load_rules(config)
+
+
+@pytest.mark.parametrize("kind", sorted(_DERIVED_SEGMENTS))
+def test_the_derived_segments_are_fingerprinted(kind: str) -> None:
+    probe = _derived_rules(kind).probe
+    assert isinstance(probe, CompiledProbe) and probe.reads is not None
+
+
+@pytest.mark.parametrize("kind", sorted(_DERIVED_SEGMENTS))
+@settings(max_examples=150, deadline=None)
+@given(events=_streams())
+def test_reusing_memberships_over_derived_fields_changes_nothing(
+    kind: str, events: list[Event]
+) -> None:
+    rules = _derived_rules(kind)
+    reused = _fold(events, reuse=True, rules=rules)
+    fresh = _fold(events, reuse=False, rules=rules)
+    assert reused.profile == fresh.profile
     assert reused.ops == fresh.ops

@@ -223,13 +223,19 @@ def test_a_cart_without_cart_id_is_reminded_once(tmp_path: Path) -> None:
 
 
 def simulate_with_rule(
-    tmp_path: Path, rule: dict[str, Any], lines: list[dict[str, Any]], until: str
+    tmp_path: Path,
+    rule: dict[str, Any],
+    lines: list[dict[str, Any]],
+    until: str,
+    segments: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The send requests of ``lines`` through the shipped config plus ``rule``."""
+    """The send requests of ``lines`` through the shipped config plus ``rule`` (and
+    ``segments``)."""
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
     rules = yaml.safe_load((config / "rules.yaml").read_text())
     rules["rules"].append(rule)
+    rules["segments"].update(segments or {})
     (config / "rules.yaml").write_text(yaml.safe_dump(rules))
     events, out = tmp_path / "e.jsonl", tmp_path / "s.jsonl"
     events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
@@ -249,6 +255,23 @@ def test_a_time_based_segment_is_entered_with_no_event(tmp_path: Path) -> None:
     [offer] = [s for s in sends if s["rule_id"] == "lapsed_offer"]
     # 90 days after the purchase, within the second the segment condition turns true
     crossing = T0 + timedelta(hours=1, days=90)
+    sent_at = datetime.fromisoformat(offer["created_at"])
+    assert crossing < sent_at <= crossing + timedelta(seconds=1)
+
+
+def test_a_lifecycle_segment_is_entered_by_time_alone(tmp_path: Path) -> None:
+    rule = {"id": "at_risk_offer", "kind": "segment_entry", "segment": "at_risk"}
+    lines = [
+        signup("una"),
+        ev(1, "purchase", "una", timedelta(hours=1), order_id="o", total=20.0),
+    ]
+    segments = {"at_risk": "profile.lifecycle == 'at_risk'"}
+    sends = simulate_with_rule(
+        tmp_path, {**rule, "template": "winback"}, lines, "2026-07-01", segments
+    )
+    [offer] = [s for s in sends if s["rule_id"] == "at_risk_offer"]
+    # new for 30 days, active until 60 days after the purchase, then at risk: no event
+    crossing = T0 + timedelta(hours=1, days=60)
     sent_at = datetime.fromisoformat(offer["created_at"])
     assert crossing < sent_at <= crossing + timedelta(seconds=1)
 

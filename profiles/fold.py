@@ -1,0 +1,190 @@
+"""How an event changes a profile.
+
+:func:`apply_event` is pure: ``(profile | None, event, scoring, products) -> profile |
+None``. The Redis store and the in-memory store only persist what it returns, so both
+behave alike and rule evaluation sees the same profile whichever store is behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from profiles.addresses import InvalidAddress, normalise_address
+from profiles.behaviour import keep_last_cart, observe
+from profiles.catalog import Product
+from profiles.events import (
+    AddToCart,
+    CheckoutStarted,
+    Consent,
+    Event,
+    ProfileUpdate,
+    Purchase,
+    RemoveFromCart,
+    Signup,
+)
+from profiles.hours import note_hour
+from profiles.model import (
+    MAX_CART_LINES,
+    MAX_COUNTS,
+    MAX_TRAITS,
+    Cart,
+    CartLine,
+    Profile,
+    ScoringConfig,
+    decayed_score,
+)
+
+__all__ = ["apply_event"]
+
+_NO_PRODUCTS: Mapping[str, Product] = {}
+
+
+def apply_event(
+    profile: Profile | None,
+    event: Event,
+    scoring: ScoringConfig,
+    *,
+    products: Mapping[str, Product] = _NO_PRODUCTS,
+    in_place: bool = False,
+) -> Profile | None:
+    """Return the profile after ``event`` (``None`` once the user asked to be erased).
+
+    ``products`` are the catalog entries the event may name (brands for brand affinity,
+    categories the event leaves out). ``profile`` is left as it was unless ``in_place``
+    (the engine's hot path, which owns the profile it loaded and saves a copy per event
+    that way).
+    """
+    if event.type == "erase":
+        return None
+    if profile is None:
+        profile = Profile(
+            user_id=event.user_id, first_seen=event.ts, last_seen=event.ts, observed=[]
+        )
+    elif not in_place:
+        profile = profile.model_copy(deep=True)
+    profile.first_seen = min(profile.first_seen, event.ts)
+    profile.last_seen = max(profile.last_seen, event.ts)
+    _count(profile.counts, event.type)
+    _apply_typed(profile, event)
+    _add_score(profile, event, scoring)
+    observe(profile, event, scoring, products)
+    profile.open_hours = note_hour(
+        profile.open_hours, event.type, event.ts, profile.timezone, scoring.send_hours
+    )
+    return profile
+
+
+def _count(counts: dict[str, int], event_type: str) -> None:
+    if event_type in counts or len(counts) < MAX_COUNTS:
+        counts[event_type] = counts.get(event_type, 0) + 1
+
+
+def _apply_typed(profile: Profile, event: Event) -> None:
+    props = event.typed
+    if isinstance(props, Signup):
+        profile.email, profile.email_invalid = props.email, None  # validated by the contract
+        profile.first_name = props.first_name or profile.first_name
+        profile.last_name = props.last_name or profile.last_name
+        profile.locale = props.locale or profile.locale
+        profile.timezone = props.timezone or profile.timezone
+        profile.email_consent = props.consent.email
+        profile.signed_up_at = min(profile.signed_up_at or event.ts, event.ts)
+    elif isinstance(props, ProfileUpdate):
+        _apply_traits(profile, props.traits)
+    elif isinstance(props, AddToCart):
+        _add_to_cart(profile, event, props)
+    elif isinstance(props, RemoveFromCart):
+        profile.cart.items.pop(props.product_id, None)
+        profile.cart.updated_at = event.ts
+    elif isinstance(props, CheckoutStarted):
+        profile.cart.cart_id = props.cart_id or profile.cart.cart_id
+    elif isinstance(props, Purchase):
+        profile.purchase_count += 1
+        profile.total_spent = round(profile.total_spent + props.total, 2)
+        profile.last_purchase_at = max(profile.last_purchase_at or event.ts, event.ts)
+        keep_last_cart(profile, event.ts, "bought", profile.cart.lines or _lines(props))
+        profile.cart = Cart()
+    elif isinstance(props, Consent):
+        profile.email_consent = props.granted
+    elif event.type == "unsubscribe":
+        profile.email_consent = False
+
+
+#: traits that map onto first-class profile fields
+_IDENTITY_TRAITS = ("email", "first_name", "last_name", "locale", "timezone")
+
+
+def _lines(purchase: Purchase) -> list[CartLine]:
+    """A purchase's items as cart lines (a purchase made without a cart nudge saw)."""
+    return [
+        CartLine(
+            product_id=item.product_id,
+            name=item.name,
+            category=item.category,
+            price=item.price,
+            quantity=item.quantity,
+        )
+        for item in purchase.items
+    ]
+
+
+def _apply_traits(profile: Profile, traits: dict[str, Any]) -> None:
+    for name, value in traits.items():
+        if name == "email":
+            _set_address(profile, value)
+        elif name in _IDENTITY_TRAITS and (value is None or isinstance(value, str)):
+            setattr(profile, name, value)
+        elif name in profile.traits or len(profile.traits) < MAX_TRAITS:
+            profile.traits[name] = value
+
+
+def _set_address(profile: Profile, value: Any) -> None:
+    """``traits.email``: a new address, normalised; ``None`` clears it.
+
+    An invalid one (a non-string included) replaces the address too, recorded in
+    ``email_invalid``: the user's address changed to something nudge cannot mail, and the
+    previous one is no longer known to be theirs. The rest of the update still applies.
+    """
+    profile.email = profile.email_invalid = None
+    if isinstance(value, str):
+        try:
+            profile.email = normalise_address(value)
+        except InvalidAddress:
+            profile.email_invalid = value
+    elif value is not None:
+        profile.email_invalid = orjson.dumps(value).decode()
+
+
+def _add_to_cart(profile: Profile, event: Event, props: AddToCart) -> None:
+    cart = profile.cart
+    if props.cart_id and cart.cart_id and props.cart_id != cart.cart_id:
+        keep_last_cart(profile, event.ts, "abandoned", cart.lines)
+        cart = profile.cart = Cart()
+    cart.cart_id = props.cart_id or cart.cart_id
+    line = cart.items.get(props.product_id)
+    quantity = props.quantity + (line.quantity if line else 0)
+    cart.items[props.product_id] = CartLine(
+        product_id=props.product_id,
+        name=props.name,
+        category=props.category,
+        price=props.price,
+        quantity=quantity,
+    )
+    cart.updated_at = event.ts
+    if len(cart.items) > MAX_CART_LINES:
+        del cart.items[next(iter(cart.items))]
+
+
+def _add_score(profile: Profile, event: Event, scoring: ScoringConfig) -> None:
+    points = scoring.points.get(event.type)
+    if not points:
+        return
+    if profile.score_at is None or event.ts >= profile.score_at:
+        profile.score = profile.score_now(event.ts, scoring) + points
+        profile.score_at = event.ts
+    else:  # a late event: decay its points to the score's reference time instead
+        profile.score += decayed_score(points, event.ts, profile.score_at, scoring.half_life_days)
+    profile.score = round(profile.score, 6)
