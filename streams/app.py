@@ -157,6 +157,7 @@ class Nudge:
             timers=RedisTimerStore(self.redis, keys=keys),  # type: ignore[arg-type]
             outbox=KafkaOutbox(self.app, settings),
             lookups=self.lookups,
+            statistics=self.statistics,
         )
         self.clock = PartitionClock()
         self.lock = asyncio.Lock()

@@ -30,6 +30,22 @@ def _load_or_exit(config_dir: Path) -> RuleSet:
         sys.exit(2)
 
 
+def _catalog_or_exit(config_dir: Path) -> list[Any]:
+    """The products of ``<config_dir>/catalog.jsonl`` (none when there is no such file)."""
+    from profiles import CatalogError, load_catalog
+
+    path = config_dir / "catalog.jsonl"
+    if not path.is_file():
+        return []
+    try:
+        return load_catalog(path)
+    except CatalogError as exc:
+        for issue in exc.issues:
+            click.echo(f"error: {issue}", err=True)
+        click.echo(f"{len(exc.issues)} invalid catalog line(s); fix them and try again.", err=True)
+        sys.exit(2)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """nudge: real-time trigger engine for personalised email.
@@ -198,18 +214,27 @@ def simulate(
     from triggers.simulate import compare
     from triggers.simulate import simulate as run_simulation
 
-    rules = _load_or_exit(config_dir or Settings().config_dir)
+    directory = config_dir or Settings().config_dir
+    rules = _load_or_exit(directory)
+    catalog = _catalog_or_exit(directory)
     lines = [line.strip() for line in events_file if line.strip()]
     if until is not None and until.tzinfo is None:
         until = until.replace(tzinfo=UTC)
-    result = asyncio.run(run_simulation(rules, lines, until=until))
+    result = asyncio.run(run_simulation(rules, lines, until=until, catalog=catalog))
     _print_table(result.table(), len(lines), len(result.sends), len(result.dead_letters))
     if out is not None:
         out.write(b"".join(send.to_json() + b"\n" for send in result.sends))
     if decisions is not None:
         decisions.write(b"".join(d.to_json() + b"\n" for d in result.decisions))
     if compare_dir is not None:
-        other = asyncio.run(run_simulation(_load_or_exit(compare_dir), lines, until=until))
+        other = asyncio.run(
+            run_simulation(
+                _load_or_exit(compare_dir),
+                lines,
+                until=until,
+                catalog=_catalog_or_exit(compare_dir),
+            )
+        )
         diff = compare(result, other)
         click.echo(f"\nwith {compare_dir}: +{len(diff.added)} / -{len(diff.removed)} sends")
         for sign, sends in (("+", diff.added), ("-", diff.removed)):

@@ -31,13 +31,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from profiles import NO_LOOKUPS, Lookups, Profile, SendRecord, TimerOps
+from profiles import NO_LOOKUPS, Lookups, Profile, SendRecord, TimerOps, settle_feedback
 from render import RenderError
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
 from triggers.durations import format_duration
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
+from triggers.picks import Picks
 from triggers.rules import DateRule, SequenceRule
 from triggers.schedule import best_hour, quiet_until, user_zone
 from triggers.timeline import Timeline
@@ -221,7 +222,11 @@ def _send(
     rid = request_id(
         rule.id, firing.user_id, firing.key, firing.trigger_event_id, firing.instance_id
     )
+    if rule.category == "marketing":
+        settle_feedback(profile, now, ruleset.config.scoring)
     ctx = context(ruleset, profile, now, firing.trigger_event)
+    picks = Picks(ruleset, profile, lookups, now)
+    ctx.update(picks.functions())
     ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
     ctx["unsubscribe_url"] = ruleset.config.sender.unsubscribe_url.replace(
         "{user_id}", firing.user_id
@@ -258,9 +263,12 @@ def _send(
             trigger_event_type=str(firing.trigger_event.get("type", "")),
             locale=profile.locale,
             tags=[rule.id, rule.kind],
+            products=list(picks.shown),
             created_at=now,
         )
     )
+    if rule.category == "marketing" and picks.shown:
+        profile.record_featured(rid, now, list(picks.shown), picks.categories)
     profile.record_send(SendRecord(at=now, rule_id=rule.id, category=rule.category, request_id=rid))
     _decide(out, profile, firing, now, "fired", "ok", rid=rid)
 

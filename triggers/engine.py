@@ -15,6 +15,7 @@ no-op. The caller commits offsets only after :meth:`Engine.process` returns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +25,7 @@ from typing import Protocol
 
 from profiles import (
     NO_LOOKUPS,
+    Activity,
     CorruptProfile,
     Event,
     InvalidEvent,
@@ -32,6 +34,8 @@ from profiles import (
     ProfileStore,
     ProfileWrite,
     Snapshot,
+    Statistics,
+    StoreUnavailable,
     Timer,
     TimerOps,
     TimerStore,
@@ -117,9 +121,12 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         cas_attempts: int = 5,
         lookups: LookupSource | None = None,
+        statistics: Statistics | None = None,
     ) -> None:
         self.rules = rules
         self.lookups = lookups
+        self.statistics = statistics
+        self._recording: asyncio.Task[None] | None = None
         self.profiles = profiles
         self.timers = timers
         self.outbox = outbox
@@ -170,7 +177,40 @@ class Engine:
             for user_id, step in steps.items()
             if step.applied
         ]
-        return await self._commit(steps.values(), writes, dead_letters, result)
+        conflicts = await self._commit(steps.values(), writes, dead_letters, result)
+        await self._record([step for user_id, step in steps.items() if user_id not in conflicts])
+        return conflicts
+
+    async def _record(self, steps: list[UserStep]) -> None:
+        """Add what the committed steps applied to the shop-wide statistics.
+
+        Statistics are not part of the at-least-once promise (they are decayed sums that
+        steer recommendations, not sends), so they are recorded behind the batch: the
+        next batch starts while this one's are written, and waits only for the previous
+        recording. A crash loses at most one batch's contribution.
+        """
+        if self.statistics is None:
+            return
+        activity = Activity(self.rules.config.recommendations)
+        for step in steps:
+            for seen in step.observed:
+                activity.add_event(seen.event, in_cart=seen.in_cart, local_hour=seen.local_hour)
+        await self.settle()
+        if activity:
+            self._recording = asyncio.create_task(self._record_now(self.statistics, activity))
+
+    @staticmethod
+    async def _record_now(statistics: Statistics, activity: Activity) -> None:
+        try:
+            await statistics.record(activity)
+        except StoreUnavailable as exc:
+            log.warning("a batch's statistics were not recorded: %s", exc)
+
+    async def settle(self) -> None:
+        """Wait until the statistics of the batches processed so far are recorded."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            await recording
 
     async def _commit(
         self,

@@ -31,9 +31,21 @@ from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
 from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
 from triggers.loader import RuleSet
+from triggers.schedule import user_zone
 from triggers.timeline import Timeline
 
-__all__ = ["Probed", "UserStep", "apply_user_events", "fire_user_timers"]
+__all__ = ["Observed", "Probed", "UserStep", "apply_user_events", "fire_user_timers"]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An applied event as the shop-wide statistics see it (``profiles.Activity``)."""
+
+    event: Event
+    #: the cart's products before an ``add_to_cart`` (co-carted pairs), oldest first
+    in_cart: tuple[str, ...] = ()
+    #: the local hour of a mail open or click, in the user's time zone
+    local_hour: int | None = None
 
 
 @dataclass
@@ -50,6 +62,8 @@ class UserStep:
     decisions: list[Decision] = field(default_factory=list)
     #: the last evaluation of the probe, while the profile it read may still match it
     probed: Probed | None = None
+    #: what the applied events tell the shop-wide statistics (see :class:`Observed`)
+    observed: list[Observed] = field(default_factory=list)
 
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
@@ -94,6 +108,7 @@ def _apply_one(
     lookups: Lookups,
 ) -> None:
     previous = step.profile
+    step.observed.append(_observed(ruleset, previous, event))
     before = Before.of(previous, ruleset)
     scoring = ruleset.config.scoring
     after = apply_event(previous, event, scoring, products=lookups.products, in_place=True)
@@ -110,6 +125,19 @@ def _apply_one(
         timeline.schedule(timer, event.type, log=log)
     step.absorb(resolve(ruleset, outcome.firings, after, now, lookups))
     step.profile = after
+
+
+#: events whose local hour the statistics count (the population's best send hour)
+_ENGAGEMENT = frozenset({"email_open", "email_click"})
+
+
+def _observed(ruleset: RuleSet, profile: Profile | None, event: Event) -> Observed:
+    if event.type == "add_to_cart" and profile is not None:
+        return Observed(event, in_cart=tuple(profile.cart.items))
+    if event.type in _ENGAGEMENT:
+        zone = user_zone(profile, ruleset.config.guards)
+        return Observed(event, local_hour=event.ts.astimezone(zone).hour)
+    return Observed(event)
 
 
 @dataclass(frozen=True)

@@ -4,20 +4,28 @@ The simulator runs the same :class:`~triggers.engine.Engine` as the worker, over
 in-memory profile and timer stores. Events are applied in event-time order; before each
 event, every timer due by its time fires at its own due time; ``until`` fires the rest.
 The output is deterministic: the same events and config give byte-identical files.
+
+Recommendations and the population's best hour read shop-wide statistics; the simulator
+learns them from the replayed events themselves, as a worker learns them from the
+stream, over the catalog it is given (the ``catalog.jsonl`` of the config directory for
+``nudge simulate``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from profiles import (
+    InMemoryCatalog,
     InMemoryProfileStore,
+    InMemoryStatistics,
     InMemoryTimerStore,
     InvalidEvent,
     LookupSource,
+    Product,
     parse_event,
 )
 from triggers.contracts import DeadLetter, SendRequest
@@ -65,21 +73,29 @@ async def simulate(
     lines: Iterable[bytes],
     *,
     until: datetime | None = None,
+    catalog: Sequence[Product] = (),
     lookups: LookupSource | None = None,
 ) -> Simulation:
     """Run ``lines`` (one JSON event each) through the rules on virtual time.
 
-    ``lookups``: the catalog and statistics renders and ``send_at`` read (none by default).
+    Renders and ``send_at`` read the ``catalog`` and the statistics learnt from
+    ``lines``; ``lookups`` replaces both with fixed ones.
     """
     sim = Simulation()
     clock = _Clock()
+    statistics = InMemoryStatistics(
+        InMemoryCatalog(catalog),
+        config=ruleset.config.recommendations,
+        clock_ms=lambda: int(clock.now.timestamp() * 1000),
+    )
     engine = Engine(
         rules=ruleset,
         profiles=sim.profiles,
         timers=sim.timers,
         outbox=sim,
         clock=clock,
-        lookups=lookups,
+        lookups=lookups or statistics,
+        statistics=None if lookups else statistics,
     )
     ordered: list[tuple[datetime, int, bytes, bytes | None]] = []
     for offset, raw in enumerate(lines):
@@ -96,6 +112,7 @@ async def simulate(
         await _fire_until(engine, sim, clock, ts)
         clock.advance(ts)
         await engine.process([Incoming(raw, key, SIMULATED_TOPIC, _PARTITION, offset)])
+        await engine.settle()  # the next event's renders see this one in the statistics
     if until is not None:
         await _fire_until(engine, sim, clock, until)
     return sim

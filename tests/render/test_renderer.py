@@ -75,6 +75,8 @@ def test_shipped_templates_render_a_cart(tmp_path: Path) -> None:
         "user": {"first_name": "Ada", "locale": None},
         "cart": cart,
         "unsubscribe_url": "https://u.example/?a=1&b=2",
+        "catalog": lambda product_id: None,  # a shop without a catalog
+        "recommend": lambda n=4, strategy="auto": [],
     }
     email = renderer.render("cart_abandonment", context)
     assert email.subject == "Ada, you left 2 items in your cart"

@@ -135,11 +135,16 @@ def test_every_kind_and_guard_on_virtual_time(events: Path, tmp_path: Path) -> N
     assert ("browse_abandonment", "suppressed", "already_sent") in by_user["ada"]
     assert sent["kim"][:4] == ["welcome", "engaged_reader", "order_thanks", "vip_welcome"]
     assert ("price_alert", "suppressed", "frequency_cap") in by_user["kim"]
-    # winback waits for the hour she opened mail at (send_at: best_hour); ada never did
+    # winback waits for the hour she opened mail at (send_at: best_hour); ada never
+    # opened mail, so hers waits for the hour the shop's readers open it at: kim's
     assert ("winback", "deferred", "best_hour") in by_user["kim"]
     winbacks = {s["user_id"]: s["created_at"] for s in read(out) if s["rule_id"] == "winback"}
     assert winbacks["kim"] == "2026-04-02T11:00:00Z"
-    assert ("winback", "deferred", "best_hour") not in by_user["ada"]
+    [ada_waits] = [
+        d for d in read(decisions) if d["user_id"] == "ada" and d["reason"] == "best_hour"
+    ]
+    assert "the population's best hour" in ada_waits["detail"]
+    assert winbacks["ada"].endswith("T11:00:00Z")
     assert ("cart_abandonment", "fired", "ok") in by_user["lee"]
     assert ("browse_abandonment", "suppressed", "arbitration") in by_user["lee"]
     barbara_welcome = next(s for s in read(out) if s["user_id"] == "barbara")

@@ -1,0 +1,163 @@
+"""Personalised content end to end in ``simulate``: what a mail recommends follows what
+the shop's customers bought together, what is popular, and what the reader clicks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from profiles import Product
+from triggers import RuleSet, load_rules
+from triggers.simulate import Simulation, simulate
+
+DAY0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+RULES = """\
+version: 1
+custom_events: [hello, news, promo]
+rules:
+  - id: thanks
+    kind: on_event
+    events: [purchase]
+    category: transactional
+    template: picks
+  - id: hello
+    kind: on_event
+    events: [hello]
+    template: picks
+  - id: promo
+    kind: on_event
+    events: [promo]
+    template: promo
+  - id: news
+    kind: on_event
+    events: [news]
+    template: similar
+"""
+
+TEMPLATES = {
+    "picks": "{% for p in recommend(2) %}{{ p.product_id }} {% endfor %}",
+    "similar": "{% for p in recommend(4, 'similar') %}{{ p.product_id }} {% endfor %}",
+    "promo": "{{ catalog(event.properties.product_id).name }}",
+}
+
+KITCHEN = ["k-bowl", "k-kettle", "k-mug", "k-pan", "k-tea"]
+OUTDOOR = ["o-boots", "o-lamp", "o-stove", "o-tent", "o-torch"]
+CATALOG = [
+    Product(product_id=pid, name=pid, category="kitchen" if pid[0] == "k" else "outdoor", price=10)
+    for pid in KITCHEN + OUTDOOR
+]
+
+
+@pytest.fixture
+def ruleset(make_config: Callable[[str], Path]) -> RuleSet:
+    config = make_config(RULES)
+    for name, body in TEMPLATES.items():
+        folder = config / "templates" / name
+        folder.mkdir()
+        for part in ("subject.txt", "body.html", "body.txt"):
+            (folder / part).write_text(body)
+    return load_rules(config)
+
+
+class Shop:
+    """A day-by-day story of events, one JSON line each."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def add(self, kind: str, user: str, day: float, **props: Any) -> str:
+        event_id = f"{user}-{len(self.lines)}"
+        ts = DAY0 + timedelta(days=day)
+        event = {"event_id": event_id, "type": kind, "user_id": user, "ts": ts.isoformat()}
+        self.lines.append(orjson.dumps({**event, "properties": props}))
+        return event_id
+
+    def signup(self, user: str, day: float) -> None:
+        self.add("signup", user, day, email=f"{user}@example.com", consent={"email": True})
+
+    def buy(self, user: str, day: float, *products: str) -> None:
+        items = [{"product_id": p, "category": _category(p), "price": 10} for p in products]
+        self.add("purchase", user, day, order_id=f"o-{len(self.lines)}", items=items, total=10)
+
+    def view(self, user: str, day: float, product: str) -> None:
+        self.add("product_view", user, day, product_id=product, category=_category(product))
+
+
+def _category(product: str) -> str:
+    return "kitchen" if product.startswith("k-") else "outdoor"
+
+
+async def run(ruleset: RuleSet, shop: Shop) -> Simulation:
+    return await simulate(ruleset, shop.lines, until=DAY0 + timedelta(days=60), catalog=CATALOG)
+
+
+def shown(sim: Simulation, user: str, rule: str) -> list[list[str]]:
+    return [s.products for s in sim.sends if s.user_id == user and s.rule_id == rule]
+
+
+async def test_a_buyer_is_recommended_what_others_bought_with_it(ruleset: RuleSet) -> None:
+    shop = Shop()
+    for n in range(6):  # a bundle: the tent goes with the lamp
+        shop.buy(f"camper{n}", 1 + n / 10, "o-tent", "o-lamp")
+    for n in range(9):  # the mug is the shop's best seller, but not bought with tents
+        shop.buy(f"cook{n}", 1 + n / 10, "k-mug")
+    shop.signup("ann", 3)
+    shop.buy("ann", 4, "o-tent")
+    sim = await run(ruleset, shop)
+    [picks] = shown(sim, "ann", "thanks")
+    assert picks[0] == "o-lamp"
+    assert "o-tent" not in picks  # what she bought is not recommended back
+
+
+async def test_a_cold_user_gets_the_shops_popular_products(ruleset: RuleSet) -> None:
+    shop = Shop()
+    for n in range(9):
+        shop.buy(f"cook{n}", 1 + n / 10, "k-mug")
+    for n in range(5):
+        shop.buy(f"camper{n}", 1 + n / 10, "o-tent")
+    shop.signup("cal", 3)
+    shop.add("hello", "cal", 3.1)
+    sim = await run(ruleset, shop)
+    assert shown(sim, "cal", "hello") == [["k-mug", "o-tent"]]
+
+
+async def test_clicking_outdoor_mail_brings_more_outdoor(ruleset: RuleSet) -> None:
+    """Two readers with the same history get an outdoor promo; one clicks it, the other
+    ignores it. Their next newsletters part ways."""
+    shop = Shop()
+    for n, product in enumerate(KITCHEN + OUTDOOR):  # every product equally popular
+        shop.buy(f"shopper{n}", 1, product)
+    for reader in ("dee", "eve"):
+        shop.signup(reader, 2)
+        for product in ("k-bowl", "k-pan", "o-boots", "o-stove"):
+            shop.view(reader, 2.5, product)
+    before = await run(ruleset, _news(shop, day=3))
+    assert shown(before, "dee", "news") == shown(before, "eve", "news")
+    for reader in ("dee", "eve"):
+        shop.add("promo", reader, 4, product_id="o-tent")
+    sends = (await run(ruleset, shop)).sends
+    [mail] = [s for s in sends if s.rule_id == "promo" and s.user_id == "dee"]
+    assert mail.products == ["o-tent"]
+    shop.add("email_click", "dee", 4.2, message_id=mail.request_id, url="https://shop.example/t")
+    after = await run(ruleset, _news(shop, day=10))
+    outdoor = {r: _outdoor(shown(after, r, "news")[-1]) for r in ("dee", "eve")}
+    assert outdoor["dee"] > _outdoor(shown(before, "dee", "news")[0])
+    assert outdoor["eve"] < outdoor["dee"]
+
+
+def _news(shop: Shop, day: float) -> Shop:
+    story = Shop()
+    story.lines = list(shop.lines)
+    story.add("news", "dee", day)
+    story.add("news", "eve", day)
+    return story
+
+
+def _outdoor(products: list[str]) -> int:
+    return sum(p.startswith("o-") for p in products)
