@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from profiles import (
     NO_LOOKUPS,
@@ -45,6 +45,7 @@ from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.fold import UserStep, apply_user_events, fire_user_timers
 from triggers.loader import RuleSet
+from triggers.picks import BOUGHT_SEEDS
 from triggers.replan import Replan, replan_timer
 
 __all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
@@ -163,7 +164,8 @@ class Engine:
     ) -> list[str]:
         wanted = {user_id: [e.event_id for e, _ in events] for user_id, events in by_user.items()}
         snapshots = await self.profiles.load(wanted)
-        lookups = await self._lookups(_products_named(by_user.values()))
+        named = _products_named(e for events in by_user.values() for e, _ in events)
+        lookups = await self._lookups([*named, *_products_held(snapshots.values())])
         now = self.clock()
         steps = {}
         for user_id, events in by_user.items():
@@ -256,7 +258,8 @@ class Engine:
         for timer in claimed:
             by_user.setdefault(timer.user_id, []).append(timer)
         snapshots, broken = await self._load_for_timers(list(by_user))
-        lookups = await self._lookups(())
+        named = _products_named(t.trigger_event for t in claimed)
+        lookups = await self._lookups([*named, *_products_held(snapshots.values())])
         steps = {
             user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now, lookups)
             for user_id, timers in by_user.items()
@@ -344,17 +347,27 @@ class Engine:
         return snapshots, broken
 
 
-def _products_named(batches: Iterable[list[tuple[Event, int]]]) -> Iterable[str]:
-    """The product ids the events of a batch name (viewed, carted, bought)."""
-    for events in batches:
-        for event, _ in events:
-            props = event.properties
-            product_id = props.get("product_id")
-            if isinstance(product_id, str):
-                yield product_id
-            for item in props.get("items") or ():
-                if isinstance(item, dict) and isinstance(item.get("product_id"), str):
-                    yield item["product_id"]
+def _products_named(events: Iterable[Event | dict[str, Any]]) -> Iterator[str]:
+    """The product ids events name (viewed, carted, bought), parsed or as timer data."""
+    for event in events:
+        props = event.properties if isinstance(event, Event) else event.get("properties") or {}
+        product_id = props.get("product_id")
+        if isinstance(product_id, str):
+            yield product_id
+        for item in props.get("items") or ():
+            if isinstance(item, dict) and isinstance(item.get("product_id"), str):
+                yield item["product_id"]
+
+
+def _products_held(snapshots: Iterable[Snapshot]) -> Iterator[str]:
+    """The products users' mails may show or start recommendations from: the cart, the
+    last bought, the recently viewed."""
+    for snapshot in snapshots:
+        profile = snapshot.profile
+        if profile is not None:
+            yield from profile.cart.items
+            yield from profile.purchased_products[:BOUGHT_SEEDS]
+            yield from profile.recently_viewed
 
 
 def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) -> list[ProfileWrite]:

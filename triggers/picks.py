@@ -18,10 +18,10 @@ from profiles import Lookups, Product, Profile
 from triggers.loader import RuleSet
 from triggers.recommend import STRATEGIES, Strategy, Taste, recommend
 
-__all__ = ["Picks", "taste_of"]
+__all__ = ["BOUGHT_SEEDS", "Picks", "taste_of"]
 
 #: bought products whose also-bought rows a recommendation starts from (newest first)
-_BOUGHT_SEEDS = 5
+BOUGHT_SEEDS = 5
 
 
 def taste_of(ruleset: RuleSet, profile: Profile, now: datetime) -> Taste:
@@ -34,7 +34,7 @@ def taste_of(ruleset: RuleSet, profile: Profile, now: datetime) -> Taste:
     config = ruleset.config
     cart = list(reversed(profile.cart.items))
     bought = profile.purchased_products
-    recent = dict.fromkeys([*cart, *bought[:_BOUGHT_SEEDS], *profile.recently_viewed])
+    recent = dict.fromkeys([*cart, *bought[:BOUGHT_SEEDS], *profile.recently_viewed])
     featured = profile.recommended_recently(now, config.recommendations.exclude_recent_days)
     return Taste(
         recent=tuple(recent),

@@ -11,9 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from profiles import Product
+from profiles import Product, load_catalog
 from triggers import RuleSet, load_rules
 from triggers.simulate import Simulation, simulate
+
+from ..conftest import REPO
 
 DAY0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -161,3 +163,30 @@ def _news(shop: Shop, day: float) -> Shop:
 
 def _outdoor(products: list[str]) -> int:
     return sum(p.startswith("o-") for p in products)
+
+
+SHOP = REPO / "config"
+
+
+async def test_the_shipped_abandonment_mails_show_the_items_and_two_picks() -> None:
+    """With the shipped rules and catalog: the cart and browse mails show what was left
+    behind, with image, price and link, and two picks of what goes with it."""
+    shop = Shop()
+    for n in range(5):
+        shop.buy(f"regular{n}", 1 + n / 10, "sku-kettle", "sku-mug", "sku-lamp")
+    shop.signup("uma", 2)
+    shop.add("add_to_cart", "uma", 2.01, product_id="sku-kettle", price=59.0, cart_id="c1")
+    shop.signup("vic", 2)
+    shop.view("vic", 2.02, "sku-kettle")
+    catalog = load_catalog(SHOP / "catalog.jsonl")
+    sim = await simulate(
+        load_rules(SHOP), shop.lines, until=DAY0 + timedelta(days=4), catalog=catalog
+    )
+    kettle = next(p for p in catalog if p.product_id == "sku-kettle")
+    for user, rule in (("uma", "cart_abandonment"), ("vic", "browse_abandonment")):
+        [mail] = [s for s in sim.sends if s.user_id == user and s.rule_id == rule]
+        assert kettle.image_url and kettle.url
+        assert kettle.image_url in mail.html and kettle.url in mail.html and "$59.00" in mail.html
+        assert kettle.url in mail.text
+        assert mail.products == ["sku-kettle", "sku-lamp", "sku-mug"]  # the item, two picks
+        assert "Enamel mug" in mail.html and "Enamel mug" in mail.text
