@@ -9,11 +9,11 @@ from collections.abc import Callable
 import orjson
 import redis.asyncio as aioredis
 
-from profiles import Activity, Product, RedisCatalog, RedisStatistics
+from profiles import Product, RedisCatalog, RedisStatistics
 from streams.catalog import alert_event_id
 
 from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
-from .test_worker import signup
+from .test_worker import ev, signup
 
 PRICE_RULES = """\
 version: 1
@@ -54,11 +54,10 @@ async def test_a_price_drop_mails_the_users_watching_the_product(
     view = redis_view(env.keys)
     try:
         await view.wait_until(lambda: catalog.count())  # the file, loaded at start
-        await kafka.produce(env.events_topic, signup("ada"), signup("bob"))
-        await view.wait_until(lambda: _has_profile(view, "ada"))
-        watched = Activity()
-        watched.add_view("ada", MUG.product_id, MUG.category, int(time.time() * 1000))
-        await RedisStatistics(client, keys=env.keys).record(watched)
+        view_mug = ev("product_view", "ada", product_id=MUG.product_id, category="kitchen")
+        await kafka.produce(env.events_topic, signup("ada"), signup("bob"), view_mug)
+        statistics = RedisStatistics(client, keys=env.keys)
+        await view.wait_until(lambda: _watching(statistics, MUG.product_id, "ada"))
 
         cheaper = MUG.model_copy(update={"price": 15.0})
         await kafka.produce(env.catalog_topic, record(cheaper), key=b"sku-mug")
@@ -95,8 +94,9 @@ async def test_a_price_drop_mails_the_users_watching_the_product(
         await client.aclose()
 
 
-async def _has_profile(view: RedisView, user_id: str) -> bool:
-    return (await view.profile(user_id)).profile is not None
+async def _watching(statistics: RedisStatistics, product_id: str, user_id: str) -> bool:
+    """The worker recorded the view: ``user_id`` watches ``product_id``."""
+    return user_id in await statistics.watchers(product_id, int(time.time() * 1000))
 
 
 async def _gone(catalog: RedisCatalog, product_id: str) -> bool:
