@@ -101,8 +101,12 @@ class Activity:
     popular: dict[str, float] = field(default_factory=dict)
     #: (category, product id) -> weight
     by_category: dict[tuple[str, str], float] = field(default_factory=dict)
-    #: (product, other product) -> weight (both directions are listed)
-    pairs: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: co-bought groups: every two distinct products of a group pair with the weight
+    #: (an order's lines); the statistics expand them (Redis in its script), so building
+    #: an activity costs one step per line, not one per pair
+    baskets: list[tuple[list[str], float]] = field(default_factory=list)
+    #: a product paired with each of some others with the weight (a cart addition)
+    stars: list[tuple[str, list[str], float]] = field(default_factory=list)
     #: (product, user) -> (time ms, still watching: False after a purchase)
     watch: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     hours: list[float] = field(default_factory=lambda: [0.0] * HOURS)
@@ -121,9 +125,24 @@ class Activity:
             at = (category, product_id)
             self.by_category[at] = self.by_category.get(at, 0.0) + weight
 
-    def _pair(self, a: str, b: str, weight: float) -> None:
-        for at in ((a, b), (b, a)):
-            self.pairs[at] = self.pairs.get(at, 0.0) + weight
+    @property
+    def pairs(self) -> dict[tuple[str, str], float]:
+        """(product, other product) -> weight, both directions: the baskets and stars
+        expanded."""
+        found: dict[tuple[str, str], float] = {}
+
+        def pair(a: str, b: str, weight: float) -> None:
+            for at in ((a, b), (b, a)):
+                found[at] = found.get(at, 0.0) + weight
+
+        for group, weight in self.baskets:
+            for i, a in enumerate(group):
+                for b in group[i + 1 :]:
+                    pair(a, b, weight)
+        for product_id, others, weight in self.stars:
+            for other in others:
+                pair(product_id, other, weight)
+        return found
 
     def _watch(self, product_id: str, user_id: str, at_ms: int, watching: bool) -> None:
         key = (product_id, user_id)
@@ -149,8 +168,8 @@ class Activity:
         weight = self._scaled(self.config.cart_weight, at_ms)
         self._count(product_id, category, weight)
         others = [p for p in in_cart if p != product_id][-CART_PAIRS:]
-        for other in others:
-            self._pair(product_id, other, weight / len(others))
+        if others:
+            self.stars.append((product_id, others, weight / len(others)))
         self._watch(product_id, user_id, at_ms, True)
 
     def add_purchase(
@@ -163,9 +182,8 @@ class Activity:
         for product_id, category in dict(lines).items():
             self._count(product_id, category, unit)
             self._watch(product_id, user_id, at_ms, False)
-        for i, a in enumerate(distinct):
-            for b in distinct[i + 1 :]:
-                self._pair(a, b, unit / (len(distinct) - 1))
+        if len(distinct) > 1:
+            self.baskets.append((distinct, unit / (len(distinct) - 1)))
 
     def add_engagement(self, local_hour: int, at_ms: int) -> None:
         """A mail opened or clicked at ``local_hour`` (0-23) in the user's time zone."""

@@ -1,11 +1,13 @@
 -- Add one batch's activity to the shop-wide statistics (see profiles/aggregates.py).
 -- Every key starts with ARGV[1] (the {shop} hash tag: one slot, so one call on a cluster).
 -- ARGV: prefix, ref_ms (the time the activity's weights are scaled to), half-life ms,
--- top_k, watchers cap, watch ms, renormalise-at (half-lives), then sections, each
--- starting with its entry count:
---   popularity: product, weight; per category: category, product, weight;
---   pairs: product, other, weight; watchers: product, user, ms, 1 watch / 0 bought;
---   hours: 24 weights
+-- top_k, watchers cap, watch ms, renormalise-at (half-lives), then the activity as one
+-- JSON array of six sections (one argument: packing thousands of small arguments costs
+-- the client more than the script's work):
+--   popularity [product, weight]; per category [category, product, weight];
+--   baskets [[products], weight]: every two of the products pair with the weight;
+--   stars [product, [others], weight]: the product pairs with each of the others;
+--   watchers [product, user, ms, 1 watch / 0 bought]; hours: 24 weights
 local p = ARGV[1]
 local ref, half_life = tonumber(ARGV[2]), tonumber(ARGV[3])
 local top_k, cap, watch_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -57,30 +59,36 @@ local function add(key, member, weight)
   if score <= increment * (1 + 1e-9) then grown[key] = true end
 end
 
-local a = 8
-local n = tonumber(ARGV[a]); a = a + 1
-for _ = 1, n do add(p .. 'popular', ARGV[a], ARGV[a + 1]); a = a + 2 end
-n = tonumber(ARGV[a]); a = a + 1
-for _ = 1, n do
-  add(p .. 'popular:' .. ARGV[a], ARGV[a + 1], ARGV[a + 2])
-  redis.call('SADD', p .. 'categories', ARGV[a])
-  a = a + 3
+local popular, by_category, baskets, stars, watch, weights = unpack(cjson.decode(ARGV[8]))
+for _, e in ipairs(popular) do add(p .. 'popular', e[1], e[2]) end
+for _, e in ipairs(by_category) do
+  add(p .. 'popular:' .. e[1], e[2], e[3])
+  redis.call('SADD', p .. 'categories', e[1])
 end
-n = tonumber(ARGV[a]); a = a + 1
-for _ = 1, n do add(p .. 'also:' .. ARGV[a], ARGV[a + 1], ARGV[a + 2]); a = a + 3 end
+local function pair(a, b, weight)
+  add(p .. 'also:' .. a, b, weight)
+  add(p .. 'also:' .. b, a, weight)
+end
+for _, e in ipairs(baskets) do
+  local group, weight = e[1], e[2]
+  for i = 1, #group do
+    for j = i + 1, #group do pair(group[i], group[j], weight) end
+  end
+end
+for _, e in ipairs(stars) do
+  for _, other in ipairs(e[2]) do pair(e[1], other, e[3]) end
+end
 for key in pairs(grown) do redis.call('ZREMRANGEBYRANK', key, 0, -(top_k + 1)) end
 
-n = tonumber(ARGV[a]); a = a + 1
 local newest = {}
-for _ = 1, n do
-  local key, user, at = p .. 'watch:' .. ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  if ARGV[a + 3] == '1' then
+for _, e in ipairs(watch) do
+  local key, user, at = p .. 'watch:' .. e[1], e[2], e[3]
+  if e[4] == 1 then
     redis.call('ZADD', key, 'GT', at, user)
   else
     redis.call('ZREM', key, user)
   end
   if not newest[key] or newest[key] < at then newest[key] = at end
-  a = a + 4
 end
 for key, at in pairs(newest) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', at - watch_ms))
@@ -89,7 +97,7 @@ for key, at in pairs(newest) do
 end
 
 for h = 0, 23 do
-  local weight = tonumber(ARGV[a + h])
+  local weight = weights[h + 1]
   if weight ~= 0 then redis.call('HINCRBYFLOAT', hours, tostring(h), weight * scale) end
 end
 return 1

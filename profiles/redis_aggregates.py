@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from profiles.aggregates import (
@@ -66,20 +67,24 @@ class RedisStatistics:
 
     def _args(self, activity: Activity, ref_ms: int) -> list[Any]:
         c = self.config
-        args: list[Any] = [self._keys.shop(), ref_ms, c.half_life_ms, c.top_k]
-        args += [c.watchers_cap, c.watch_ms, RENORMALISE_AT, len(activity.popular)]
-        for pid, weight in activity.popular.items():
-            args += [pid, weight]
-        args.append(len(activity.by_category))
-        for (category, pid), weight in activity.by_category.items():
-            args += [category, pid, weight]
-        args.append(len(activity.pairs))
-        for (a, b), weight in activity.pairs.items():
-            args += [a, b, weight]
-        args.append(len(activity.watch))
-        for (pid, user), (at_ms, watching) in activity.watch.items():
-            args += [pid, user, at_ms, int(watching)]
-        return args + [repr(w) for w in activity.hours]
+        sections = (
+            [[pid, weight] for pid, weight in activity.popular.items()],
+            [[category, pid, weight] for (category, pid), weight in activity.by_category.items()],
+            activity.baskets,
+            activity.stars,
+            [[pid, user, at, int(on)] for (pid, user), (at, on) in activity.watch.items()],
+            activity.hours,
+        )
+        return [
+            self._keys.shop(),
+            ref_ms,
+            c.half_life_ms,
+            c.top_k,
+            c.watchers_cap,
+            c.watch_ms,
+            RENORMALISE_AT,
+            orjson.dumps(sections),
+        ]
 
     async def record(self, activity: Activity) -> None:
         if activity.ref_ms is None:
