@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from profiles.aggregates import Fetched, Statistics
 from profiles.catalog import Product
@@ -84,6 +85,11 @@ class LookupCache:
         self._refreshing: asyncio.Task[None] | None = None
         self._shared = Lookups()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        #: every catalog entry and row the cache holds, flat, handed to batches as they
+        #: are (read-only views): a batch costs one step per product it names, not one
+        #: per product its rows rank
+        self._products: dict[str, Product] = {}
+        self._rows: dict[str, Ranked] = {}
 
     async def lookups(self, product_ids: Collection[str]) -> Lookups:
         now = self.clock()
@@ -110,11 +116,31 @@ class LookupCache:
     def _keep(self, fetched: Fetched, product_ids: list[str]) -> None:
         if fetched.popular is not None:
             self._shared = _shop_wide(fetched)
+            self._products.update(self._shared.products)
         for pid in product_ids:
-            self._entries[pid] = _entry(fetched, pid)
+            entry = self._entries[pid] = _entry(fetched, pid)
             self._entries.move_to_end(pid)
+            self._products.update(entry.ranked)
+            if entry.product is not None:
+                self._products[pid] = entry.product
+            if entry.row:
+                self._rows[pid] = entry.row
+            else:
+                self._rows.pop(pid, None)
         while len(self._entries) > self.max_products:
-            self._entries.popitem(last=False)
+            dropped, _ = self._entries.popitem(last=False)
+            self._rows.pop(dropped, None)
+        if len(self._products) > 2 * self.max_products:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """The flat products again from what is held (drops deleted and evicted ones)."""
+        products = dict(self._shared.products)
+        for pid, entry in self._entries.items():
+            products.update(entry.ranked)
+            if entry.product is not None:
+                products[pid] = entry.product
+        self._products = products
 
     async def _refresh(self, started: float) -> None:
         """Re-read the shop-wide part and every cached product, a chunk per call."""
@@ -125,6 +151,7 @@ class LookupCache:
                 self.refresh_reads += 1
                 fetched = await self.statistics.fetch(chunk, shared=at == 0)
                 self._keep(fetched, chunk)
+            self._rebuild()
             self._refreshed_at = started
         except Exception:
             # batches go on with what is cached; the next one after the TTL tries again
@@ -133,16 +160,14 @@ class LookupCache:
             self._refreshing = None
 
     def _assemble(self, product_ids: Collection[str]) -> Lookups:
-        products = dict(self._shared.products)
-        also: dict[str, Ranked] = {}
+        """The batch's view: every product and row held (valid until the next await
+        of this cache; a batch folds and renders without awaiting in between)."""
+        entries = self._entries
         for pid in product_ids:
-            entry = self._entries.get(pid)
-            if entry is None:  # dropped by this very batch: more products than the bound
-                continue
-            self._entries.move_to_end(pid)
-            products.update(entry.ranked)
-            if entry.product is not None:
-                products[pid] = entry.product
-            if entry.row:
-                also[pid] = entry.row
-        return replace(self._shared, products=products, also_bought=also)
+            if pid in entries:
+                entries.move_to_end(pid)
+        return replace(
+            self._shared,
+            products=MappingProxyType(self._products),
+            also_bought=MappingProxyType(self._rows),
+        )
