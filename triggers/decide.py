@@ -222,10 +222,9 @@ def _send(
     rid = request_id(
         rule.id, firing.user_id, firing.key, firing.trigger_event_id, firing.instance_id
     )
-    if rule.category == "marketing":
-        settle_feedback(profile, now, ruleset.config.scoring)
     ctx = context(ruleset, profile, now, firing.trigger_event)
-    picks = Picks(ruleset, profile, lookups, now)
+    # recommendations see the mail the user ignored since their last event
+    picks = Picks(ruleset, settle_feedback(profile, now, ruleset.config.scoring), lookups, now)
     ctx.update(picks.functions())
     ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
     ctx["unsubscribe_url"] = ruleset.config.sender.unsubscribe_url.replace(
