@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from datetime import UTC, datetime
@@ -123,8 +124,23 @@ def _run(
     nudge = create_app(settings, rules, adapt_rules=adapt)
     for hook in extra or []:
         hook(nudge)
+    _tune_gc(settings.gc_threshold)
     worker = faust.Worker(nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+def _tune_gc(threshold: int) -> None:
+    """Collect the young generation every ``threshold`` allocations instead of 700, and
+    keep what start-up built (modules, rules, templates) out of every collection.
+
+    A batch allocates and drops hundreds of thousands of small objects (events, profiles,
+    contexts) that reference counting frees; at Python's default the collector walks the
+    young generation thousands of times a batch for almost nothing (about a fifth of the
+    engine's CPU per event, measured with ``bench/engine.py``).
+    """
+    if threshold:
+        gc.freeze()
+        gc.set_threshold(threshold, 50, 100)
 
 
 @cli.command()

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         30.0, ge=0, description="seconds a worker reuses the catalog and statistics it read"
     )
     lookups_cache_size: int = Field(20_000, ge=1, description="products a worker caches at most")
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="allocations between young-generation garbage collections (Python's "
+        "default is 700; a batch allocates hundreds of thousands of short-lived objects); "
+        "0 keeps Python's defaults",
+    )
 
     # --- ops -----------------------------------------------------------------------------
     web_host: str = "127.0.0.1"
