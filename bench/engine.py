@@ -56,13 +56,23 @@ from aiokafka.partitioner import murmur2
 from harness import REPO, command_line, machine
 
 from profiles import (
+    InMemoryCatalog,
     InMemoryProfileStore,
+    InMemoryStatistics,
     InMemoryTimerStore,
     Keys,
+    LookupCache,
+    LookupSource,
+    Product,
     ProfileStore,
+    RecommendationConfig,
+    RedisCatalog,
     RedisProfileStore,
+    RedisStatistics,
     RedisTimerStore,
+    Statistics,
     TimerStore,
+    load_catalog,
 )
 from streams.embedded import start_redis
 from triggers import DeadLetter, Decision, Engine, Incoming, SendRequest, load_rules
@@ -165,6 +175,9 @@ class Clock:
     def __call__(self) -> datetime:
         return self.now
 
+    def now_ms(self) -> int:
+        return int(self.now.timestamp() * 1000)
+
     def advance_ms(self, epoch_ms: int) -> None:
         self.now = max(self.now, datetime.fromtimestamp(epoch_ms / 1000, tz=UTC))
 
@@ -175,6 +188,23 @@ class Stores:
     timers: TimerStore
     label: str
     redis_pid: int | None = None
+    #: the Redis client and key prefix of the run (``None``: in-memory stores)
+    client: aioredis.Redis | None = None
+    keys: Keys | None = None
+
+    async def statistics(
+        self, catalog: list[Product], config: RecommendationConfig, clock: Clock
+    ) -> tuple[Statistics, LookupSource]:
+        """Shop-wide statistics over ``catalog``, as the worker (Redis, behind its
+        lookup cache) or ``simulate`` (in memory) keeps them."""
+        if self.client is None:
+            memory = InMemoryStatistics(
+                InMemoryCatalog(catalog), config=config, clock_ms=clock.now_ms
+            )
+            return memory, memory
+        await RedisCatalog(self.client, keys=self.keys).put(catalog)
+        redis = RedisStatistics(self.client, keys=self.keys, config=config, clock_ms=clock.now_ms)
+        return redis, LookupCache(redis)
 
 
 @asynccontextmanager
@@ -194,6 +224,8 @@ async def stores(redis_url: str | None, use_redis: bool) -> AsyncIterator[Stores
             RedisTimerStore(client, keys=keys),
             f"Redis at {redis_url} (prefix {keys.prefix})",
             proc.pid if proc else None,
+            client,
+            keys,
         )
     finally:
         await client.aclose()
@@ -367,13 +399,18 @@ async def bench(args: argparse.Namespace) -> None:
     shop = workload.shop(args.events, seed=args.seed, end_ms=end_ms, span_ms=span_ms)
     batches = record(shop, partitions=args.partitions, size=args.batch, fetch=args.fetch)
     outbox, clock = EncodingOutbox(), Clock()
+    rules = load_rules(args.config)
+    catalog = load_catalog(args.config / "catalog.jsonl")
     async with stores(args.redis_url, args.redis) as found:
+        statistics, lookups = await found.statistics(catalog, rules.config.recommendations, clock)
         engine = Engine(
-            rules=load_rules(args.config),
+            rules=rules,
             profiles=found.profiles,
             timers=found.timers,
             outbox=outbox,
             clock=clock,
+            lookups=lookups,
+            statistics=statistics,
         )
         profiler = cProfile.Profile() if args.profile else None
         run = Run(engine, clock, args.partitions, found.redis_pid, profiler)
