@@ -14,6 +14,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from jinja2.exceptions import TemplateRuntimeError
+
 from profiles import Lookups, Product, Profile
 from triggers.loader import RuleSet
 from triggers.recommend import STRATEGIES, Strategy, Taste, recommend
@@ -67,9 +69,16 @@ class Picks:
 
     def recommend(self, n: int = 4, strategy: Strategy = "auto") -> list[Product]:
         """Up to ``n`` products for this user (fewer when the shop knows too little)."""
+        # a template error (the mail is suppressed as render_error), never one that
+        # fails the batch: recommend('similar') passes the strategy as n
         if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
-        key = (max(0, int(n)), strategy)
+            raise TemplateRuntimeError(
+                f"recommend(): unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}"
+            )
+        try:
+            key = (max(0, int(n)), strategy)
+        except (TypeError, ValueError, OverflowError):
+            raise TemplateRuntimeError(f"recommend(): n must be a number, not {n!r}") from None
         picked = self._picked.get(key)
         if picked is None:
             if self._taste is None:

@@ -190,3 +190,23 @@ async def test_the_shipped_abandonment_mails_show_the_items_and_two_picks() -> N
         assert kettle.url in mail.text
         assert mail.products == ["sku-kettle", "sku-lamp", "sku-mug"]  # the item, two picks
         assert "Enamel mug" in mail.html and "Enamel mug" in mail.text
+
+
+@pytest.mark.parametrize("call", ["recommend('similar')", "recommend(2, 'nonsense')"])
+async def test_a_bad_recommend_call_suppresses_the_mail_not_the_batch(
+    make_config: Callable[[str], Path], call: str
+) -> None:
+    config = make_config(RULES)
+    for name in ("picks", "similar", "promo"):
+        folder = config / "templates" / name
+        folder.mkdir()
+        for part in ("subject.txt", "body.html", "body.txt"):
+            (folder / part).write_text("{{ " + call + " }}")
+    shop = Shop()
+    shop.signup("cal", 1)
+    shop.add("hello", "cal", 1.1)
+    sim = await run(load_rules(config), shop)
+    assert not sim.sends
+    [decision] = [d for d in sim.decisions if d.rule_id == "hello"]
+    assert (decision.outcome, decision.reason) == ("suppressed", "render_error")
+    assert "recommend()" in decision.detail
