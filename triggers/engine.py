@@ -52,6 +52,11 @@ __all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
 
 log = logging.getLogger(__name__)
 
+#: statistics count events dated at most this far ahead of the engine's clock (ms) ...
+STATS_FUTURE_MS = 86_400_000
+#: ... and at most this many half-lives behind it (their weight would be below 2**-200)
+STATS_PAST_HALF_LIVES = 200
+
 
 @dataclass(frozen=True)
 class Incoming:
@@ -180,23 +185,34 @@ class Engine:
             if step.applied
         ]
         conflicts = await self._commit(steps.values(), writes, dead_letters, result)
-        await self._record([step for user_id, step in steps.items() if user_id not in conflicts])
+        committed = [step for user_id, step in steps.items() if user_id not in conflicts]
+        await self._record(committed, now)
         return conflicts
 
-    async def _record(self, steps: list[UserStep]) -> None:
+    async def _record(self, steps: list[UserStep], now: datetime) -> None:
         """Add what the committed steps applied to the shop-wide statistics.
 
         Statistics are not part of the at-least-once promise (they are decayed sums that
         steer recommendations, not sends), so they are recorded behind the batch: the
         next batch starts while this one's are written, and waits only for the previous
         recording. A crash loses at most one batch's contribution.
+
+        Events dated more than ``STATS_FUTURE`` after ``now``, or more than
+        ``STATS_PAST_HALF_LIVES`` half-lives before it, are left out: one event years
+        ahead would move the statistics' epoch there for good (every read then
+        overflows), and weights ``2 ** (spread / half-life)`` apart overflow a float.
         """
         if self.statistics is None:
             return
-        activity = Activity(self.rules.config.recommendations)
+        config = self.rules.config.recommendations
+        now_ms = int(now.timestamp() * 1000)
+        earliest = now_ms - STATS_PAST_HALF_LIVES * config.half_life_ms
+        latest = now_ms + STATS_FUTURE_MS
+        activity = Activity(config)
         for step in steps:
             for seen in step.observed:
-                activity.add_event(seen.event, in_cart=seen.in_cart, local_hour=seen.local_hour)
+                if earliest <= seen.event.ts_ms <= latest:
+                    activity.add_event(seen.event, in_cart=seen.in_cart, local_hour=seen.local_hour)
         await self.settle()
         if activity:
             self._recording = asyncio.create_task(self._record_now(self.statistics, activity))
@@ -207,6 +223,9 @@ class Engine:
             await statistics.record(activity)
         except StoreUnavailable as exc:
             log.warning("a batch's statistics were not recorded: %s", exc)
+        except Exception:
+            # best effort: never fail the next batch (which awaits this task) for it
+            log.exception("a batch's statistics were not recorded")
 
     async def settle(self) -> None:
         """Wait until the statistics of the batches processed so far are recorded."""

@@ -210,3 +210,41 @@ async def test_a_bad_recommend_call_suppresses_the_mail_not_the_batch(
     [decision] = [d for d in sim.decisions if d.rule_id == "hello"]
     assert (decision.outcome, decision.reason) == ("suppressed", "render_error")
     assert "recommend()" in decision.detail
+
+
+async def test_statistics_leave_out_events_dated_decades_away(ruleset: RuleSet) -> None:
+    """One event dated 2099 (or 1970) in a batch neither fails the batch's statistics
+    nor moves their epoch so far ahead that every later read overflows."""
+    from profiles import (
+        InMemoryCatalog,
+        InMemoryProfileStore,
+        InMemoryStatistics,
+        InMemoryTimerStore,
+    )
+    from triggers.engine import Engine, Incoming, InMemoryOutbox
+
+    ms = int(DAY0.timestamp() * 1000)
+    stats = InMemoryStatistics(
+        InMemoryCatalog(CATALOG), config=ruleset.config.recommendations, clock_ms=lambda: ms
+    )
+    engine = Engine(
+        rules=ruleset,
+        profiles=InMemoryProfileStore(),
+        timers=InMemoryTimerStore(),
+        outbox=InMemoryOutbox(),
+        clock=lambda: DAY0,
+        lookups=stats,
+        statistics=stats,
+    )
+    shop = Shop()
+    shop.buy("ann", 0, "o-tent", "o-lamp")
+    dated = (("far", "2099-01-01T00:00:00Z"), ("old", "1970-01-01T00:00:00Z"))
+    for user, ts in (*dated, ("alone", "2099-01-01T00:00:00Z")):
+        view = {"event_id": user, "type": "product_view", "user_id": user, "ts": ts}
+        shop.lines.append(orjson.dumps({**view, "properties": {"product_id": "k-mug"}}))
+    for batch in (shop.lines[:3], shop.lines[3:]):  # mixed with a purchase; alone
+        await engine.process([Incoming(line, None, "t", 0, n) for n, line in enumerate(batch)])
+        await engine.settle()
+    fetched = await stats.fetch(["o-tent"])
+    assert [pid for pid, _ in fetched.also_bought["o-tent"]] == ["o-lamp"]
+    assert "k-mug" not in dict(fetched.popular or ())
