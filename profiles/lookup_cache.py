@@ -93,6 +93,9 @@ class LookupCache:
 
     async def lookups(self, product_ids: Collection[str]) -> Lookups:
         now = self.clock()
+        # most recently used first, so that fetching what is missing cannot evict (and
+        # drop the rows of) products this very batch names
+        self._touch(product_ids)
         missing = [pid for pid in product_ids if pid not in self._entries]
         if self._refreshed_at is None:
             await self._fetch(missing, shared=True)
@@ -159,13 +162,16 @@ class LookupCache:
         finally:
             self._refreshing = None
 
-    def _assemble(self, product_ids: Collection[str]) -> Lookups:
-        """The batch's view: every product and row held (valid until the next await
-        of this cache; a batch folds and renders without awaiting in between)."""
+    def _touch(self, product_ids: Collection[str]) -> None:
         entries = self._entries
         for pid in product_ids:
             if pid in entries:
                 entries.move_to_end(pid)
+
+    def _assemble(self, product_ids: Collection[str]) -> Lookups:
+        """The batch's view: every product and row held (valid until the next await
+        of this cache; a batch folds and renders without awaiting in between)."""
+        self._touch(product_ids)
         return replace(
             self._shared,
             products=MappingProxyType(self._products),

@@ -293,3 +293,16 @@ def test_activity_from_events_matches_the_add_methods() -> None:
     assert batch.pairs == pytest.approx({("a", "b"): 1.3, ("b", "a"): 1.3})
     assert batch.watch == {("a", "u1"): (T0, False), ("b", "u1"): (T0, False)}
     assert batch.hours[8] == 1.0
+
+
+async def test_cache_never_drops_a_batch_s_own_products_for_its_missing_ones(
+    stats: Statistics,
+) -> None:
+    batch = activity()
+    batch.add_purchase("u1", [("a", None), ("x", None)], T0)
+    await stats.record(batch)
+    cache = LookupCache(stats, ttl=30, max_products=2, clock=lambda: 0.0)
+    await cache.lookups(["a"])
+    await cache.lookups(["b"])
+    both = await cache.lookups(["a", "c"])  # c is fetched; b goes, not a
+    assert ids(both.also_bought["a"]) == ["x"]
