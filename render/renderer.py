@@ -71,6 +71,9 @@ class Renderer:
                 parts[part] = template.render(context)
             except (TemplateError, SecurityError) as exc:
                 raise RenderError(f"{name}/{filename}: {exc}") from exc
+            except Exception as exc:  # a filter or function given what it cannot take
+                kind = type(exc).__name__
+                raise RenderError(f"{name}/{filename}: {kind}: {exc}") from exc
         subject = " ".join(parts["subject"].split())
         return RenderedEmail(subject=subject, html=parts["html"], text=parts["text"].strip() + "\n")
 

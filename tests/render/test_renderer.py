@@ -83,3 +83,13 @@ def test_shipped_templates_render_a_cart(tmp_path: Path) -> None:
     assert "2 x Mug <3: $20.00" in email.text
     assert "Mug &lt;3" in email.html
     assert 'href="https://u.example/?a=1&amp;b=2"' in email.html
+
+
+def test_a_filter_given_what_it_cannot_take_is_a_render_error(tmp_path: Path) -> None:
+    """``money`` on a word raises ValueError inside the template: that mail fails to
+    render (a RenderError the engine suppresses), not the batch around it."""
+    (tmp_path / "bad").mkdir()
+    for part in ("subject.txt", "body.html", "body.txt"):
+        (tmp_path / "bad" / part).write_text("{{ 'soon' | money }}")
+    with pytest.raises(RenderError, match=r"bad/subject.txt: ValueError"):
+        Renderer(tmp_path).render("bad", {})
