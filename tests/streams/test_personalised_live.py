@@ -12,6 +12,8 @@ import pytest
 
 from profiles import Product
 
+from ..triggers.test_personalised import RULES as SHOP_RULES
+from ..triggers.test_personalised import TEMPLATES
 from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
 from .test_worker import ev, signup
 
@@ -19,39 +21,17 @@ Env = Callable[..., WorkerEnv]
 Start = Callable[[WorkerEnv], WorkerProcess]
 View = Callable[..., RedisView]
 
-RULES = """\
-version: 1
-custom_events: [marker, hello, promo, news]
-rules:
+#: the simulate tests' rules, plus a transactional ``marker`` mail to wait for
+RULES = (
+    SHOP_RULES.replace("custom_events: [", "custom_events: [marker, ")
+    + """\
   - id: marker
     kind: on_event
     events: [marker]
     category: transactional
     template: welcome
-  - id: thanks
-    kind: on_event
-    events: [purchase]
-    category: transactional
-    template: picks
-  - id: hello
-    kind: on_event
-    events: [hello]
-    template: picks
-  - id: promo
-    kind: on_event
-    events: [promo]
-    template: promo
-  - id: news
-    kind: on_event
-    events: [news]
-    template: similar
 """
-
-TEMPLATES = {
-    "picks": "{% for p in recommend(2) %}{{ p.product_id }} {% endfor %}",
-    "similar": "{% for p in recommend(4, 'similar') %}{{ p.product_id }} {% endfor %}",
-    "promo": "{{ catalog(event.properties.product_id).name }}",
-}
+)
 
 KITCHEN = ["k-board", "k-bowl", "k-jar", "k-kettle", "k-mug", "k-pan", "k-spoon", "k-tea"]
 OUTDOOR = ["o-axe", "o-boots", "o-chair", "o-lamp", "o-map", "o-stove", "o-tent", "o-torch"]
