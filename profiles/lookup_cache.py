@@ -47,6 +47,12 @@ class _Entry:
     #: the catalog entries of the products ``row`` ranks
     ranked: dict[str, Product]
 
+    def add_products(self, product_id: str, products: dict[str, Product]) -> None:
+        """Put the product (as ``product_id``) and those its row ranks into ``products``."""
+        products.update(self.ranked)
+        if self.product is not None:
+            products[product_id] = self.product
+
 
 def _entry(fetched: Fetched, product_id: str) -> _Entry:
     row = fetched.also_bought.get(product_id, ())
@@ -123,9 +129,7 @@ class LookupCache:
         for pid in product_ids:
             entry = self._entries[pid] = _entry(fetched, pid)
             self._entries.move_to_end(pid)
-            self._products.update(entry.ranked)
-            if entry.product is not None:
-                self._products[pid] = entry.product
+            entry.add_products(pid, self._products)
             if entry.row:
                 self._rows[pid] = entry.row
             else:
@@ -140,9 +144,7 @@ class LookupCache:
         """The flat products again from what is held (drops deleted and evicted ones)."""
         products = dict(self._shared.products)
         for pid, entry in self._entries.items():
-            products.update(entry.ranked)
-            if entry.product is not None:
-                products[pid] = entry.product
+            entry.add_products(pid, products)
         self._products = products
 
     async def _refresh(self, started: float) -> None:
