@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,16 @@ from triggers import ConfigError, RuleSet, load_rules
 __all__ = ["main"]
 
 
+def _echo_issues(issues: Sequence[object]) -> None:
+    for issue in issues:
+        click.echo(f"error: {issue}", err=True)
+
+
 def _load_or_exit(config_dir: Path) -> RuleSet:
     try:
         return load_rules(config_dir)
     except ConfigError as exc:
-        for issue in exc.issues:
-            click.echo(f"error: {issue}", err=True)
+        _echo_issues(exc.issues)
         click.echo(f"{len(exc.issues)} error(s); fix the config and try again.", err=True)
         sys.exit(2)
 
@@ -41,8 +46,7 @@ def _catalog_or_exit(config_dir: Path) -> list[Any]:
     try:
         return load_catalog(path)
     except CatalogError as exc:
-        for issue in exc.issues:
-            click.echo(f"error: {issue}", err=True)
+        _echo_issues(exc.issues)
         click.echo(f"{len(exc.issues)} invalid catalog line(s); fix them and try again.", err=True)
         sys.exit(2)
 
@@ -345,8 +349,7 @@ def catalog_load(file: Path) -> None:
     try:
         products = load_catalog(file)
     except CatalogError as exc:
-        for issue in exc.issues:
-            click.echo(f"error: {issue}", err=True)
+        _echo_issues(exc.issues)
         raise click.ClickException(f"{len(exc.issues)} invalid line(s); nothing loaded") from exc
     settings = Settings()
     count = asyncio.run(_put_catalog(settings, products))
