@@ -83,11 +83,13 @@ async def simulate(
     """
     sim = Simulation()
     clock = _Clock()
-    statistics = InMemoryStatistics(
-        InMemoryCatalog(catalog),
-        config=ruleset.config.recommendations,
-        clock_ms=lambda: int(clock.now.timestamp() * 1000),
-    )
+    statistics = None
+    if lookups is None:  # learn them from the replayed events
+        statistics = InMemoryStatistics(
+            InMemoryCatalog(catalog),
+            config=ruleset.config.recommendations,
+            clock_ms=lambda: int(clock.now.timestamp() * 1000),
+        )
     engine = Engine(
         rules=ruleset,
         profiles=sim.profiles,
@@ -95,7 +97,7 @@ async def simulate(
         outbox=sim,
         clock=clock,
         lookups=lookups or statistics,
-        statistics=None if lookups else statistics,
+        statistics=statistics,
     )
     ordered: list[tuple[datetime, int, bytes, bytes | None]] = []
     for offset, raw in enumerate(lines):
