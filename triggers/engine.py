@@ -45,7 +45,7 @@ from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.fold import UserStep, apply_user_events, fire_user_timers
 from triggers.loader import RuleSet
-from triggers.picks import BOUGHT_SEEDS
+from triggers.picks import seed_products
 from triggers.replan import Replan, replan_timer
 
 __all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
@@ -169,8 +169,8 @@ class Engine:
     ) -> list[str]:
         wanted = {user_id: [e.event_id for e, _ in events] for user_id, events in by_user.items()}
         snapshots = await self.profiles.load(wanted)
-        named = _products_named(e for events in by_user.values() for e, _ in events)
-        lookups = await self._lookups([*named, *_products_held(snapshots.values())])
+        incoming = (event for batch in by_user.values() for event, _ in batch)
+        lookups = await self._lookups(incoming, snapshots.values())
         now = self.clock()
         steps = {}
         for user_id, events in by_user.items():
@@ -277,8 +277,7 @@ class Engine:
         for timer in claimed:
             by_user.setdefault(timer.user_id, []).append(timer)
         snapshots, broken = await self._load_for_timers(list(by_user))
-        named = _products_named(t.trigger_event for t in claimed)
-        lookups = await self._lookups([*named, *_products_held(snapshots.values())])
+        lookups = await self._lookups((t.trigger_event for t in claimed), snapshots.values())
         steps = {
             user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now, lookups)
             for user_id, timers in by_user.items()
@@ -343,10 +342,18 @@ class Engine:
             log.warning("profiles changed under %d users while re-planning", len(conflicts))
         return result
 
-    async def _lookups(self, product_ids: Iterable[str]) -> Lookups:
+    async def _lookups(
+        self, events: Iterable[Event | dict[str, Any]], snapshots: Iterable[Snapshot]
+    ) -> Lookups:
+        """What the folds and renders of ``events`` for these users may read: the
+        products the events name and those the users' recommendations start from."""
         if self.lookups is None:
             return NO_LOOKUPS
-        return await self.lookups.lookups(set(product_ids))
+        wanted = set(_products_named(events))
+        for snapshot in snapshots:
+            if snapshot.profile is not None:
+                wanted.update(seed_products(snapshot.profile))
+        return await self.lookups.lookups(wanted)
 
     async def _load_for_timers(
         self, user_ids: list[str]
@@ -376,17 +383,6 @@ def _products_named(events: Iterable[Event | dict[str, Any]]) -> Iterator[str]:
         for item in props.get("items") or ():
             if isinstance(item, dict) and isinstance(item.get("product_id"), str):
                 yield item["product_id"]
-
-
-def _products_held(snapshots: Iterable[Snapshot]) -> Iterator[str]:
-    """The products users' mails may show or start recommendations from: the cart, the
-    last bought, the recently viewed."""
-    for snapshot in snapshots:
-        profile = snapshot.profile
-        if profile is not None:
-            yield from profile.cart.items
-            yield from profile.purchased_products[:BOUGHT_SEEDS]
-            yield from profile.recently_viewed
 
 
 def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) -> list[ProfileWrite]:

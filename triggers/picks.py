@@ -20,10 +20,18 @@ from profiles import Lookups, Product, Profile
 from triggers.loader import RuleSet
 from triggers.recommend import STRATEGIES, Strategy, Taste, recommend
 
-__all__ = ["BOUGHT_SEEDS", "Picks", "taste_of"]
+__all__ = ["Picks", "seed_products", "taste_of"]
 
 #: bought products whose also-bought rows a recommendation starts from (newest first)
 BOUGHT_SEEDS = 5
+
+
+def seed_products(profile: Profile) -> list[str]:
+    """The products a user's recommendations start from, newest intent first: the cart,
+    the products bought last, then those viewed (repeats possible). A batch fetches
+    their catalog entries and rows before it folds (see :class:`~triggers.Engine`)."""
+    cart = list(reversed(profile.cart.items))
+    return [*cart, *profile.purchased_products[:BOUGHT_SEEDS], *profile.recently_viewed]
 
 
 def taste_of(ruleset: RuleSet, profile: Profile, now: datetime) -> Taste:
@@ -34,15 +42,13 @@ def taste_of(ruleset: RuleSet, profile: Profile, now: datetime) -> Taste:
     featured within ``recommendations.exclude_recent_days``.
     """
     config = ruleset.config
-    cart = list(reversed(profile.cart.items))
-    bought = profile.purchased_products
-    recent = dict.fromkeys([*cart, *bought[:BOUGHT_SEEDS], *profile.recently_viewed])
+    recent = dict.fromkeys(seed_products(profile))
     featured = profile.recommended_recently(now, config.recommendations.exclude_recent_days)
     return Taste(
         recent=tuple(recent),
         categories=profile.affinities_now(now, config.scoring),
         brands=profile.brand_affinities_now(now, config.scoring),
-        exclude=frozenset([*cart, *bought, *featured]),
+        exclude=frozenset([*profile.cart.items, *profile.purchased_products, *featured]),
     )
 
 
