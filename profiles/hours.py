@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from profiles.events import _check_zone
 
-__all__ = ["HOURS", "HourHistogram", "HoursConfig", "note_hour"]
+__all__ = ["HOURS", "HourHistogram", "HoursConfig", "local_hour", "note_hour"]
 
 #: hours in a day: the histogram's buckets are the local hours 0..23
 HOURS = 24
@@ -84,6 +84,11 @@ def _decay(seconds: float, half_life_days: float) -> float:
     return math.pow(0.5, seconds / 86400 / half_life_days)
 
 
+def local_hour(ts: datetime, timezone: str | None, config: HoursConfig) -> int:
+    """The hour of ``ts`` in the user's ``timezone`` (the configured default without one)."""
+    return ts.astimezone(ZoneInfo(timezone or config.default_timezone or "UTC")).hour
+
+
 def note_hour(
     histogram: HourHistogram | None,
     event_type: str,
@@ -99,7 +104,7 @@ def note_hour(
     weight = config.weights.get(event_type, 0.0)
     if not weight:
         return histogram
-    hour = ts.astimezone(ZoneInfo(timezone or config.default_timezone or "UTC")).hour
+    hour = local_hour(ts, timezone, config)
     if histogram is None:
         return HourHistogram(at=ts, weights={hour: round(weight, _DIGITS)})
     at = max(histogram.at, ts)

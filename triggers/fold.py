@@ -24,6 +24,7 @@ from profiles import (
     apply_event,
     timer_id,
 )
+from profiles.hours import local_hour
 from triggers.conditions import CompiledProbe
 from triggers.context import Memberships, memberships
 from triggers.contracts import Decision, SendRequest
@@ -31,7 +32,6 @@ from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
 from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
 from triggers.loader import RuleSet
-from triggers.schedule import user_zone
 from triggers.timeline import Timeline
 
 __all__ = ["Observed", "Probed", "UserStep", "apply_user_events", "fire_user_timers"]
@@ -135,8 +135,9 @@ def _observed(ruleset: RuleSet, profile: Profile | None, event: Event) -> Observ
     if event.type == "add_to_cart" and profile is not None:
         return Observed(event, in_cart=tuple(profile.cart.items))
     if event.type in _ENGAGEMENT:
-        zone = user_zone(profile, ruleset.config.guards)
-        return Observed(event, local_hour=event.ts.astimezone(zone).hour)
+        timezone = profile.timezone if profile else None
+        hour = local_hour(event.ts, timezone, ruleset.config.scoring.send_hours)
+        return Observed(event, local_hour=hour)
     return Observed(event)
 
 
