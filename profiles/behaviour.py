@@ -16,6 +16,7 @@ from typing import Literal
 from profiles.catalog import Product
 from profiles.events import AddToCart, EmailClick, EmailOpen, Event, ProductView, Purchase
 from profiles.features import (
+    add_activity,
     add_purchase,
     add_weight,
     day_number,
@@ -45,6 +46,7 @@ def observe(
     after settling the feedback of sends whose window ended by the event's time."""
     if profile.featured:
         _settle(profile, event.ts, scoring)
+    add_activity(profile.activity_days, day_number(event.ts), event.type)
     props = event.typed
     if isinstance(props, ProductView):
         push_recent(profile.recently_viewed, props.product_id, MAX_RECENTLY_VIEWED)

@@ -16,15 +16,20 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ACTIVITY_HORIZON_DAYS",
     "LIFECYCLE_STAGES",
+    "MAX_ACTIVITY_DAYS",
     "MAX_AFFINITIES",
     "MAX_PURCHASE_DAYS",
     "PURCHASE_HORIZON_DAYS",
     "RFM_WINDOWS",
+    "ActivityBucket",
     "DayBucket",
     "FeedbackConfig",
     "LifecycleConfig",
     "Stage",
+    "activity_totals",
+    "add_activity",
     "add_purchase",
     "add_weight",
     "day_number",
@@ -51,6 +56,29 @@ _DAY_SECONDS = 86400
 
 #: ``(UTC day number, orders, revenue)``
 DayBucket = tuple[int, int, float]
+#: site and mail activity is kept per UTC day for this many days (the longest window
+#: the prediction features read) ...
+ACTIVITY_HORIZON_DAYS = 90
+#: ... in at most this many buckets; past it the two oldest merge (as purchase days do)
+MAX_ACTIVITY_DAYS = 32
+#: ``(UTC day number, active days, product views, cart additions, mail opens, mail
+#: clicks)``; ``active days`` is 1 for one day's bucket and sums when buckets merge
+ActivityBucket = tuple[int, int, int, int, int, int]
+#: event type -> the bucket position it counts at (a site event also marks the day active)
+_ACTIVITY_SLOT = {"product_view": 2, "add_to_cart": 3, "email_open": 4, "email_click": 5}
+#: events that say the user was on the site or in the app that day (not mail, not
+#: what nudge or the shop did to the profile)
+_SITE_EVENTS = frozenset(
+    {
+        "page_view",
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "checkout_started",
+        "purchase",
+        "signup",
+    }
+)
 Stage = Literal["new", "active", "at_risk", "lapsed", "churned"]
 LIFECYCLE_STAGES: tuple[Stage, ...] = ("new", "active", "at_risk", "lapsed", "churned")
 
@@ -117,6 +145,61 @@ def add_purchase(days: list[DayBucket], day: int, revenue: float) -> list[DayBuc
         (_, n0, r0), (d1, n1, r1) = out[0], out[1]
         out[:2] = [(d1, n0 + n1, round(r0 + r1, 2))]
     return out
+
+
+def add_activity(days: list[ActivityBucket], day: int, event_type: str) -> None:
+    """Count an event of ``event_type`` on ``day`` in ``days`` (oldest first, in place).
+
+    Only the event types the features read count; others leave ``days`` alone. The common
+    case (an event on the newest day) touches the last bucket only. Buckets more than
+    :data:`ACTIVITY_HORIZON_DAYS` before the newest are dropped; past
+    :data:`MAX_ACTIVITY_DAYS` the two oldest merge into one dated on the later day.
+    """
+    slot = _ACTIVITY_SLOT.get(event_type)
+    site = event_type in _SITE_EVENTS
+    if slot is None and not site:
+        return
+    index = len(days) - 1
+    while index >= 0 and days[index][0] > day:
+        index -= 1
+    if index >= 0 and days[index][0] == day:
+        bucket = list(days[index])
+    else:
+        if days and days[-1][0] - day >= ACTIVITY_HORIZON_DAYS:
+            return  # older than anything kept: it would be dropped at once
+        index += 1
+        bucket = [day, 0, 0, 0, 0, 0]
+        days.insert(index, (day, 0, 0, 0, 0, 0))
+    if site:
+        bucket[1] = 1 if bucket[1] == 0 else bucket[1]
+    if slot is not None:
+        bucket[slot] += 1
+    days[index] = (bucket[0], bucket[1], bucket[2], bucket[3], bucket[4], bucket[5])
+    _trim_activity(days)
+
+
+def _trim_activity(days: list[ActivityBucket]) -> None:
+    newest = days[-1][0]
+    stale = 0
+    while stale < len(days) and newest - days[stale][0] >= ACTIVITY_HORIZON_DAYS:
+        stale += 1
+    del days[:stale]
+    while len(days) > MAX_ACTIVITY_DAYS:
+        (_, a0, v0, c0, o0, k0), (day, a1, v1, c1, o1, k1) = days[0], days[1]
+        days[:2] = [(day, a0 + a1, v0 + v1, c0 + c1, o0 + o1, k0 + k1)]
+
+
+def activity_totals(
+    days: Iterable[ActivityBucket], today: int, window: int
+) -> tuple[int, int, int, int, int]:
+    """Active days, views, cart additions, opens and clicks of the ``window`` days up to
+    ``today`` (``today`` included)."""
+    active = views = carts = opens = clicks = 0
+    for day, a, v, c, o, k in days:
+        if 0 <= today - day < window:
+            active, views, carts = active + a, views + v, carts + c
+            opens, clicks = opens + o, clicks + k
+    return active, views, carts, opens, clicks
 
 
 def window_totals(days: Iterable[DayBucket], today: int, window: int) -> tuple[int, float, int]:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from profiles.features import DayBucket, FeedbackConfig, decay_factor, strongest
+from profiles.features import ActivityBucket, DayBucket, FeedbackConfig, decay_factor, strongest
 from profiles.hours import HourHistogram, HoursConfig
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "CartLine",
     "FeaturedSend",
     "LastCart",
+    "Predicted",
     "Profile",
     "ScoringConfig",
     "SendRecord",
@@ -129,6 +130,27 @@ class FeaturedSend(BaseModel):
 _EMPTY = (None, "")
 
 
+class Predicted(BaseModel):
+    """The scores of the model a worker holds, as of ``scored_at`` (``profile.predicted``).
+
+    Written after each batch that touched the user (and refreshed as time passes, see
+    README "Predictions"); ``None`` while no model is loaded or the user was not scored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: chance of a purchase within the model's horizon (calibrated)
+    purchase_probability: float
+    #: chance that a past buyer neither buys nor is active within the horizon
+    churn_probability: float
+    #: revenue expected within the horizon
+    expected_value: float
+    #: the plain name of the user's behavioural cluster ("lapsed one-time buyers")
+    cluster: str
+    model_version: str
+    scored_at: datetime
+
+
 class SendRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -165,6 +187,9 @@ class Profile(BaseModel):
     last_purchase_at: datetime | None = None
     #: orders and revenue per UTC day of the last year, oldest first (``profile.rfm``)
     purchase_days: list[DayBucket] = []
+    #: site days, views, cart additions, mail opens and clicks per UTC day of the last
+    #: 90 days, oldest first (the prediction features' windows)
+    activity_days: list[ActivityBucket] = []
     #: category -> affinity as of ``affinity_at`` (decayed; see ``profile.affinities``)
     affinity: dict[str, float] = {}
     #: brand -> affinity as of ``affinity_at`` (brands known from the catalog)
@@ -180,6 +205,8 @@ class Profile(BaseModel):
     featured: list[FeaturedSend] = []
     score: float = 0.0
     score_at: datetime | None = None
+    #: the prediction model's scores (``None`` until scored)
+    predicted: Predicted | None = None
     #: decayed weight of the local hours at which the user opens and clicks mail
     open_hours: HourHistogram | None = None
     signed_up_at: datetime | None = None
