@@ -289,14 +289,17 @@ def _with_reasons(counts: dict[str, int], outcome: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--rule", "rule_id", help="Only this rule, with a one-line verdict first.")
 def explain(user_id: str, config_dir: Path | None, as_json: bool, rule_id: str | None) -> None:
-    """Show USER_ID's live profile, segments, pending timers and recent decisions."""
+    """Show USER_ID's live profile, segments, predictions (with the reasons behind each
+    score when a model is loaded), pending timers and recent decisions."""
     from streams.explain import explain_user, narrow_to_rule, render_explanation
 
     settings = Settings()
     rules = _load_or_exit(config_dir or settings.config_dir)
     if rule_id is not None and not any(r.id == rule_id for r in rules.config.rules):
         raise click.ClickException(f"no rule named {rule_id!r} in the rules")
-    report = asyncio.run(explain_user(settings, rules, user_id))
+    # the live rule set carries the worker's model once scoring is wired; until then none
+    model = getattr(rules, "model", None)
+    report = asyncio.run(explain_user(settings, rules, user_id, model=model))
     if report is None:
         raise click.ClickException(f"no profile for user {user_id!r}")
     if rule_id is not None:

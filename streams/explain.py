@@ -7,16 +7,32 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from profiles import Keys, RedisProfileStore, RedisTimerStore, Timer
+from profiles import Keys, Profile, RedisProfileStore, RedisTimerStore, ScoringConfig, Timer
+from profiles.predictions import TARGETS, Model, feature_vector
 from streams.settings import Settings
 from triggers import RuleSet
 from triggers.context import memberships
 from triggers.firing import RECHECK
 
-__all__ = ["explain_user", "narrow_to_rule", "render_explanation", "verdict"]
+__all__ = [
+    "NOT_SCORED",
+    "explain_predictions",
+    "explain_user",
+    "narrow_to_rule",
+    "render_explanation",
+    "render_predictions",
+    "verdict",
+]
+
+#: what a profile without scores says
+NOT_SCORED = "not scored yet (no model loaded, or no event since it was)"
 
 
-async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict[str, Any] | None:
+async def explain_user(
+    settings: Settings, rules: RuleSet, user_id: str, *, model: Model | None = None
+) -> dict[str, Any] | None:
+    """The report of ``user_id``'s stored profile (``None`` when there is none); with
+    ``model``, each score on the profile comes with its reasons."""
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
         keys = Keys(settings.redis_prefix)
@@ -54,7 +70,49 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
         ],
         "recent_sends": [s.model_dump(mode="json") for s in profile.sends[-10:]],
         "recent_decisions": profile.decisions,
+        "predictions": explain_predictions(profile, rules.config.scoring, model=model),
     }
+
+
+def explain_predictions(
+    profile: Profile, scoring: ScoringConfig, *, model: Model | None = None
+) -> dict[str, Any]:
+    """``profile.predicted`` as plain data, each numeric score with ``model``'s top three
+    reasons and how they are computed.
+
+    The reasons are computed on the features as of ``scored_at``, the moment the score
+    was computed, so they explain the number shown rather than a score the user would get
+    now. A ``model`` of another version than the one that scored says so (``note``).
+    """
+    predicted = profile.predicted
+    if predicted is None:
+        return {"scored": False, "note": NOT_SCORED}
+    report: dict[str, Any] = {
+        "scored": True,
+        "model_version": predicted.model_version,
+        "scored_at": predicted.scored_at.isoformat(),
+        "cluster": predicted.cluster,
+        "scores": {t: {"value": getattr(predicted, t)} for t in TARGETS},
+        "note": _model_note(predicted.model_version, model),
+    }
+    if model is not None:
+        row = feature_vector(profile, predicted.scored_at, scoring)
+        report["reasons_model_version"] = model.version
+        for target in TARGETS:
+            report["scores"][target]["method"] = model.reason_method(target)
+            report["scores"][target]["reasons"] = [
+                {"feature": r.feature, "value": r.value, "effect": r.effect}
+                for r in model.reasons(row, target, top=3)
+            ]
+    return report
+
+
+def _model_note(scored_by: str, model: Model | None) -> str | None:
+    if model is None:
+        return "no model loaded: reasons need the model that scored"
+    if model.version != scored_by:
+        return f"scored by model {scored_by}; reasons from the loaded model {model.version}"
+    return None
 
 
 def _deferred_by(decisions: list[dict[str, Any]], timer: Timer) -> str:
@@ -141,6 +199,32 @@ def _address(profile: dict[str, Any]) -> str:
     return str(profile["email"] or "-")
 
 
+def _score_lines(name: str, score: dict[str, Any]) -> list[str]:
+    value = score["value"]
+    lines = [f"  {name} {value:.2f}" + (f"  ({score['method']})" if "method" in score else "")]
+    for reason in score.get("reasons", []):
+        lines.append(
+            f"      {reason['feature']} = {reason['value']:g}  effect {reason['effect']:+.3f}"
+        )
+    return lines
+
+
+def render_predictions(predictions: dict[str, Any]) -> list[str]:
+    """The lines of :func:`explain_predictions`' report."""
+    if not predictions["scored"]:
+        return [f"predictions: {predictions['note']}"]
+    lines = [
+        f"predictions (model {predictions['model_version']}, "
+        f"scored {_clock(predictions['scored_at'])}):"
+    ]
+    for name, score in predictions["scores"].items():
+        lines += _score_lines(name, score)
+    lines.append(f"  cluster {predictions['cluster']}")
+    if predictions["note"]:
+        lines.append(f"  ({predictions['note']})")
+    return lines
+
+
 def render_explanation(report: dict[str, Any]) -> str:
     p = report["profile"]
     timers = [_timer_line(t) for t in report["pending_timers"]] or ["  none"]
@@ -157,6 +241,7 @@ def render_explanation(report: dict[str, Any]) -> str:
             f"purchases {p['purchase_count']} ({p['total_spent']:.2f})",
             f"  score now {report['score_now']}  affinity {p['affinity']}",
             f"  segments {', '.join(report['segments_now']) or '-'}",
+            *(render_predictions(report["predictions"]) if "predictions" in report else []),
             "pending timers:",
             *timers,
             "recent decisions (oldest first):",

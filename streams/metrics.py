@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from profiles.predictions import FeatureRow, Model, Scores
+from profiles.predictions.drift import DriftMonitor
 from triggers import BatchResult
 
-__all__ = ["Metrics"]
+__all__ = [
+    "DRIFT_PSI",
+    "DRIFT_ROWS",
+    "PREDICTIONS",
+    "PREDICTION_SCORE",
+    "PREDICTION_VALUE",
+    "Metrics",
+]
+
+#: gauge ``{model, feature}``: PSI of a feature or numeric score (``feature`` is its name)
+DRIFT_PSI = "nudge_prediction_drift_psi"
+#: gauge ``{model}``: scored rows the PSI is computed over (the drift window)
+DRIFT_ROWS = "nudge_prediction_drift_window_rows"
+#: counter ``{model}``: users scored (a user scored twice counts twice)
+PREDICTIONS = "nudge_predictions"
+#: histogram ``{model, score}``: purchase_probability and churn_probability
+PREDICTION_SCORE = "nudge_prediction_score"
+#: histogram ``{model}``: expected_value, in the shop's currency
+PREDICTION_VALUE = "nudge_prediction_expected_value"
+
+_PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+_MONEY_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
 class Metrics:
     """Every metric nudge exports, on one registry (a fresh one per app, for tests)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        drift_refresh: float = 10.0,
+        drift_window: int = 10_000,
+        drift_min_rows: int = 500,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``drift_refresh``: seconds a computed PSI is reused by later scrapes;
+        ``drift_window`` / ``drift_min_rows``: see :class:`DriftMonitor`."""
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events = Counter(
@@ -86,6 +124,47 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self._init_predictions(r)
+        self.drift = _DriftCollector(
+            refresh=drift_refresh, window=drift_window, min_rows=drift_min_rows, clock=clock
+        )
+        r.register(self.drift)
+
+    def _init_predictions(self, r: CollectorRegistry) -> None:
+        self.predictions = Counter(
+            PREDICTIONS, "Users scored by the prediction model", ["model"], registry=r
+        )
+        self.prediction_scores = Histogram(
+            PREDICTION_SCORE,
+            "Live purchase and churn probabilities",
+            ["model", "score"],
+            registry=r,
+            buckets=_PROBABILITY_BUCKETS,
+        )
+        self.prediction_values = Histogram(
+            PREDICTION_VALUE,
+            "Live expected value per user, in the shop's currency",
+            ["model"],
+            registry=r,
+            buckets=_MONEY_BUCKETS,
+        )
+
+    def record_predictions(
+        self, model: Model, rows: Sequence[FeatureRow], scores: Sequence[Scores]
+    ) -> None:
+        """After scoring a batch: count the users, observe their scores, and add the rows
+        to the drift window (whose PSI is computed when scraped, at most every
+        ``drift_refresh`` seconds). A new model version starts a new window. O(rows)."""
+        version = model.version
+        self.predictions.labels(version).inc(len(scores))
+        purchase = self.prediction_scores.labels(version, "purchase_probability")
+        churn = self.prediction_scores.labels(version, "churn_probability")
+        value = self.prediction_values.labels(version)
+        for s in scores:
+            purchase.observe(s.purchase_probability)
+            churn.observe(s.churn_probability)
+            value.observe(s.expected_value)
+        self.drift.observe(model, rows, scores)
 
     def record(self, result: BatchResult) -> None:
         for event_type, count in result.by_type.items():
@@ -100,3 +179,68 @@ class Metrics:
             self.sends.labels(send.rule_id, send.category).inc()
         if result.timers_fired:
             self.timers_fired.inc(result.timers_fired)
+
+
+class _DriftCollector:
+    """Exports the drift window's PSI per quantity, computing it when scraped, at most
+    once every ``refresh`` seconds and only when rows arrived since."""
+
+    def __init__(
+        self, *, refresh: float, window: int, min_rows: int, clock: Callable[[], float]
+    ) -> None:
+        self._refresh, self._window, self._min_rows = refresh, window, min_rows
+        self._clock = clock
+        self._monitor: DriftMonitor | None = None
+        self._values: dict[str, float] = {}
+        self._computed_at: float | None = None
+        self._fresh_rows = False
+        self._lock = threading.Lock()
+
+    def observe(self, model: Model, rows: Sequence[FeatureRow], scores: Sequence[Scores]) -> None:
+        with self._lock:
+            if self._monitor is None or self._monitor.version != model.version:
+                self._monitor = DriftMonitor(model, window=self._window, min_rows=self._min_rows)
+                self._values, self._computed_at = {}, None
+            monitor = self._monitor
+        monitor.observe(rows, scores)
+        with self._lock:
+            self._fresh_rows = True
+
+    def _current(self) -> tuple[str, int, dict[str, float]] | None:
+        with self._lock:
+            monitor = self._monitor
+            if monitor is None:
+                return None
+            now = self._clock()
+            due = self._computed_at is None or now - self._computed_at >= self._refresh
+            if self._fresh_rows and due:
+                self._values, self._computed_at = monitor.psi(), now
+                self._fresh_rows = False
+            return monitor.version, len(monitor), self._values
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        current = self._current()
+        psi, rows = self._families()
+        if current is not None:
+            version, count, values = current
+            rows.add_metric([version], count)
+            for name, value in values.items():
+                psi.add_metric([version, name], value)
+        yield psi
+        yield rows
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        psi = GaugeMetricFamily(
+            DRIFT_PSI,
+            "Population stability index of a feature or score: recent scored users "
+            "against the model's training data (>0.2: drifted, retrain)",
+            labels=["model", "feature"],
+        )
+        rows = GaugeMetricFamily(
+            DRIFT_ROWS, "Recent scored users the drift index is computed over", labels=["model"]
+        )
+        return psi, rows
