@@ -200,8 +200,9 @@ def _address(profile: dict[str, Any]) -> str:
 
 
 def _score_lines(name: str, score: dict[str, Any]) -> list[str]:
-    value = score["value"]
-    lines = [f"  {name} {value:.2f}" + (f"  ({score['method']})" if "method" in score else "")]
+    lines = [f"  {name} {score['value']:.2f}"]
+    if "method" in score:
+        lines.append(f"    reasons ({score['method']}):")
     for reason in score.get("reasons", []):
         lines.append(
             f"      {reason['feature']} = {reason['value']:g}  effect {reason['effect']:+.3f}"

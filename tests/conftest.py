@@ -14,13 +14,15 @@ import shutil
 import subprocess
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from profiles import Keys
+from profiles.predictions import FEATURES, Distribution, Reason, Scores
 from streams.embedded import start_broker, start_redis
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,6 +93,60 @@ def make_config(tmp_path: Path) -> Callable[[str], Path]:
         return config
 
     return make
+
+
+#: the stub model's weights: effect = weight x value, per target
+STUB_WEIGHTS: dict[str, dict[str, float]] = {
+    "purchase_probability": {"carts_30d": 0.4, "views_7d": 0.1, "recency_days": -0.02},
+    "churn_probability": {"days_since_last_seen": 0.05, "orders_lifetime": -0.3},
+    "expected_value": {"monetary_90d": 0.2, "cart_value": 0.5},
+}
+
+
+@dataclass
+class StubModel:
+    """A :class:`profiles.predictions.Model` for tests: linear in a few features, with the
+    training distributions it is given."""
+
+    version: str = "stub-1"
+    trained: dict[str, Distribution] = field(default_factory=dict)
+    features: tuple[str, ...] = FEATURES
+
+    def _effects(self, row: Sequence[float], target: str) -> list[Reason]:
+        weights = STUB_WEIGHTS[target]
+        return [
+            Reason(f, row[FEATURES.index(f)], w * row[FEATURES.index(f)])
+            for f, w in weights.items()
+        ]
+
+    def score(self, rows: Sequence[Sequence[float]]) -> list[Scores]:
+        def total(row: Sequence[float], target: str) -> float:
+            return sum(r.effect for r in self._effects(row, target))
+
+        return [
+            Scores(
+                purchase_probability=min(1.0, max(0.0, total(row, "purchase_probability"))),
+                churn_probability=min(1.0, max(0.0, total(row, "churn_probability"))),
+                expected_value=max(0.0, total(row, "expected_value")),
+                cluster="browsers",
+            )
+            for row in rows
+        ]
+
+    def reasons(self, row: Sequence[float], target: str, top: int = 3) -> list[Reason]:
+        return sorted(self._effects(row, target), key=lambda r: -abs(r.effect))[:top]
+
+    def reason_method(self, target: str) -> str:
+        return f"exact: weight x value ({target}, stub linear model)"
+
+    def distributions(self) -> dict[str, Distribution]:
+        return self.trained
+
+
+@pytest.fixture
+def stub_model() -> type[StubModel]:
+    """The stub model class: ``stub_model(version=..., trained={name: Distribution})``."""
+    return StubModel
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,10 +1,37 @@
-"""``nudge explain``'s verdict names the guard a deferred send waits for."""
+"""``nudge explain``: the verdict names the guard a deferred send waits for; each score on
+the profile comes with its reasons."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from streams.explain import verdict
+import orjson
+
+from profiles import (
+    Event,
+    Keys,
+    Predicted,
+    Profile,
+    ProfileWrite,
+    RedisProfileStore,
+    ScoringConfig,
+    apply_event,
+)
+from profiles.predictions import FEATURES, TARGETS, feature_vector
+from streams.explain import (
+    NOT_SCORED,
+    explain_predictions,
+    explain_user,
+    render_explanation,
+    render_predictions,
+    verdict,
+)
+from streams.settings import Settings
+from triggers import load_rules
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _report(reason: str | None) -> dict[str, Any]:
@@ -27,3 +54,109 @@ def test_a_send_deferred_by_quiet_hours_says_so() -> None:
 
 def test_a_timer_that_was_not_deferred_has_no_note() -> None:
     assert verdict(_report(None), "news") == "pending, due 2026-11-25 19:00 UTC"
+
+
+# --- predictions -------------------------------------------------------------------------
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SCORING = ScoringConfig()
+
+
+def _shopper(*, scored_by: str | None) -> Profile:
+    """A user who signed up, browsed and left a mug in the cart; scored an hour later."""
+    events = [
+        ("signup", {"email": "ada@example.com", "consent": {"email": True}}),
+        ("product_view", {"product_id": "mug", "category": "kitchen", "price": 14.0}),
+        ("add_to_cart", {"product_id": "mug", "price": 14.0, "cart_id": "c1"}),
+    ]
+    profile: Profile | None = None
+    for n, (kind, props) in enumerate(events):
+        event = Event(
+            event_id=f"e{n}",
+            type=kind,
+            user_id="ada",
+            ts=T0 + n * timedelta(minutes=5),
+            properties=props,
+        )
+        profile = apply_event(profile, event, SCORING)
+    assert profile is not None
+    if scored_by is None:
+        return profile
+    predicted = Predicted(
+        purchase_probability=0.42,
+        churn_probability=0.13,
+        expected_value=18.5,
+        cluster="window shoppers",
+        model_version=scored_by,
+        scored_at=T0 + timedelta(hours=1),
+    )
+    return profile.model_copy(update={"predicted": predicted})
+
+
+def test_each_score_shows_its_top_reasons_and_how_they_are_computed(stub_model: Any) -> None:
+    model = stub_model(version="m-3")
+    report = explain_predictions(_shopper(scored_by="m-3"), SCORING, model=model)
+    text = "\n".join(render_predictions(report))
+    assert "predictions (model m-3, scored 2026-03-01 13:00 UTC):" in text
+    assert "  purchase_probability 0.42\n    reasons (exact: weight x value (purchase" in text
+    assert "churn_probability 0.13" in text and "expected_value 18.50" in text
+    assert "cluster window shoppers" in text
+    for target in TARGETS:
+        reasons = report["scores"][target]["reasons"]
+        assert 1 <= len(reasons) <= 3
+        assert report["scores"][target]["method"] == model.reason_method(target)
+        for reason in reasons:
+            assert f"{reason['feature']} = {reason['value']:g}" in text
+    effects = [abs(r["effect"]) for r in report["scores"]["purchase_probability"]["reasons"]]
+    assert effects == sorted(effects, reverse=True)
+    assert report["note"] is None
+    orjson.dumps(report)  # the --json output
+
+
+def test_reasons_explain_the_features_the_score_was_computed_on(stub_model: Any) -> None:
+    profile = _shopper(scored_by="m-3")
+    assert profile.predicted is not None
+    report = explain_predictions(profile, SCORING, model=stub_model(version="m-3"))
+    row = feature_vector(profile, profile.predicted.scored_at, SCORING)
+    for reason in report["scores"]["purchase_probability"]["reasons"]:
+        assert reason["value"] == row[FEATURES.index(reason["feature"])]
+
+
+def test_an_unscored_profile_says_why_it_may_have_no_scores(stub_model: Any) -> None:
+    report = explain_predictions(_shopper(scored_by=None), SCORING, model=stub_model())
+    assert report == {"scored": False, "note": NOT_SCORED}
+    assert render_predictions(report) == [
+        "predictions: not scored yet (no model loaded, or no event since it was)"
+    ]
+
+
+def test_without_a_model_the_scores_show_without_reasons() -> None:
+    report = explain_predictions(_shopper(scored_by="m-3"), SCORING)
+    text = "\n".join(render_predictions(report))
+    assert "purchase_probability 0.42" in text
+    assert "effect" not in text
+    assert "no model loaded" in text
+
+
+def test_reasons_from_another_model_version_are_labelled(stub_model: Any) -> None:
+    report = explain_predictions(_shopper(scored_by="m-3"), SCORING, model=stub_model("m-4"))
+    assert "scored by model m-3; reasons from the loaded model m-4" in "\n".join(
+        render_predictions(report)
+    )
+
+
+async def test_explain_user_reads_the_stored_scores_and_asks_the_model_why(
+    redis_url: str, redis_client: Any, keys: Keys, stub_model: Any
+) -> None:
+    profile = _shopper(scored_by="m-3")
+    await RedisProfileStore(redis_client, keys=keys).save([ProfileWrite("ada", 0, profile)])
+    settings = Settings(redis_url=redis_url, redis_prefix=keys.prefix)
+    rules = load_rules(REPO / "config")
+    report = await explain_user(settings, rules, "ada", model=stub_model(version="m-3"))
+    assert report is not None
+    reasons = report["predictions"]["scores"]["expected_value"]["reasons"]
+    assert reasons[0]["feature"] == "cart_value"
+    text = render_explanation(report)
+    assert "predictions (model m-3, scored 2026-03-01 13:00 UTC):" in text
+    assert "      cart_value = 14  effect +7.000" in text
+    orjson.dumps(report)
