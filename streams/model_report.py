@@ -104,7 +104,8 @@ def render_drift(drift: LiveDrift) -> str:
     lines.append(f"{'model':<{version}}  {'feature / score':<{name}}  {'PSI':>7}  status")
     for r in drift.rows:
         flag = "" if r.status == "ok" else r.status
-        lines.append(f"{r.model:<{version}}  {r.feature:<{name}}  {r.psi:>7.3f}  {flag}")
+        line = f"{r.model:<{version}}  {r.feature:<{name}}  {r.psi:>7.3f}  {flag}"
+        lines.append(line.rstrip())
     drifted = sum(1 for r in drift.rows if r.status == "drifted")
     watch = sum(1 for r in drift.rows if r.status == "watch")
     lines.append(
