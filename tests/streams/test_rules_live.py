@@ -282,6 +282,8 @@ async def test_explain_shows_profile_timers_and_decisions(
     assert "cart 1 item(s), 14.00" in run.stdout
     assert "cart_abandonment" in run.stdout.split("pending timers:")[1]
     assert "welcome: fired (ok)" in run.stdout
+    # the worker of this test holds no model
+    assert "predictions: not scored yet (no model loaded, or no event since it was)" in run.stdout
     report = subprocess.run(
         [str(NUDGE), "explain", "gil", "--json", "--config", str(env.config_dir)],
         env=env.environ(worker.port),
@@ -291,6 +293,7 @@ async def test_explain_shows_profile_timers_and_decisions(
     )
     data = orjson.loads(report.stdout)
     assert {t["rule_id"] for t in data["pending_timers"]} == {"cart_abandonment", "winback"}
+    assert data["predictions"]["scored"] is False
     missing = subprocess.run(
         [str(NUDGE), "explain", "nobody", "--config", str(env.config_dir)],
         env=env.environ(worker.port),
