@@ -74,14 +74,24 @@ def bin_shares(edges: Sequence[float], values: Sequence[float] | _Array) -> list
 
 
 def distribution(values: Sequence[float] | _Array, *, bins: int = 10) -> Distribution:
-    """The training distribution of ``values``: edges at its quantiles (repeated edges,
-    e.g. of a count that is mostly zero, merged into one), outer edges infinite."""
+    """The training distribution of ``values``: edges at its quantiles, outer edges
+    infinite, for :func:`bin_shares`' left-closed bins.
+
+    Repeated quantiles (a count that is mostly zero has 0 for most of them) merge into one
+    edge, and a value holding at least a ``1 / bins`` share gets a bin of its own: the
+    next edge is the next larger value seen. Otherwise a feature that is zero for 95% of
+    users would have a single bin ``[0, inf)`` and its drift towards non-zero would not
+    show.
+    """
     array = np.asarray(values, dtype=np.float64)
     if array.size == 0:
         raise ValueError("distribution needs at least one value")
     quantiles = np.quantile(array, np.linspace(0, 1, bins + 1)[1:-1])
-    inner = sorted({float(q) for q in quantiles})
-    edges = (-math.inf, *inner, math.inf)
+    distinct, counts = np.unique(array, return_counts=True)
+    inner = {float(q) for q in quantiles}
+    for at in np.flatnonzero(counts * bins >= array.size):
+        inner |= {float(v) for v in distinct[at : at + 2]}
+    edges = (-math.inf, *sorted(inner), math.inf)
     return Distribution(edges=edges, proportions=tuple(bin_shares(edges, array)))
 
 

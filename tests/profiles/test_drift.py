@@ -81,13 +81,22 @@ def test_a_value_on_an_edge_falls_in_the_bin_above() -> None:
     assert bin_shares((-math.inf, 0.0, math.inf), [0.0, -0.5]) == [0.5, 0.5]
 
 
-def test_a_mostly_zero_count_keeps_one_bin_per_distinct_edge() -> None:
-    values = [0.0] * 90 + [1.0] * 7 + [5.0] * 3
+def test_a_mostly_zero_count_keeps_its_zeros_apart() -> None:
+    values = [0.0] * 95 + [1.0] * 3 + [5.0] * 2
     trained = distribution(values)
     assert len(set(trained.edges)) == len(trained.edges)
     assert sum(trained.proportions) == pytest.approx(1.0)
-    assert trained.proportions[-1] > 0
+    assert max(trained.proportions) == pytest.approx(0.95)
     assert psi(trained, values) == pytest.approx(0.0, abs=1e-12)
+    # a fifth of users now have a non-zero count: drifted
+    assert drift_status(psi(trained, [0.0] * 80 + [1.0] * 20)) == "drifted"
+
+
+def test_a_mostly_one_flag_keeps_its_zeros_apart() -> None:
+    values = [1.0] * 95 + [0.0] * 5
+    trained = distribution(values)
+    assert sorted(trained.proportions)[-2:] == pytest.approx([0.05, 0.95])
+    assert drift_status(psi(trained, [1.0] * 70 + [0.0] * 30)) == "drifted"
 
 
 def test_status_thresholds() -> None:
