@@ -45,8 +45,9 @@ from streams.outbox import KafkaOutbox
 from streams.settings import Settings
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
 from triggers.firing import MOMENT_MS
+from triggers.loader import RULES_FILE, model_dir_named
 
-__all__ = ["Gathered", "Nudge", "create_app"]
+__all__ = ["ConfigWatch", "Gathered", "Nudge", "config_fingerprint", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,56 @@ class PartitionClock:
         )
 
 
-def config_fingerprint(config_dir: Path) -> tuple[tuple[str, int, int], ...]:
-    """What changes when any file under ``config_dir`` is edited, added or removed."""
+#: the file of a model directory that changes whenever the model does
+MODEL_MANIFEST = "manifest.json"
+
+
+def config_fingerprint(
+    config_dir: Path, model_dir: Path | None = None
+) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any file under ``config_dir`` is edited, added or removed, or
+    the manifest of ``model_dir`` (the prediction model) is replaced."""
     files = sorted(p for p in config_dir.rglob("*") if p.is_file())
-    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    found = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files]
+    if model_dir is not None:
+        manifest = model_dir / MODEL_MANIFEST
+        try:
+            stat = manifest.stat()
+            found.append((str(manifest), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            found.append((str(manifest), -1, -1))
+    return tuple(found)
+
+
+class ConfigWatch:
+    """Whether the config, or the model it names, changed since the last look.
+
+    The model directory is ``NUDGE_MODEL_DIR`` or the one ``rules.yaml`` names; the file
+    is read again only when it changed (it may name a directory whose model failed to
+    load, which the next look must still follow)."""
+
+    def __init__(self, config_dir: Path, model_dir: Path | None) -> None:
+        self.config_dir, self.override = config_dir, model_dir
+        self._rules_stat: tuple[int, int] | None = None
+        self._named: Path | None = None
+        self.fingerprint = config_fingerprint(config_dir, self.model_dir())
+
+    def model_dir(self) -> Path | None:
+        if self.override is not None:
+            return self.override
+        try:
+            stat = (self.config_dir / RULES_FILE).stat()
+            rules_stat = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return None
+        if rules_stat != self._rules_stat:
+            self._rules_stat, self._named = rules_stat, model_dir_named(self.config_dir)
+        return self._named
+
+    def changed(self) -> bool:
+        fingerprint = config_fingerprint(self.config_dir, self.model_dir())
+        changed, self.fingerprint = fingerprint != self.fingerprint, fingerprint
+        return changed
 
 
 class Nudge:
@@ -181,7 +228,7 @@ class Nudge:
         self.app.task(self._load_catalog)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.task(self._sweeper)
-        self._fingerprint = config_fingerprint(self.settings.config_dir)
+        self._config_watch = ConfigWatch(self.settings.config_dir, self.settings.model_dir)
         if self.settings.config_poll_interval > 0:
             poll = self.settings.config_poll_interval
             self.app.timer(poll, name="nudge.config")(self._watch_config)
@@ -208,17 +255,23 @@ class Nudge:
     async def reload_rules(self, why: str) -> bool:
         """Swap in the rules on disk if they are valid; keep the running ones if not."""
         try:
-            rules = self.adapt_rules(load_rules(self.settings.config_dir))
+            loaded = load_rules(self.settings.config_dir, model_dir=self.settings.model_dir)
+            rules = self.adapt_rules(loaded)
         except ConfigError as exc:
             self.metrics.reloads.labels("rejected").inc()
             for issue in exc.issues:
-                log.error("config reload (%s) rejected, keeping the running rules: %s", why, issue)
+                log.error(
+                    "config reload (%s) rejected, keeping the running rules and model: %s",
+                    why,
+                    issue,
+                )
             return False
         async with self.lock:
             previous, self.engine.rules = self.engine.rules, rules
             self.statistics.config = rules.config.recommendations
         self.metrics.reloads.labels("applied").inc()
-        log.warning("config reloaded (%s): %d rules active", why, len(rules.rules))
+        model = f"model {rules.model_version}" if rules.model is not None else "no model"
+        log.warning("config reloaded (%s): %d rules active, %s", why, len(rules.rules), model)
         await self._replan(previous)
         return True
 
@@ -237,9 +290,7 @@ class Nudge:
             self.metrics.record(result)
 
     async def _watch_config(self) -> None:
-        fingerprint = config_fingerprint(self.settings.config_dir)
-        if fingerprint != self._fingerprint:
-            self._fingerprint = fingerprint
+        if self._config_watch.changed():
             await self.reload_rules("config changed")
 
     async def _on_sighup(self) -> None:

@@ -5,9 +5,11 @@ turns false 90 days after the purchase, ``days_since(x) > 30`` turns true 30 day
 ``x``, and the engagement ``score`` decays. While the segments and thresholds are
 evaluated, a :class:`Horizon` notes the earliest future moment at which any of these can
 flip, so the engine can look again then (a re-check timer) instead of waiting for the
-user's next event. Only what is evaluated is noted: a branch that an ``and`` skipped can
-only come into play after an evaluated part changes, which is itself noted or needs an
-event.
+user's next event. When they read the model's scores (``profile.predicted``), the moment
+the scores go stale (``scored_at`` + ``predictions.refresh``) is noted too: the re-check
+re-scores the user first (see :mod:`triggers.predict`). Only what is evaluated is
+noted: a branch that an ``and`` skipped can only come into play after an evaluated part
+changes, which is itself noted or needs an event.
 """
 
 from __future__ import annotations
@@ -213,6 +215,9 @@ def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Membership
     """The segments the user is in, the segment_entry/threshold rules whose condition
     holds, and the ``cancel_when`` conditions that hold: one evaluation of the probe."""
     horizon = Horizon(now)
+    if profile.predicted is not None and ruleset.model is not None and ruleset.reads_predictions:
+        # scores depend on recency: re-score (and look again) once they are stale
+        horizon.note(profile.predicted.scored_at + ruleset.config.predictions.refresh)
     held = ruleset.probe(context(ruleset, profile, now, horizon=horizon))
     segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
     watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]
