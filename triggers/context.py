@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from profiles import Profile
+from profiles import Predicted, Profile
 from profiles.features import decay_factor, strongest
 from triggers.conditions import TimedNumber, helpers
 from triggers.derived import Rfm, lifecycle
@@ -99,9 +99,10 @@ class DecayingScore(TimedNumber):
 class ProfileView:
     """A profile as conditions and templates see it: its attributes, read-only, uncopied,
     with ``score`` decayed to the moment of evaluation and the derived fields
-    (``rfm``, ``lifecycle``, ``affinities``, ...) computed then, when first read."""
+    (``rfm``, ``lifecycle``, ``affinities``, ...) computed then, when first read; the
+    model's scores (``predicted``) only while a model is loaded."""
 
-    __slots__ = ("_config", "_horizon", "_now", "_profile", "score")
+    __slots__ = ("_config", "_horizon", "_now", "_predictions", "_profile", "score")
 
     def __init__(
         self,
@@ -111,12 +112,20 @@ class ProfileView:
         now: datetime,
         config: RulesConfig,
         horizon: Horizon | None = None,
+        predictions: bool = False,
     ) -> None:
         self._profile, self.score = profile, score
         self._now, self._config, self._horizon = now, config, horizon
+        self._predictions = predictions
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._profile, name)
+
+    @property
+    def predicted(self) -> Predicted | None:
+        """The stored scores while a model is loaded; without one, scores a previous
+        model left on the profile are not read (conditions on them are false)."""
+        return self._profile.predicted if self._predictions else None
 
     @property
     def rfm(self) -> Rfm:
@@ -185,7 +194,14 @@ def context(
         half_life_days=scoring.half_life_days,
         horizon=horizon,
     )
-    view = ProfileView(profile, score, now=now, config=ruleset.config, horizon=horizon)
+    view = ProfileView(
+        profile,
+        score,
+        now=now,
+        config=ruleset.config,
+        horizon=horizon,
+        predictions=ruleset.model is not None,
+    )
     return {
         "event": event or {},
         "profile": view,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,11 @@ from triggers.loader import RuleSet, _probed
 from triggers.native import compile_native
 from triggers.rules import SequenceRule
 
+from .predictions import FixedModel
+
 REPO = Path(__file__).resolve().parents[2]
-RULES = load_rules(REPO / "config")
+#: the shipped rules, with a model loaded (so that conditions see the scores)
+RULES = replace(load_rules(REPO / "config"), model=FixedModel())
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 

@@ -225,3 +225,16 @@ async def test_simulate_scores_and_fires_on_virtual_time(rules: RuleSet) -> None
     ada = (await sim.profiles.load({"ada": []}))["ada"].profile
     assert ada is not None and ada.predicted is not None
     assert ada.predicted.scored_at == T0 + 10 * DAY  # the last re-check, due at `until`
+
+
+async def test_scores_a_removed_model_left_behind_are_not_read(shop: Shop, rules: RuleSet) -> None:
+    visit = ("page_view", "ada", {"url": "/"})
+    await shop.send(signup("ada"), purchase("ada"), at=T0)
+    await shop.send(visit, at=T0 + 8 * DAY)  # stores churn 0.8
+    await shop.send(visit, at=T0 + 9 * DAY)  # reads it
+    shop.engine.rules = rules  # a reload without a model
+    await shop.send(visit, at=T0 + 10 * DAY)
+    risky = [(d.outcome, d.reason) for d in shop.outbox.decisions if d.rule_id == "risky_visit"]
+    unscored, scored, unloaded = risky
+    assert unscored == unloaded == ("suppressed", "condition_false")
+    assert scored == ("fired", "ok")
