@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from streams.app import ConfigWatch
 from streams.metrics import Metrics
+from streams.watch import ConfigWatch
 from triggers import BatchResult
 
 RULES = "version: 1\npredictions:\n  model: {model}\nrules: []\n"
