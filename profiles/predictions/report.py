@@ -32,6 +32,7 @@ from profiles.predictions.report_metrics import (
     ProbabilityMetrics,
     ValueMetrics,
     calibration_bins,
+    comparable,
     probability_metrics,
     shortfalls,
     value_metrics,
@@ -128,6 +129,8 @@ class ClassifierEvaluation:
     scores: dict[str, ProbabilityMetrics]
     calibration: list[CalibrationBin]
     shortfalls: list[str]
+    #: how many (baseline, metric) pairs were defined on both sides and compared
+    compared: int
 
     @property
     def rows(self) -> int:
@@ -149,6 +152,8 @@ class ValueEvaluation:
     result: ValueResult
     scores: dict[str, ValueMetrics]
     shortfalls: list[str]
+    #: how many (baseline, metric) pairs were defined on both sides and compared
+    compared: int
 
 
 def _same_length(what: str, *arrays: NDArray[Any]) -> None:
@@ -167,6 +172,7 @@ def _evaluate_classifier(result: ClassifierResult) -> ClassifierEvaluation:
         scores=scores,
         calibration=calibration_bins(result.y_true, result.predicted),
         shortfalls=shortfalls(scores["model"].values, baselines, METRIC_LABELS),
+        compared=comparable(scores["model"].values, baselines, METRIC_LABELS),
     )
 
 
@@ -181,6 +187,7 @@ def _evaluate_value(result: ValueResult) -> ValueEvaluation:
         result=result,
         scores=scores,
         shortfalls=shortfalls(scores["model"].values, baseline, VALUE_LABELS),
+        compared=comparable(scores["model"].values, baseline, VALUE_LABELS),
     )
 
 
@@ -289,6 +296,19 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
+def _verdict(
+    shortfalls: list[str], compared: int, baselines: list[str], metrics: int
+) -> tuple[str, ...]:
+    """The line under a table when it has no "does not beat" line: a win is claimed only
+    for what was compared."""
+    if shortfalls:
+        return ()
+    if not compared:
+        return ("no metric could be compared with a baseline (see the n/a reasons)",)
+    scope = "every metric" if compared == metrics * len(baselines) else "every defined metric"
+    return (f"beats {', '.join(baselines)} on {scope}",)
+
+
 def _undefined_notes(scores: dict[str, ProbabilityMetrics]) -> tuple[str, ...]:
     """One note per metric that is n/a for some scorer, saying for whom and why."""
     notes = []
@@ -333,7 +353,7 @@ def _classifier_tables(c: ClassifierEvaluation) -> list[Table]:
         (label, *(_num(c.scores[n].values[metric]) for n in names))
         for metric, label in METRIC_LABELS.items()
     )
-    verdict = () if c.shortfalls else (f"beats {', '.join(result.baselines)} on every metric",)
+    verdict = _verdict(c.shortfalls, c.compared, list(result.baselines), len(METRIC_LABELS))
     headline = Table(
         f"Held-out cutoff: {c.rows} rows, {c.positives} positives, base rate "
         f"{_num(c.base_rate)}; kept model: {result.model_name}",
@@ -373,7 +393,7 @@ def _value_tables(v: ValueEvaluation) -> list[Table]:
     )
     means = [_mean(a) for a in (result.predicted, result.last_period)]
     undefined = {s.undefined for s in v.scores.values() if s.undefined}
-    verdict = () if v.shortfalls else ("beats last period on every metric",)
+    verdict = _verdict(v.shortfalls, v.compared, [LAST_PERIOD], len(VALUE_LABELS))
     return [
         Table(
             f"Revenue within the horizon after the held-out cutoff: "

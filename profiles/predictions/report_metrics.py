@@ -31,6 +31,7 @@ __all__ = [
     "ProbabilityMetrics",
     "ValueMetrics",
     "calibration_bins",
+    "comparable",
     "gains_curve",
     "lift_at",
     "probability_metrics",
@@ -220,3 +221,16 @@ def shortfalls(
             if not better:
                 lines.append(f"does not beat {name} on {label}: {ours:.4f} vs {theirs:.4f}")
     return lines
+
+
+def comparable(
+    model: dict[str, float | None],
+    baselines: dict[str, dict[str, float | None]],
+    labels: dict[str, str],
+) -> int:
+    """How many (baseline, metric) pairs :func:`shortfalls` could compare: both defined."""
+    return sum(
+        model.get(metric) is not None and scores.get(metric) is not None
+        for scores in baselines.values()
+        for metric in labels
+    )

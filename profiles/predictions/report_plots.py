@@ -42,7 +42,10 @@ def _png(figure: Figure) -> bytes:
 
 
 def _empty(axes: Axes, message: str) -> None:
-    axes.text(0.5, 0.5, message, ha="center", va="center", color="#8a1c1c")
+    """Say in the plot why it has no lines (axes coordinates: any data limits)."""
+    axes.text(
+        0.5, 0.5, message, ha="center", va="center", color="#8a1c1c", transform=axes.transAxes
+    )
 
 
 def calibration_png(title: str, y_true: NDArray[np.generic], scorers: dict[str, Floats]) -> bytes:
