@@ -11,7 +11,7 @@ model is not strictly better than a baseline gets its own "does not beat" line.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from profiles.predictions.report_baselines import (
     BASELINES,
     CLASSIFIER_TARGETS,
+    LAST_PERIOD,
     baseline_probabilities,
     rfm_scores,
 )
@@ -37,11 +38,13 @@ from profiles.predictions.report_metrics import (
     shortfalls,
     value_metrics,
 )
-from profiles.predictions.report_render import Plot, Table, html_page, markdown, text
+from profiles.predictions.report_render import Plot, html_page, markdown, text
+from profiles.predictions.report_tables import metrics_dict, tables
 
 __all__ = [
     "BASELINES",
     "CLASSIFIER_TARGETS",
+    "LAST_PERIOD",
     "ClassifierEvaluation",
     "ClassifierResult",
     "ClusterResult",
@@ -54,8 +57,6 @@ __all__ = [
     "rfm_scores",
 ]
 
-#: the naive value baseline: revenue in the horizon before the cutoff
-LAST_PERIOD = "last period"
 TITLE = "Prediction models: training report"
 
 
@@ -225,28 +226,22 @@ class Report:
     def metrics(self) -> dict[str, Any]:
         """Everything measured, JSON-able, at full precision; an undefined metric is
         ``None`` with its reason under ``undefined``."""
-        return {
-            "summary": _summary_dict(self.summary),
-            **{c.result.target: _classifier_dict(c) for c in self.classifiers},
-            "expected_value": _value_dict(self.value),
-            "clusters": _clusters_dict(self.clusters),
-            "shortfalls": self.shortfalls,
-        }
+        return metrics_dict(self)
 
     def table(self) -> str:
         """The headline tables as fixed-width text for a terminal."""
-        return text([t for t in self._tables() if t.terminal])
+        return text([t for t in tables(self) if t.terminal])
 
     def write(self, directory: Path) -> list[Path]:
         """Write ``report.md``, ``report.html`` (self-contained) and the PNG plots into
         ``directory``, created if missing; returns the paths written."""
         directory.mkdir(parents=True, exist_ok=True)
         plots = self._plots()
-        tables = self._tables()
+        content = tables(self)
         written = []
         for name, body in (
-            ("report.md", markdown(TITLE, tables, plots)),
-            ("report.html", html_page(TITLE, tables, plots)),
+            ("report.md", markdown(TITLE, content, plots)),
+            ("report.html", html_page(TITLE, content, plots)),
         ):
             (directory / name).write_text(body, encoding="utf-8")
             written.append(directory / name)
@@ -254,12 +249,6 @@ class Report:
             (directory / plot.name).write_bytes(plot.png)
             written.append(directory / plot.name)
         return written
-
-    def _tables(self) -> list[Table]:
-        tables = _summary_tables(self.summary)
-        for evaluation in self.classifiers:
-            tables += _classifier_tables(evaluation)
-        return tables + _value_tables(self.value) + _cluster_tables(self.clusters)
 
     def _plots(self) -> list[Plot]:
         # matplotlib is imported only when plots are drawn: metrics and the terminal
@@ -275,229 +264,13 @@ class Report:
                     f"calibration_{target}.png",
                     f"{target}: reliability on the held-out cutoff",
                     calibration_png(f"{target}: calibration", y, scorers),
+                    section=target,
                 ),
                 Plot(
                     f"gains_{target}.png",
                     f"{target}: cumulative gains on the held-out cutoff",
                     gains_png(f"{target}: cumulative gains", y, scorers),
+                    section=target,
                 ),
             ]
         return plots
-
-
-# --- formatting: every number with the same precision ----------------------------------
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M")
-
-
-def _verdict(
-    shortfalls: list[str], compared: int, baselines: list[str], metrics: int
-) -> tuple[str, ...]:
-    """The line under a table when it has no "does not beat" line: a win is claimed only
-    for what was compared."""
-    if shortfalls:
-        return ()
-    if not compared:
-        return ("no metric could be compared with a baseline (see the n/a reasons)",)
-    scope = "every metric" if compared == metrics * len(baselines) else "every defined metric"
-    return (f"beats {', '.join(baselines)} on {scope}",)
-
-
-def _undefined_notes(scores: dict[str, ProbabilityMetrics]) -> tuple[str, ...]:
-    """One note per metric that is n/a for some scorer, saying for whom and why."""
-    notes = []
-    for metric, label in METRIC_LABELS.items():
-        reasons = {s.undefined[metric] for s in scores.values() if metric in s.undefined}
-        names = [name for name, s in scores.items() if metric in s.undefined]
-        notes += [f"{label} is n/a for {', '.join(names)}: {r}" for r in sorted(reasons)]
-    return tuple(notes)
-
-
-def _summary_tables(summary: TrainingSummary) -> list[Table]:
-    facts = (
-        ("data as of", _when(summary.as_of)),
-        ("horizon (days)", str(summary.horizon_days)),
-        ("events read", str(summary.events_read)),
-        ("users", str(summary.users)),
-    )
-    splits = tuple(
-        (
-            split,
-            str(summary.examples.get(split, 0)),
-            str(len(moments)),
-            ", ".join(_when(m) for m in moments) or "none",
-        )
-        for split, moments in summary.cutoffs.items()
-    )
-    return [
-        Table("Training run", ("", "value"), facts, section="Summary", terminal=False),
-        Table(
-            "Rows per split (one row per user and cutoff)",
-            ("split", "rows", "cutoffs", "cutoff moments"),
-            splits,
-            terminal=False,
-        ),
-    ]
-
-
-def _classifier_tables(c: ClassifierEvaluation) -> list[Table]:
-    result = c.result
-    names = list(c.scores)
-    rows = tuple(
-        (label, *(_num(c.scores[n].values[metric]) for n in names))
-        for metric, label in METRIC_LABELS.items()
-    )
-    verdict = _verdict(c.shortfalls, c.compared, list(result.baselines), len(METRIC_LABELS))
-    headline = Table(
-        f"Held-out cutoff: {c.rows} rows, {c.positives} positives, base rate "
-        f"{_num(c.base_rate)}; kept model: {result.model_name}",
-        ("metric", *(f"model ({result.model_name})" if n == "model" else n for n in names)),
-        rows,
-        notes=(*_undefined_notes(c.scores), *verdict),
-        warnings=tuple(c.shortfalls),
-        section=result.target,
-    )
-    candidates = Table(
-        "Candidate models (held-out log-loss)",
-        ("candidate", "log-loss", "kept"),
-        tuple(
-            (name, _num(loss), "yes" if name == result.model_name else "")
-            for name, loss in result.candidates.items()
-        ),
-    )
-    calibration = Table(
-        "Calibration of the kept model by decile of its prediction",
-        ("decile", "rows", "lowest", "highest", "mean predicted", "observed rate"),
-        tuple(
-            (str(i), str(b.rows), *map(_num, (b.low, b.high, b.mean_predicted, b.observed)))
-            for i, b in enumerate(c.calibration, start=1)
-        ),
-        notes=("equal predictions share a decile, so tied predictions give fewer rows",),
-        terminal=False,
-    )
-    return [headline, candidates, calibration]
-
-
-def _value_tables(v: ValueEvaluation) -> list[Table]:
-    result = v.result
-    names = list(v.scores)
-    rows = tuple(
-        (label, *(_num(v.scores[n].values[metric]) for n in names))
-        for metric, label in VALUE_LABELS.items()
-    )
-    means = [_mean(a) for a in (result.predicted, result.last_period)]
-    undefined = {s.undefined for s in v.scores.values() if s.undefined}
-    verdict = _verdict(v.shortfalls, v.compared, [LAST_PERIOD], len(VALUE_LABELS))
-    return [
-        Table(
-            f"Revenue within the horizon after the held-out cutoff: "
-            f"{np.asarray(result.y_true).size} rows, mean actual {_num(_mean(result.y_true))}; "
-            f"kept method: {result.method}",
-            ("metric", f"model ({result.method})", LAST_PERIOD),
-            (*rows, ("mean prediction", *(_num(m) for m in means))),
-            notes=(*(f"n/a: {reason}" for reason in sorted(undefined)), *verdict),
-            warnings=tuple(v.shortfalls),
-            section="expected_value",
-        ),
-        Table(
-            "Candidate methods (held-out MAE)",
-            ("method", "MAE", "kept"),
-            tuple(
-                (name, _num(mae), "yes" if name == result.method else "")
-                for name, mae in result.candidates.items()
-            ),
-        ),
-    ]
-
-
-def _mean(values: NDArray[Any]) -> float | None:
-    array = np.asarray(values, dtype=np.float64)
-    return float(array.mean()) if array.size else None
-
-
-def _cluster_tables(clusters: ClusterResult) -> list[Table]:
-    total = sum(clusters.sizes)
-    indexes = range(len(clusters.names))
-    return [
-        Table(
-            f"k = {clusters.k}, chosen by silhouette",
-            ("k", "silhouette", "kept"),
-            tuple(
-                (str(k), _num(s), "yes" if k == clusters.k else "")
-                for k, s in sorted(clusters.silhouettes.items())
-            ),
-            section="clusters",
-        ),
-        Table(
-            "Clusters",
-            ("cluster", "name", "users", "share"),
-            tuple(
-                (str(i), name, str(size), _num(size / total if total else None))
-                for i, (name, size) in enumerate(zip(clusters.names, clusters.sizes, strict=True))
-            ),
-            labels=2,
-        ),
-        Table(
-            "Centroids (original units)",
-            ("feature", *(clusters.names[i] for i in indexes)),
-            tuple(
-                (feature, *(_num(values[i]) for i in indexes))
-                for feature, values in clusters.centroids.items()
-            ),
-        ),
-    ]
-
-
-# --- metrics(): the same numbers, unformatted ------------------------------------------
-
-
-def _summary_dict(summary: TrainingSummary) -> dict[str, Any]:
-    return {
-        "as_of": summary.as_of.isoformat(),
-        "horizon_days": summary.horizon_days,
-        "events_read": summary.events_read,
-        "users": summary.users,
-        "cutoffs": {k: [m.isoformat() for m in v] for k, v in summary.cutoffs.items()},
-        "examples": dict(summary.examples),
-    }
-
-
-def _classifier_dict(c: ClassifierEvaluation) -> dict[str, Any]:
-    return {
-        "model": c.result.model_name,
-        "rows": c.rows,
-        "positives": c.positives,
-        "base_rate": c.base_rate,
-        "scores": {name: dict(s.values) for name, s in c.scores.items()},
-        "undefined": {name: dict(s.undefined) for name, s in c.scores.items() if s.undefined},
-        "candidates": {k: float(v) for k, v in c.result.candidates.items()},
-        "calibration": [asdict(b) for b in c.calibration],
-        "shortfalls": list(c.shortfalls),
-    }
-
-
-def _value_dict(v: ValueEvaluation) -> dict[str, Any]:
-    return {
-        "method": v.result.method,
-        "rows": int(np.asarray(v.result.y_true).size),
-        "scores": {name: dict(s.values) for name, s in v.scores.items()},
-        "undefined": {name: s.undefined for name, s in v.scores.items() if s.undefined},
-        "candidates": {k: float(mae) for k, mae in v.result.candidates.items()},
-        "shortfalls": list(v.shortfalls),
-    }
-
-
-def _clusters_dict(clusters: ClusterResult) -> dict[str, Any]:
-    return {
-        "k": clusters.k,
-        "silhouettes": {str(k): float(s) for k, s in clusters.silhouettes.items()},
-        "names": list(clusters.names),
-        "sizes": [int(s) for s in clusters.sizes],
-        "centroids": {f: [float(x) for x in vs] for f, vs in clusters.centroids.items()},
-    }

@@ -12,7 +12,13 @@ from sklearn.linear_model import LogisticRegression
 
 from profiles.predictions.features import FEATURES
 
-__all__ = ["BASELINES", "CLASSIFIER_TARGETS", "baseline_probabilities", "rfm_scores"]
+__all__ = [
+    "BASELINES",
+    "CLASSIFIER_TARGETS",
+    "LAST_PERIOD",
+    "baseline_probabilities",
+    "rfm_scores",
+]
 
 Floats = NDArray[np.float64]
 
@@ -20,6 +26,8 @@ Floats = NDArray[np.float64]
 CLASSIFIER_TARGETS: tuple[str, ...] = ("purchase_probability", "churn_probability")
 #: the baselines' names, in report order
 BASELINES: tuple[str, ...] = ("recency", "rfm")
+#: the naive value baseline: revenue in the horizon before the cutoff, as the next one's
+LAST_PERIOD = "last period"
 
 _RFM_COLUMNS = ("recency_days", "frequency_365d", "monetary_365d")
 _QUINTILES = np.array([0.2, 0.4, 0.6, 0.8])

@@ -41,6 +41,22 @@ class Plot:
     name: str
     caption: str
     png: bytes = field(repr=False)
+    #: the section it is shown in (at the section's end); the report's end when none
+    section: str = ""
+
+
+def _placed(tables: Sequence[Table], plots: Sequence[Plot]) -> list[Table | Plot]:
+    """Tables in order, each section's plots after its last table."""
+    sections = {t.section for t in tables if t.section}
+    items: list[Table | Plot] = []
+    current = ""
+    for table in tables:
+        if table.section:
+            items += [p for p in plots if p.section == current and current]
+            current = table.section
+        items.append(table)
+    items += [p for p in plots if p.section == current and current]
+    return items + [p for p in plots if p.section not in sections]
 
 
 def _widths(table: Table) -> list[int]:
@@ -81,7 +97,10 @@ def _md_cell(cell: str) -> str:
 def markdown(title: str, tables: Sequence[Table], plots: Sequence[Plot]) -> str:
     """Markdown; plots are referenced by their file name (written beside it)."""
     out = [f"# {title}", ""]
-    for table in tables:
+    for table in _placed(tables, plots):
+        if isinstance(table, Plot):
+            out += [f"![{table.caption}]({table.name})", ""]
+            continue
         if table.section:
             out += [f"## {table.section}", ""]
         out += [f"**{table.title}**", ""]
@@ -94,9 +113,6 @@ def markdown(title: str, tables: Sequence[Table], plots: Sequence[Plot]) -> str:
         lines = [*table.notes, *(f"**{w}**" for w in table.warnings)]
         if lines:
             out += [f"- {line}" for line in lines] + [""]
-    if plots:
-        out += ["## Plots", ""]
-        out += [f"![{p.caption}]({p.name})\n" for p in plots]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -146,21 +162,22 @@ def _html_table(table: Table) -> list[str]:
     return out
 
 
+def _html_figure(plot: Plot) -> str:
+    data = base64.b64encode(plot.png).decode("ascii")
+    caption = html.escape(plot.caption)
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
 def html_page(title: str, tables: Sequence[Table], plots: Sequence[Plot]) -> str:
     """One HTML file with inline CSS and the plots embedded as base64 PNGs, so it can be
     mailed or attached on its own."""
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>"]
-    for table in tables:
-        body += _html_table(table)
-    if plots:
-        body.append("<h2>Plots</h2>")
-    for plot in plots:
-        data = base64.b64encode(plot.png).decode("ascii")
-        body.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{esc(plot.caption)}">'
-            f"<figcaption>{esc(plot.caption)}</figcaption></figure>"
-        )
+    for item in _placed(tables, plots):
+        body += [_html_figure(item)] if isinstance(item, Plot) else _html_table(item)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body>\n"
