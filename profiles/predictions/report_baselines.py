@@ -14,6 +14,7 @@ from profiles.predictions.features import FEATURES
 
 __all__ = [
     "BASELINES",
+    "BASELINE_DESCRIPTIONS",
     "CLASSIFIER_TARGETS",
     "LAST_PERIOD",
     "baseline_probabilities",
@@ -26,6 +27,12 @@ Floats = NDArray[np.float64]
 CLASSIFIER_TARGETS: tuple[str, ...] = ("purchase_probability", "churn_probability")
 #: the baselines' names, in report order
 BASELINES: tuple[str, ...] = ("recency", "rfm")
+#: what each baseline is, as the report explains it
+BASELINE_DESCRIPTIONS: dict[str, str] = {
+    "recency": "a logistic regression on recency_days alone",
+    "rfm": "a logistic regression on the R+F+M quintile score (3 to 15), edges from the"
+    " training rows",
+}
 #: the naive value baseline: revenue in the horizon before the cutoff, as the next one's
 LAST_PERIOD = "last period"
 
@@ -77,6 +84,8 @@ def baseline_probabilities(
 
     Both serve either target (the fit learns the sign: churn rises with recency, a
     purchase gets less likely); ``target`` must be one of :data:`CLASSIFIER_TARGETS`.
+    For churn, days since last seen would be a fair naive predictor too; the recency
+    baseline stays with ``recency_days`` so both targets face the same one.
     """
     if target not in CLASSIFIER_TARGETS:
         raise ValueError(f"no baselines for {target!r}: one of {CLASSIFIER_TARGETS}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from profiles.predictions.report_baselines import LAST_PERIOD
+from profiles.predictions.report_baselines import BASELINE_DESCRIPTIONS, LAST_PERIOD
 from profiles.predictions.report_metrics import METRIC_LABELS, VALUE_LABELS, ProbabilityMetrics
 from profiles.predictions.report_render import Table
 
@@ -124,7 +124,11 @@ def _classifier_tables(c: ClassifierEvaluation) -> list[Table]:
         f"{_num(c.base_rate)}; kept model: {result.model_name}",
         ("metric", *(f"model ({result.model_name})" if n == "model" else n for n in names)),
         rows,
-        notes=(*_undefined_notes(c.scores), *verdict),
+        notes=(
+            *(f"{n}: {BASELINE_DESCRIPTIONS[n]}" for n in names if n in BASELINE_DESCRIPTIONS),
+            *_undefined_notes(c.scores),
+            *verdict,
+        ),
         warnings=tuple(c.shortfalls),
         section=result.target,
     )
