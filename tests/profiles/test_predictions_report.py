@@ -56,6 +56,12 @@ def test_a_perfect_ranking_has_auc_one_and_a_reversed_one_zero() -> None:
     assert reversed_["roc_auc"] == 0.0
 
 
+def test_pr_auc_is_the_average_precision_at_each_positive() -> None:
+    # positives at ranks 1 and 3: precision 1/1 and 2/3
+    values = probability_metrics(array(1, 0, 1), array(0.9, 0.8, 0.7)).values
+    assert values["pr_auc"] == pytest.approx((1 + 2 / 3) / 2)
+
+
 def test_log_loss_and_brier_match_their_definitions() -> None:
     values = probability_metrics(array(1, 0), array(0.8, 0.4)).values
     assert values["brier"] == pytest.approx((0.2**2 + 0.4**2) / 2)
