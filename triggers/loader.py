@@ -178,7 +178,7 @@ def _model_dir(data: Any, config_dir: Path) -> Path | None:
 def _load_model(source: ConfigSource, directory: Path, *, overridden: bool) -> Model | None:
     """The model in ``directory``, or ``None`` with the reason added to ``source``."""
     # imported here: the model brings numpy and scikit-learn, needed only with a model
-    from profiles.predictions.bundle import load_model  # type: ignore[import-not-found]
+    from profiles.predictions.bundle import load_model
 
     try:
         model: Model = load_model(directory)
