@@ -103,7 +103,7 @@ def _rows(centroids: dict[str, list[float]], k: int) -> list[dict[str, float]]:
 
 def _descriptors(c: dict[str, float], median_order: float, horizon_days: int) -> list[str]:
     """The base name, then extra words that tell apart clusters sharing it."""
-    mail = "who read mail" if c["opens_90d"] >= 1 else "who ignore mail"
+    mail = "reading mail" if c["opens_90d"] >= 1 else "ignoring mail"
     if c["orders_lifetime"] < 0.5:
         who = "browsers" if c["active_days_90d"] >= 1 else "dormant sign-ups"
         return [f"{who} who never bought", mail]
@@ -126,7 +126,7 @@ def _unique(descriptors: list[list[str]]) -> list[str]:
     for extra in range(1, max(len(d) for d in descriptors)):
         shared = {n for n in names if names.count(n) > 1}
         names = [
-            " ".join(d[: extra + 1]) if n in shared else n
+            ", ".join(d[: extra + 1]) if n in shared else n
             for n, d in zip(names, descriptors, strict=True)
         ]
     shared = {n for n in names if names.count(n) > 1}

@@ -11,14 +11,16 @@ Blank lines are ignored.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
+
+import orjson
 
 from profiles.errors import InvalidEvent, ProfileError
 from profiles.events import Event, parse_event
 
-__all__ = ["EventFile", "HistoryError"]
+__all__ = ["EventFile", "HistoryError", "parse_events", "write_events"]
 
 
 class HistoryError(ProfileError):
@@ -67,3 +69,28 @@ class EventFile:
             return self.path.open("rb")
         except OSError as exc:
             raise HistoryError(f"cannot read events from {self.path}: {exc}") from exc
+
+
+def parse_events(events: Iterable[Mapping[str, Any]]) -> Iterator[Event]:
+    """Events given as plain data (e.g. a test's list of dicts), validated like a file's
+    lines; an invalid one raises :class:`HistoryError` naming its position."""
+    for number, data in enumerate(events, start=1):
+        try:
+            yield parse_event(orjson.dumps(data))
+        except InvalidEvent as exc:
+            raise HistoryError(f"event {number}: {exc}") from exc
+
+
+def write_events(events: Iterable[Mapping[str, Any]], path: Path) -> int:
+    """Write ``events`` as JSON lines (gzip when ``path`` ends in ``.gz``, with a fixed
+    header so the same events give the same bytes); returns how many were written."""
+    count = 0
+    with path.open("wb") as raw:
+        out: BinaryIO = raw
+        if path.suffix == ".gz":
+            out = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5, mtime=0))
+        with out:
+            for event in events:
+                out.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+                count += 1
+    return count
