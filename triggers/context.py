@@ -243,4 +243,8 @@ def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Membership
         if isinstance(rule, SegmentEntryRule) and rule.segment in segments
     ]
     cancels = frozenset(h.removeprefix("cancel:") for h in held if h.startswith("cancel:"))
-    return Memberships(segments, sorted(watched), list(ruleset.thresholds), horizon.at, cancels)
+    observed = ruleset.thresholds
+    if ruleset.scored_thresholds and (profile.predicted is None or ruleset.model is None):
+        # not scored yet: no value to cross from
+        observed = [t for t in observed if t not in ruleset.scored_thresholds]
+    return Memberships(segments, sorted(watched), list(observed), horizon.at, cancels)

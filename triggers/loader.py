@@ -73,6 +73,16 @@ class RuleSet:
         return reads_predictions(_probed(self.config).values())
 
     @cached_property
+    def scored_thresholds(self) -> frozenset[str]:
+        """The threshold rules whose value reads the model's scores: a user's first
+        scores are their first value (no crossing from "not scored yet")."""
+        return frozenset(
+            rule.id
+            for rule in self.rules
+            if isinstance(rule, ThresholdRule) and reads_predictions([rule.expression()])
+        )
+
+    @cached_property
     def rules(self) -> list[Rule]:
         """The enabled rules, in file order."""
         return [rule for rule in self.config.rules if rule.enabled]

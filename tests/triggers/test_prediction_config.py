@@ -3,12 +3,16 @@ may read (``profile.predicted.*``), as ``nudge validate`` sees them."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pytest
+from click.testing import CliRunner
 
+from streams.cli import cli
 from triggers import ConfigError, load_rules
 
 SCORES = (
@@ -140,3 +144,64 @@ rules:
     template: cart_abandonment
 """
     assert load_rules(make_config(cancel_when)).reads_predictions
+
+
+def with_model(text: str, model: str) -> str:
+    return text.replace("rules:", f"predictions:\n  model: {model}\nrules:")
+
+
+@pytest.fixture
+def model_copy(tiny_model: Path, tmp_path: Path) -> Path:
+    """A copy of the trained model directory this test may break."""
+    copy = tmp_path / "model-copy"
+    shutil.copytree(tiny_model, copy)
+    return copy
+
+
+def test_the_model_named_is_loaded_relative_to_the_config_dir(
+    make_config: Callable[[str], Path], tiny_model: Path
+) -> None:
+    config = make_config(with_model(rules_reading("profile.predicted.cluster == 'x'"), "model"))
+    shutil.copytree(tiny_model, config / "model")
+    rules = load_rules(config)
+    manifest = orjson.loads((tiny_model / "manifest.json").read_bytes())
+    assert rules.model is not None and rules.model_version == manifest["version"]
+    assert rules.model_dir == config / "model"
+
+
+@pytest.mark.parametrize("damage", ["missing", "tampered", "features"])
+def test_a_bad_model_dir_is_a_config_error_at_the_model_key(
+    make_config: Callable[[str], Path], model_copy: Path, damage: str
+) -> None:
+    if damage == "missing":
+        shutil.rmtree(model_copy)
+    elif damage == "tampered":
+        (model_copy / "churn_probability.skops").write_bytes(b"not the trained model")
+    else:
+        manifest = orjson.loads((model_copy / "manifest.json").read_bytes())
+        manifest["features"] = [*manifest["features"][1:], manifest["features"][0]]
+        (model_copy / "manifest.json").write_bytes(orjson.dumps(manifest))
+    text = with_model(rules_reading("profile.predicted.cluster == 'x'"), str(model_copy))
+    config = make_config(text)
+    [found] = issues(config)
+    assert found.startswith(f"{config}/rules.yaml:5: predictions.model: ")
+    assert f"cannot use the model directory {str(model_copy)!r}" in found
+    reason = {
+        "missing": "does not exist",
+        "tampered": "churn_probability.skops was changed after training",
+        "features": "trained on the same features in another order",
+    }
+    assert reason[damage] in found
+
+
+def test_validate_honours_the_model_dir_setting(
+    make_config: Callable[[str], Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    config = make_config(rules_reading("profile.predicted.cluster == 'x'"))
+    runner = CliRunner()
+    good = runner.invoke(cli, ["validate", str(config)], env={"NUDGE_MODEL_DIR": str(tiny_model)})
+    assert good.exit_code == 0, good.output
+    nowhere = tmp_path / "nowhere"
+    bad = runner.invoke(cli, ["validate", str(config)], env={"NUDGE_MODEL_DIR": str(nowhere)})
+    assert bad.exit_code == 2
+    assert f"error: {nowhere}: model: cannot use the model directory" in bad.output

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from profiles import InMemoryProfileStore, InMemoryTimerStore, Profile
+from profiles import InMemoryProfileStore, InMemoryTimerStore, Profile, apply_event, parse_event
+from profiles.predictions import feature_vector
 from triggers import Engine, Incoming, InMemoryOutbox, RuleSet, load_rules, simulate
 
 from .predictions import FixedModel
@@ -61,8 +62,11 @@ class Shop:
             clock=lambda: self.now,
         )
 
-    async def send(self, *events: tuple[str, str, dict[str, Any]], at: datetime) -> Any:
-        self.now = at
+    async def send(
+        self, *events: tuple[str, str, dict[str, Any]], at: datetime, late: timedelta = DAY * 0
+    ) -> Any:
+        """Events dated ``at``, processed ``late`` after."""
+        self.now = at + late
         messages = []
         for kind, user, props in events:
             self.offset += 1
@@ -143,6 +147,16 @@ async def test_a_threshold_on_churn_fires_in_the_batch_that_scores_it(shop: Shop
     # the on_event condition saw the scores stored before the batch (churn 0)
     risky = [d for d in shop.outbox.decisions if d.rule_id == "risky_visit"]
     assert [(d.outcome, d.reason) for d in risky] == [("suppressed", "condition_false")]
+
+
+async def test_a_users_first_scores_are_no_crossing(shop: Shop) -> None:
+    # signed up 20 days before the batch: scored churn 1.0 at once, but from no score
+    await shop.send(signup("ada"), at=T0, late=20 * DAY)
+    predicted = (await shop.profile("ada")).predicted
+    assert predicted is not None and predicted.churn_probability > 0.7
+    assert shop.fired("churn_risk") == []
+    await shop.send(("page_view", "ada", {"url": "/"}), at=T0 + 21 * DAY)
+    assert shop.fired("churn_risk") == []  # still above: no crossing either
 
 
 async def test_a_segment_entry_on_a_cluster_fires_in_the_same_batch(shop: Shop) -> None:
@@ -238,3 +252,50 @@ async def test_scores_a_removed_model_left_behind_are_not_read(shop: Shop, rules
     unscored, scored, unloaded = risky
     assert unscored == unloaded == ("suppressed", "condition_false")
     assert scored == ("fired", "ok")
+
+
+async def test_simulate_with_a_trained_model_fires_when_time_alone_crosses(
+    make_config: Callable[[str], Path], tiny_model: Path
+) -> None:
+    config = make_config(f"""\
+version: 1
+predictions:
+  model: {tiny_model}
+  refresh: 7d
+rules:
+  - id: churn_risk
+    kind: threshold
+    value: profile.predicted.churn_probability
+    above: 0.5
+    template: winback
+""")
+    rules = load_rules(config)
+    assert rules.model is not None
+    events = [
+        {"type": "signup", "properties": {"email": "ada@example.com", "consent": {"email": True}}},
+        {"type": "purchase", "properties": {"order_id": "o1", "total": 40.0}},
+    ]
+    lines = [
+        orjson.dumps({"event_id": f"e{n}", "user_id": "ada", "ts": T0.isoformat(), **event})
+        for n, event in enumerate(events)
+    ]
+    # when the model says ada's churn passes 0.5, re-scored every 7 days with no event
+    replayed = None
+    for line in lines:
+        replayed = apply_event(replayed, parse_event(line), rules.config.scoring)
+    assert replayed is not None
+
+    def churn(at: datetime) -> float:
+        assert rules.model is not None and replayed is not None
+        row = feature_vector(replayed, at, rules.config.scoring)
+        return rules.model.score([row])[0].churn_probability
+
+    assert churn(T0) < 0.5
+    week = next(k for k in range(1, 60) if churn(T0 + 7 * k * DAY) > 0.5)
+
+    sim = await simulate(rules, lines, until=T0 + 500 * DAY)
+    [send] = [s for s in sim.sends if s.rule_id == "churn_risk"]
+    assert send.created_at == T0 + 7 * week * DAY
+    ada = (await sim.profiles.load({"ada": []}))["ada"].profile
+    assert ada is not None and ada.predicted is not None
+    assert ada.predicted.model_version == rules.model_version
