@@ -4,7 +4,7 @@ The engine scores, after the fold of a batch, every user whose profile the batch
 changed, in one vectorised :meth:`~profiles.predictions.Model.score` call over
 :func:`~profiles.predictions.feature_rows` (the features training used), and writes the
 scores before the profiles are saved. A re-check timer falling due re-scores its user
-first (one call per sweep), so scores follow time as well as events.
+first (one call per claim of due timers), so scores follow time as well as events.
 """
 
 from __future__ import annotations
