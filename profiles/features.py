@@ -23,6 +23,7 @@ __all__ = [
     "MAX_PURCHASE_DAYS",
     "PURCHASE_HORIZON_DAYS",
     "RFM_WINDOWS",
+    "SITE_EVENTS",
     "ActivityBucket",
     "DayBucket",
     "FeedbackConfig",
@@ -68,7 +69,7 @@ ActivityBucket = tuple[int, int, int, int, int, int]
 _ACTIVITY_SLOT = {"product_view": 2, "add_to_cart": 3, "email_open": 4, "email_click": 5}
 #: events that say the user was on the site or in the app that day (not mail, not
 #: what nudge or the shop did to the profile)
-_SITE_EVENTS = frozenset(
+SITE_EVENTS = frozenset(
     {
         "page_view",
         "product_view",
@@ -156,7 +157,7 @@ def add_activity(days: list[ActivityBucket], day: int, event_type: str) -> None:
     :data:`MAX_ACTIVITY_DAYS` the two oldest merge into one dated on the later day.
     """
     slot = _ACTIVITY_SLOT.get(event_type)
-    site = event_type in _SITE_EVENTS
+    site = event_type in SITE_EVENTS
     if slot is None and not site:
         return
     index = len(days) - 1

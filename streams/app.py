@@ -22,7 +22,6 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -43,6 +42,7 @@ from streams.failures import is_retryable, process_safely, retry_forever
 from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.settings import Settings
+from streams.watch import ConfigWatch
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
 from triggers.firing import MOMENT_MS
 
@@ -88,12 +88,6 @@ class PartitionClock:
         return datetime.fromtimestamp(
             max(wall_ms, self.watermark_ms.get(partition, 0)) / 1000, tz=UTC
         )
-
-
-def config_fingerprint(config_dir: Path) -> tuple[tuple[str, int, int], ...]:
-    """What changes when any file under ``config_dir`` is edited, added or removed."""
-    files = sorted(p for p in config_dir.rglob("*") if p.is_file())
-    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
 
 
 class Nudge:
@@ -181,7 +175,7 @@ class Nudge:
         self.app.task(self._load_catalog)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.task(self._sweeper)
-        self._fingerprint = config_fingerprint(self.settings.config_dir)
+        self._config_watch = ConfigWatch(self.settings.config_dir, self.settings.model_dir)
         if self.settings.config_poll_interval > 0:
             poll = self.settings.config_poll_interval
             self.app.timer(poll, name="nudge.config")(self._watch_config)
@@ -208,17 +202,23 @@ class Nudge:
     async def reload_rules(self, why: str) -> bool:
         """Swap in the rules on disk if they are valid; keep the running ones if not."""
         try:
-            rules = self.adapt_rules(load_rules(self.settings.config_dir))
+            loaded = load_rules(self.settings.config_dir, model_dir=self.settings.model_dir)
+            rules = self.adapt_rules(loaded)
         except ConfigError as exc:
             self.metrics.reloads.labels("rejected").inc()
             for issue in exc.issues:
-                log.error("config reload (%s) rejected, keeping the running rules: %s", why, issue)
+                log.error(
+                    "config reload (%s) rejected, keeping the running rules and model: %s",
+                    why,
+                    issue,
+                )
             return False
         async with self.lock:
             previous, self.engine.rules = self.engine.rules, rules
             self.statistics.config = rules.config.recommendations
         self.metrics.reloads.labels("applied").inc()
-        log.warning("config reloaded (%s): %d rules active", why, len(rules.rules))
+        model = f"model {rules.model_version}" if rules.model is not None else "no model"
+        log.warning("config reloaded (%s): %d rules active, %s", why, len(rules.rules), model)
         await self._replan(previous)
         return True
 
@@ -237,9 +237,7 @@ class Nudge:
             self.metrics.record(result)
 
     async def _watch_config(self) -> None:
-        fingerprint = config_fingerprint(self.settings.config_dir)
-        if fingerprint != self._fingerprint:
-            self._fingerprint = fingerprint
+        if self._config_watch.changed():
             await self.reload_rules("config changed")
 
     async def _on_sighup(self) -> None:

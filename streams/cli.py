@@ -29,7 +29,7 @@ def _echo_issues(issues: Sequence[object]) -> None:
 
 def _load_or_exit(config_dir: Path) -> RuleSet:
     try:
-        return load_rules(config_dir)
+        return load_rules(config_dir, model_dir=Settings().model_dir)
     except ConfigError as exc:
         _echo_issues(exc.issues)
         click.echo(f"{len(exc.issues)} error(s); fix the config and try again.", err=True)
@@ -190,13 +190,18 @@ def validate(config_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("contract", type=click.Choice(["event", "send-request"]))
+@click.argument("contract", type=click.Choice(["event", "send-request", "decision"]))
 def schema(contract: str) -> None:
-    """Print the JSON Schema of the event or send-request contract."""
+    """Print the JSON Schema of the event, send-request or decision contract."""
     from profiles.events import event_json_schema
-    from triggers import SendRequest
+    from triggers import Decision, SendRequest
 
-    document = event_json_schema() if contract == "event" else SendRequest.json_schema()
+    documents = {
+        "event": event_json_schema,
+        "send-request": SendRequest.json_schema,
+        "decision": Decision.json_schema,
+    }
+    document = documents[contract]()
     click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
 

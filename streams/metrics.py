@@ -118,6 +118,11 @@ class Metrics:
         self.price_alerts = Counter(
             "nudge_price_alerts_total", "price.alert events published for price drops", registry=r
         )
+        self.prediction_errors = Counter(
+            "nudge_prediction_errors_total",
+            "Scoring calls of the prediction model that failed (the users kept their scores)",
+            registry=r,
+        )
         self.lag = Gauge(
             "nudge_partition_lag",
             "Messages not yet processed, per events partition",
@@ -177,6 +182,8 @@ class Metrics:
             self.decisions.labels(decision.rule_id, decision.outcome, decision.reason).inc()
         for send in result.sends:
             self.sends.labels(send.rule_id, send.category).inc()
+        if result.prediction_errors:
+            self.prediction_errors.inc(result.prediction_errors)
         if result.timers_fired:
             self.timers_fired.inc(result.timers_fired)
 

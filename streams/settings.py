@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     timer_batch: int = Field(
         500, ge=1, description="timers claimed per partition at once; a full claim goes again"
     )
+    model_dir: Path | None = Field(
+        None,
+        description="the prediction model directory; overrides predictions.model in rules.yaml",
+    )
     config_poll_interval: float = Field(
         2.0, ge=0, description="seconds between checks of config_dir for changes (0: off)"
     )

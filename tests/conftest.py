@@ -63,6 +63,21 @@ def redis_url() -> Iterator[str]:
     _stop(proc)
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory trained by ``train`` on a small planted shop history (a few
+    seconds); tests copy it before changing anything in it."""
+    from profiles import Event, ScoringConfig
+    from profiles.predictions.synthetic import SyntheticHistory
+    from profiles.predictions.train import train
+
+    history = SyntheticHistory(users=400, days=240, seed=1)
+    out = tmp_path_factory.mktemp("model") / "model"
+    events = (Event.model_validate(event) for event in history.events())
+    train(events, as_of=history.end, scoring=ScoringConfig(), out=out, cutoffs=3, k_range=(3, 4))
+    return out
+
+
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:10]

@@ -81,7 +81,7 @@ async def backfill(
                 report.no_partition += 1
                 continue
             missing = _missing(ruleset, profile, profile.partition, now, only)
-            timeline = Timeline(profile, ops, [], now)
+            timeline = Timeline(profile, ops, [], now, ruleset.model_version)
             for timer in missing:
                 timeline.schedule(timer, "backfill")
             if missing:

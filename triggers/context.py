@@ -5,9 +5,11 @@ turns false 90 days after the purchase, ``days_since(x) > 30`` turns true 30 day
 ``x``, and the engagement ``score`` decays. While the segments and thresholds are
 evaluated, a :class:`Horizon` notes the earliest future moment at which any of these can
 flip, so the engine can look again then (a re-check timer) instead of waiting for the
-user's next event. Only what is evaluated is noted: a branch that an ``and`` skipped can
-only come into play after an evaluated part changes, which is itself noted or needs an
-event.
+user's next event. When they read the model's scores (``profile.predicted``), the moment
+the scores go stale (``scored_at`` + ``predictions.refresh``) is noted too: the re-check
+re-scores the user first (see :mod:`triggers.predict`). Only what is evaluated is
+noted: a branch that an ``and`` skipped can only come into play after an evaluated part
+changes, which is itself noted or needs an event.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from profiles import Profile
+from profiles import Predicted, Profile
 from profiles.features import decay_factor, strongest
 from triggers.conditions import TimedNumber, helpers
 from triggers.derived import Rfm, lifecycle
@@ -97,9 +99,10 @@ class DecayingScore(TimedNumber):
 class ProfileView:
     """A profile as conditions and templates see it: its attributes, read-only, uncopied,
     with ``score`` decayed to the moment of evaluation and the derived fields
-    (``rfm``, ``lifecycle``, ``affinities``, ...) computed then, when first read."""
+    (``rfm``, ``lifecycle``, ``affinities``, ...) computed then, when first read; the
+    model's scores (``predicted``) only while a model is loaded."""
 
-    __slots__ = ("_config", "_horizon", "_now", "_profile", "score")
+    __slots__ = ("_config", "_horizon", "_now", "_predictions", "_profile", "score")
 
     def __init__(
         self,
@@ -109,12 +112,20 @@ class ProfileView:
         now: datetime,
         config: RulesConfig,
         horizon: Horizon | None = None,
+        predictions: bool = False,
     ) -> None:
         self._profile, self.score = profile, score
         self._now, self._config, self._horizon = now, config, horizon
+        self._predictions = predictions
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._profile, name)
+
+    @property
+    def predicted(self) -> Predicted | None:
+        """The stored scores while a model is loaded; without one, scores a previous
+        model left on the profile are not read (conditions on them are false)."""
+        return self._profile.predicted if self._predictions else None
 
     @property
     def rfm(self) -> Rfm:
@@ -183,7 +194,14 @@ def context(
         half_life_days=scoring.half_life_days,
         horizon=horizon,
     )
-    view = ProfileView(profile, score, now=now, config=ruleset.config, horizon=horizon)
+    view = ProfileView(
+        profile,
+        score,
+        now=now,
+        config=ruleset.config,
+        horizon=horizon,
+        predictions=ruleset.model is not None,
+    )
     return {
         "event": event or {},
         "profile": view,
@@ -213,6 +231,9 @@ def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Membership
     """The segments the user is in, the segment_entry/threshold rules whose condition
     holds, and the ``cancel_when`` conditions that hold: one evaluation of the probe."""
     horizon = Horizon(now)
+    if profile.predicted is not None and ruleset.model is not None and ruleset.reads_predictions:
+        # scores depend on recency: re-score (and look again) once they are stale
+        horizon.note(profile.predicted.scored_at + ruleset.config.predictions.refresh)
     held = ruleset.probe(context(ruleset, profile, now, horizon=horizon))
     segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
     watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]
@@ -222,4 +243,8 @@ def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Membership
         if isinstance(rule, SegmentEntryRule) and rule.segment in segments
     ]
     cancels = frozenset(h.removeprefix("cancel:") for h in held if h.startswith("cancel:"))
-    return Memberships(segments, sorted(watched), list(ruleset.thresholds), horizon.at, cancels)
+    observed = ruleset.thresholds
+    if ruleset.scored_thresholds and (profile.predicted is None or ruleset.model is None):
+        # not scored yet: no value to cross from
+        observed = [t for t in observed if t not in ruleset.scored_thresholds]
+    return Memberships(segments, sorted(watched), list(observed), horizon.at, cancels)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = ["DeadLetter", "Decision", "Outcome", "SendRequest", "request_id"]
 
@@ -117,6 +117,9 @@ class Decision:
     key: str = ""
     #: when a scheduled or rescheduled timer falls due
     due: datetime | None = None
+    #: the prediction model version the decision used (see
+    #: :func:`triggers.predict.used_model`); ``None`` while no model is loaded
+    model_version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,11 +134,21 @@ class Decision:
             "request_id": self.request_id,
             "at": _iso(self.at),
             "due": None if self.due is None else _iso(self.due),
+            "model_version": self.model_version,
         }
 
     def to_json(self) -> bytes:
         """The fields of :meth:`as_dict`, serialised by orjson straight from the dataclass."""
         return orjson.dumps(self, option=orjson.OPT_UTC_Z)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of :meth:`to_json` (topic ``nudge.decisions``)."""
+        schema = TypeAdapter(cls).json_schema(mode="serialization")
+        schema["required"] = list(schema["properties"])  # every field is written
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["title"] = "nudge decision"
+        return schema
 
 
 def _iso(moment: datetime) -> str:

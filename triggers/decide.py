@@ -39,6 +39,7 @@ from triggers.durations import format_duration
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.picks import Picks
+from triggers.predict import used_model
 from triggers.rules import DateRule, SequenceRule
 from triggers.schedule import best_hour, quiet_until, user_zone
 from triggers.timeline import Timeline
@@ -52,9 +53,11 @@ class Resolution:
     sends: list[SendRequest] = field(default_factory=list)
     #: deferred sends and follow-up timers (next sequence step, next anniversary)
     ops: TimerOps = field(default_factory=TimerOps)
+    #: the loaded prediction model's version (decisions record the one they used)
+    model: str | None = None
 
     def timeline(self, profile: Profile | None, now: datetime) -> Timeline:
-        return Timeline(profile, self.ops, self.decisions, now)
+        return Timeline(profile, self.ops, self.decisions, now, self.model)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ def resolve(
 
     ``lookups`` holds what renders may read besides the profile (catalog, statistics).
     """
-    out = Resolution()
+    out = Resolution(model=ruleset.model_version)
     candidates: list[Firing] = []
     for firing in firings:
         verdict = (
@@ -204,6 +207,7 @@ def _decide(
         detail,
         firing.step,
         due=due,
+        model_version=used_model(out.model, profile),
     )
     out.decisions.append(decision)
     if profile is not None:

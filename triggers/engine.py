@@ -31,6 +31,7 @@ from profiles import (
     InvalidEvent,
     Lookups,
     LookupSource,
+    Profile,
     ProfileStore,
     ProfileWrite,
     Snapshot,
@@ -43,9 +44,11 @@ from profiles import (
 )
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
-from triggers.fold import UserStep, apply_user_events, fire_user_timers
+from triggers.firing import RECHECK
+from triggers.fold import UserStep, apply_user_events, fire_user_timers, rescored
 from triggers.loader import RuleSet
 from triggers.picks import seed_products
+from triggers.predict import score_profiles
 from triggers.replan import Replan, replan_timer
 
 __all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
@@ -110,6 +113,8 @@ class BatchResult:
     by_type: Counter[str] = field(default_factory=Counter)
     #: newest event time (epoch ms) seen per partition in this batch
     watermarks: dict[int, int] = field(default_factory=dict)
+    #: scoring calls of the prediction model that failed (the users kept their scores)
+    prediction_errors: int = 0
 
 
 class ConcurrentUpdate(TriggerError):
@@ -179,6 +184,8 @@ class Engine:
             result.duplicates += step.duplicates
             result.events += len(step.applied)
             result.by_type.update(step.types)
+        if self.rules.model is not None:
+            self._predict(list(steps.values()), now, lookups, result)
         writes = [
             ProfileWrite(user_id, snapshots[user_id].version, step.profile, tuple(step.applied))
             for user_id, step in steps.items()
@@ -188,6 +195,36 @@ class Engine:
         committed = [step for user_id, step in steps.items() if user_id not in conflicts]
         await self._record(committed, now)
         return conflicts
+
+    def _predict(
+        self, steps: list[UserStep], now: datetime, lookups: Lookups, result: BatchResult
+    ) -> None:
+        """Score every user the batch changed (one call), then, when rules read the
+        scores, re-evaluate those users' segments and thresholds and fire what entered.
+
+        Rules evaluated during the fold (``on_event`` conditions, ...) saw the scores
+        stored before the batch."""
+        changed = [step for step in steps if step.applied and step.profile is not None]
+        profiles = [step.profile for step in changed if step.profile is not None]
+        if not self._score(profiles, now, result) or not self.rules.reads_predictions:
+            return
+        for step in changed:
+            rescored(self.rules, step, now, lookups)
+
+    def _score(self, profiles: list[Profile], now: datetime, result: BatchResult) -> bool:
+        """Score ``profiles`` as of ``now``; whether it worked.
+
+        Scores are advisory: a model that fails is logged and counted, the users keep
+        the scores they had, and the batch goes on (its events are not lost)."""
+        if self.rules.model is None or not profiles:
+            return False
+        try:
+            score_profiles(self.rules.model, profiles, now, self.rules.config.scoring)
+        except Exception:
+            result.prediction_errors += 1
+            log.exception("scoring %d users failed; they keep their previous scores", len(profiles))
+            return False
+        return True
 
     async def _record(self, steps: list[UserStep], now: datetime) -> None:
         """Add what the committed steps applied to the shop-wide statistics.
@@ -277,6 +314,14 @@ class Engine:
         for timer in claimed:
             by_user.setdefault(timer.user_id, []).append(timer)
         snapshots, broken = await self._load_for_timers(list(by_user))
+        if self.rules.model is not None:
+            # scores depend on recency: a re-check sees the user's scores as of now
+            rechecked = [
+                snapshots[user_id].profile
+                for user_id, timers in by_user.items()
+                if user_id in snapshots and any(t.rule_id == RECHECK for t in timers)
+            ]
+            self._score([p for p in rechecked if p is not None], now, result)
         lookups = await self._lookups((t.trigger_event for t in claimed), snapshots.values())
         steps = {
             user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now, lookups)
@@ -298,6 +343,7 @@ class Engine:
                         now,
                         detail=problem,
                         step=t.step,
+                        model_version=self.rules.model_version,
                     )
                     for t in by_user[user_id]
                 ],
@@ -329,7 +375,9 @@ class Engine:
         steps = {}
         for user_id, planned in changes.items():
             snapshot = snapshots.get(user_id, Snapshot(None))
-            steps[user_id] = step = UserStep(profile=snapshot.profile)
+            steps[user_id] = step = UserStep(
+                profile=snapshot.profile, model=self.rules.model_version
+            )
             timeline = step.timeline(snapshot.profile, now)
             for timer, change in planned:
                 if change.due_ms is None:

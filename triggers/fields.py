@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import functools
 import types
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -26,9 +26,11 @@ from jinja2 import nodes
 from pydantic import BaseModel
 
 from profiles import KNOWN_EVENT_TYPES, Cart, Event, Profile
+from triggers.conditions import expression_tree, expressions
 from triggers.derived import RFM_FIELDS
+from triggers.rules import Condition
 
-__all__ = ["Shape", "UnknownField", "field_roots", "unknown_fields"]
+__all__ = ["Shape", "UnknownField", "field_roots", "reads_predictions", "unknown_fields"]
 
 #: attributes of ``profile`` beside its stored fields, computed at evaluation time
 #: (``score`` decayed to now; see README, "Profile fields")
@@ -108,6 +110,17 @@ def unknown_fields(tree: nodes.Node, roots: Mapping[str, Shape]) -> list[Unknown
         if unknown is not None and unknown.path not in found:
             found[unknown.path] = unknown
     return sorted(found.values(), key=lambda unknown: unknown.line)
+
+
+def reads_predictions(conditions: Iterable[Condition]) -> bool:
+    """Whether any of ``conditions`` reads the model's scores (``profile.predicted...``
+    or ``user.predicted...``)."""
+    for condition in conditions:
+        for expression in expressions(condition):
+            for root, parts, _ in _chains(expression_tree(expression)):
+                if root in ("profile", "user") and parts[:1] == ["predicted"]:
+                    return True
+    return False
 
 
 def _first_unknown(shape: Shape, root: str, parts: list[str], line: int) -> UnknownField | None:

@@ -32,9 +32,17 @@ from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
 from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
 from triggers.loader import RuleSet
+from triggers.predict import used_model
 from triggers.timeline import Timeline
 
-__all__ = ["Observed", "Probed", "UserStep", "apply_user_events", "fire_user_timers"]
+__all__ = [
+    "Observed",
+    "Probed",
+    "UserStep",
+    "apply_user_events",
+    "fire_user_timers",
+    "rescored",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class UserStep:
     probed: Probed | None = None
     #: what the applied events tell the shop-wide statistics (see :class:`Observed`)
     observed: list[Observed] = field(default_factory=list)
+    #: the loaded prediction model's version (decisions record the one they used)
+    model: str | None = None
 
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
@@ -71,7 +81,7 @@ class UserStep:
         self.ops.merge(resolution.ops)
 
     def timeline(self, profile: Profile | None, now: datetime) -> Timeline:
-        return Timeline(profile, self.ops, self.decisions, now)
+        return Timeline(profile, self.ops, self.decisions, now, self.model)
 
 
 def apply_user_events(
@@ -86,7 +96,7 @@ def apply_user_events(
     The snapshot's profile is updated in place and becomes ``UserStep.profile``: the
     caller hands over a profile it owns (a fresh load), which saves a copy per event.
     """
-    step = UserStep(profile=snapshot.profile)
+    step = UserStep(profile=snapshot.profile, model=ruleset.model_version)
     seen = set(snapshot.seen)
     for event, partition in events:
         if event.event_id in seen:
@@ -205,7 +215,7 @@ def fire_user_timers(
     Timers due within the same second are one moment: they arbitrate against each other,
     as the firings of one event do. Moments resolve in due order.
     """
-    step = UserStep(profile=profile)
+    step = UserStep(profile=profile, model=ruleset.model_version)
     moments: dict[int, list[Timer]] = {}
     for timer in sorted(timers, key=lambda t: (t.due_ms, t.id)):
         moments.setdefault(timer.due_ms // MOMENT_MS, []).append(timer)
@@ -241,6 +251,7 @@ def _fire_moment(
                     now,
                     step=timer.step,
                     key=timer.key,
+                    model_version=used_model(step.model, profile),
                 )
             )
             continue
@@ -250,12 +261,38 @@ def _fire_moment(
 
 def _recheck(ruleset: RuleSet, step: UserStep, timer: Timer, now: datetime) -> list[Firing]:
     """Time passed a segment or threshold boundary: what entered fires, like on an event."""
-    profile = step.profile
-    if profile is None:
+    if step.profile is None:
         return []
+    return _entered(ruleset, step, step.profile, now, timer.partition, timer.trigger_event)
+
+
+def _entered(
+    ruleset: RuleSet,
+    step: UserStep,
+    profile: Profile,
+    at: datetime,
+    partition: int,
+    trigger_event: dict[str, Any],
+) -> list[Firing]:
+    """Bring memberships up to ``at``; the firings of the rules that entered."""
     before = Before.of(profile, ruleset)
-    _refresh(ruleset, step, profile, now, timer.partition)
+    _refresh(ruleset, step, profile, at, partition)
     return [
-        Firing(rule, profile.user_id, timer.trigger_event, timer.partition)
+        Firing(rule, profile.user_id, trigger_event, partition)
         for rule in entered(ruleset, before, profile)
     ]
+
+
+def rescored(
+    ruleset: RuleSet, step: UserStep, now: datetime, lookups: Lookups = NO_LOOKUPS
+) -> None:
+    """The user of ``step`` has new scores: re-evaluate their segments and thresholds at
+    ``now`` as a re-check does, and fire what entered. The trigger event is the last
+    event the step applied (so a redelivered batch yields the same request ids)."""
+    profile = step.profile
+    if profile is None or not step.observed:
+        return
+    trigger = step.observed[-1].event.model_dump(mode="json")
+    partition = profile.partition or 0
+    firings = _entered(ruleset, step, profile, now, partition, trigger)
+    step.absorb(resolve(ruleset, firings, profile, now, lookups))

@@ -14,12 +14,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
+from profiles.predictions import FEATURES, Model, ModelError
 from render import Renderer
 from triggers.checks import check_semantics
 from triggers.conditions import CompiledCondition, Probe, compile_condition, compile_probe
-from triggers.errors import ConfigError
+from triggers.errors import ConfigError, ConfigIssue
+from triggers.fields import reads_predictions
 from triggers.rules import (
     AbsenceRule,
     Condition,
@@ -34,7 +37,7 @@ from triggers.rules import (
 )
 from triggers.source import ConfigSource, YamlPath, read_config
 
-__all__ = ["RULES_FILE", "TEMPLATES_DIR", "RuleSet", "load_rules"]
+__all__ = ["RULES_FILE", "TEMPLATES_DIR", "RuleSet", "load_rules", "model_dir_named"]
 
 RULES_FILE = "rules.yaml"
 TEMPLATES_DIR = "templates"
@@ -52,6 +55,32 @@ class RuleSet:
     #: every segment (``segment:<name>``), threshold rule (``threshold:<rule id>``) and
     #: absence ``cancel_when`` condition (``cancel:<rule id>@<name>``), evaluated in one call
     probe: Probe = field(default=lambda ctx: [])
+    #: the prediction model the engine scores users with (``None``: no predictions)
+    model: Model | None = None
+    #: the directory it was loaded from
+    model_dir: Path | None = None
+
+    @cached_property
+    def model_version(self) -> str | None:
+        """The loaded model's version (``None`` without a model)."""
+        return None if self.model is None else self.model.version
+
+    @cached_property
+    def reads_predictions(self) -> bool:
+        """Whether a segment, threshold or ``cancel_when`` condition reads
+        ``profile.predicted``: then new scores are followed by a re-evaluation, and
+        scores are refreshed as time passes (see :mod:`triggers.predict`)."""
+        return reads_predictions(_probed(self.config).values())
+
+    @cached_property
+    def scored_thresholds(self) -> frozenset[str]:
+        """The threshold rules whose value reads the model's scores: a user's first
+        scores are their first value (no crossing from "not scored yet")."""
+        return frozenset(
+            rule.id
+            for rule in self.rules
+            if isinstance(rule, ThresholdRule) and reads_predictions([rule.expression()])
+        )
 
     @cached_property
     def rules(self) -> list[Rule]:
@@ -115,16 +144,64 @@ def _names(rule: Rule, event_type: str) -> bool:
     return True  # date, segment_entry, threshold
 
 
-def load_rules(config_dir: Path) -> RuleSet:
+def load_rules(config_dir: Path, *, model_dir: Path | None = None) -> RuleSet:
+    """The rule set of ``config_dir``, with the prediction model ``predictions.model``
+    names (``model_dir`` overrides it); every problem, the model's included, is one
+    :class:`ConfigError`."""
     path = config_dir / RULES_FILE
     source = read_config(path)
     config = _validate(source)
     renderer = Renderer(config_dir / TEMPLATES_DIR)
     check_semantics(source, renderer)
+    named = model_dir or _model_dir(source.data, config_dir)
+    model = None if named is None else _load_model(source, named, overridden=model_dir is not None)
     if config is None or source.issues:
         unique = list(dict.fromkeys(source.issues))
         raise ConfigError(sorted(unique, key=lambda issue: issue.line or 0))
-    return RuleSet(config, renderer, path, _conditions(config), compile_probe(_probed(config)))
+    return RuleSet(
+        config,
+        renderer,
+        path,
+        _conditions(config),
+        compile_probe(_probed(config)),
+        model=model,
+        model_dir=named if model is not None else None,
+    )
+
+
+def model_dir_named(config_dir: Path) -> Path | None:
+    """The model directory ``rules.yaml`` in ``config_dir`` names, read without checking
+    the rest (``None`` when it names none, or cannot be read)."""
+    try:
+        data = yaml.safe_load((config_dir / RULES_FILE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return _model_dir(data, config_dir)
+
+
+def _model_dir(data: Any, config_dir: Path) -> Path | None:
+    predictions = data.get("predictions") if isinstance(data, dict) else None
+    model = predictions.get("model") if isinstance(predictions, dict) else None
+    return config_dir / model if isinstance(model, str) and model else None
+
+
+def _load_model(source: ConfigSource, directory: Path, *, overridden: bool) -> Model | None:
+    """The model in ``directory``, or ``None`` with the reason added to ``source``."""
+    # imported here: the model brings numpy and scikit-learn, needed only with a model
+    from profiles.predictions.bundle import load_model
+
+    try:
+        model: Model = load_model(directory)
+        if tuple(model.features) != FEATURES:
+            raise ModelError("it was trained on other features than this version of nudge computes")
+    except ModelError as exc:
+        message = f"cannot use the model directory {str(directory)!r}: {exc}"
+        if overridden:
+            source.issues.append(ConfigIssue(str(directory), None, "model", message))
+        else:
+            source.issue(("predictions", "model"), message)
+        return None
+    return model
 
 
 def _validate(source: ConfigSource) -> RulesConfig | None:

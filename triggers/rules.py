@@ -47,6 +47,7 @@ __all__ = [
     "InactivityRule",
     "NotOf",
     "OnEventRule",
+    "Predictions",
     "QuietHours",
     "Rule",
     "RulesConfig",
@@ -332,6 +333,19 @@ class Sender(BaseModel):
     unsubscribe_url: str = "https://example.com/unsubscribe?user={user_id}"
 
 
+class Predictions(BaseModel):
+    """Where the trained model lives, and how long a user's scores count as fresh."""
+
+    model_config = _FROZEN
+
+    #: the directory ``nudge model train`` wrote, relative to the config directory;
+    #: none: no predictions (``NUDGE_MODEL_DIR`` overrides it)
+    model: str | None = Field(default=None, min_length=1)
+    #: how long stored scores count as fresh: a rule reading ``profile.predicted`` has the
+    #: user re-scored this long after their last scoring, without an event
+    refresh: Duration = timedelta(days=1)
+
+
 class RulesConfig(BaseModel):
     """The whole file's shape. What refers across it (unique rule ids, known segments,
     event types, templates, fields) is checked by :mod:`triggers.checks` on the raw
@@ -351,6 +365,8 @@ class RulesConfig(BaseModel):
     segments: dict[str, Condition] = {}
     #: custom event types rules may name (known types need no declaration)
     custom_events: list[str] = []
+    #: the prediction model conditions and templates read as ``profile.predicted``
+    predictions: Predictions = Predictions()
     #: the longest a timer may stay leased by a worker that died before completing it
     timer_lease: Duration = timedelta(seconds=60)
     rules: list[Rule] = []

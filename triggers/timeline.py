@@ -16,6 +16,7 @@ from typing import Literal
 from profiles import Profile, Timer, TimerOps
 from triggers.contracts import Decision, Outcome
 from triggers.firing import RECHECK, from_ms
+from triggers.predict import used_model
 
 __all__ = ["Logged", "Timeline"]
 
@@ -31,6 +32,8 @@ class Timeline:
     ops: TimerOps
     decisions: list[Decision]
     now: datetime
+    #: the loaded prediction model's version (decisions record the one they used)
+    model: str | None = None
 
     def schedule(self, timer: Timer, reason: str, *, log: Logged = "all") -> None:
         """Schedule ``timer``, or move the pending one with its id.
@@ -60,6 +63,7 @@ class Timeline:
                 step=timer.step,
                 key=timer.key,
                 due=from_ms(timer.due_ms),
+                model_version=used_model(self.model, self.profile),
             )
         )
 
@@ -83,6 +87,7 @@ class Timeline:
                 self.now,
                 detail=detail,
                 key=key,
+                model_version=used_model(self.model, self.profile),
             )
         )
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from profiles import Keys, Product
 from streams.cli import cli
 from streams.embedded import free_port
+from triggers import Decision
 
 from .conftest import Kafka
 
@@ -69,6 +71,17 @@ def test_send_request_schema_lists_the_mailer_fields() -> None:
         "trigger_event_id",
         "created_at",
     }
+
+
+def test_decision_schema_accepts_what_the_engine_publishes() -> None:
+    validator = jsonschema.Draft202012Validator(schema("decision"))
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    plain = Decision("welcome", "u1", "fired", "ok", "e1", at, request_id="r1")
+    scored = Decision("churn_risk", "u1", "suppressed", "no_consent", "e2", at, model_version="v3")
+    for decision in (plain, scored):
+        assert list(validator.iter_errors(orjson.loads(decision.to_json()))) == []
+    assert orjson.loads(scored.to_json())["model_version"] == "v3"
+    assert list(validator.iter_errors({**orjson.loads(plain.to_json()), "outcome": "maybe"}))
 
 
 def test_every_verb_has_help() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2 import Undefined
 
-from profiles import Cart, CartLine, Event, Profile
+from profiles import Cart, CartLine, Event, Predicted, Profile
 from triggers import load_rules
 from triggers.conditions import _ENV, expressions, to_expression
 from triggers.context import Horizon, context
@@ -20,8 +21,11 @@ from triggers.loader import RuleSet, _probed
 from triggers.native import compile_native
 from triggers.rules import SequenceRule
 
+from .predictions import FixedModel
+
 REPO = Path(__file__).resolve().parents[2]
-RULES = load_rules(REPO / "config")
+#: the shipped rules, with a model loaded (so that conditions see the scores)
+RULES = replace(load_rules(REPO / "config"), model=FixedModel())
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
@@ -68,6 +72,13 @@ OTHERS = [
     "now > profile.last_seen",
     "user.cart",
     "nothing.at.all",
+    # the model's scores: a nested object, absent until the user is scored
+    "profile.predicted.churn_probability > 0.7",
+    "(profile.predicted.purchase_probability or 0) > 0.5",
+    "profile.predicted.cluster == 'lapsed buyers' and profile.predicted.expected_value >= 20",
+    "within(profile.predicted.scored_at, '1d') and profile.predicted.model_version",
+    "profile.predicted['cluster'] in ['browsers', 'lapsed buyers'] or user.predicted.nothing",
+    "days_since(profile.predicted.scored_at) > 2",
 ]
 
 EXPRESSIONS = _shipped(RULES) + OTHERS
@@ -85,6 +96,17 @@ _lines = st.dictionaries(
         CartLine, product_id=st.just("p"), price=st.floats(0, 200), quantity=st.integers(0, 4)
     ),
     max_size=3,
+)
+
+
+_predicted = st.builds(
+    Predicted,
+    purchase_probability=st.floats(0, 1),
+    churn_probability=st.floats(0, 1),
+    expected_value=st.floats(0, 500),
+    cluster=st.sampled_from(["browsers", "lapsed buyers"]),
+    model_version=st.just("v1"),
+    scored_at=_times,
 )
 
 
@@ -110,6 +132,7 @@ def _profiles(draw: st.DrawFn) -> Profile:
         affinity=draw(st.dictionaries(st.just("kitchen"), st.floats(0, 5))),
         cart=Cart(items=draw(_lines)),
         segments=draw(st.lists(st.sampled_from(["vip", "lapsed"]), unique=True)),
+        predicted=draw(st.none() | _predicted),
     )
 
 

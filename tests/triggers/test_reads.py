@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiles import Event, Profile, Snapshot
+from profiles import Event, Predicted, Profile, Snapshot
 from triggers import RuleSet, load_rules
 from triggers.conditions import _ENV, CompiledProbe
 from triggers.fold import Probed, UserStep, apply_user_events
@@ -101,6 +101,25 @@ def test_plain_attributes_read_as_the_sandbox_does(
 )
 def test_what_a_fingerprint_cannot_follow(text: str) -> None:
     assert probe_reads(_ENV, text) is None
+
+
+def test_the_model_scores_are_followed_through_the_nested_object() -> None:
+    reads = probe_reads(
+        _ENV,
+        "[profile.predicted.churn_probability > 0.7, profile.predicted.cluster == 'x']",
+    )
+    assert reads is not None
+    unscored = Profile(user_id="u", first_seen=T0, last_seen=T0)
+    scores = {"purchase_probability": 0.1, "expected_value": 5.0, "model_version": "v1"}
+    scored = unscored.model_copy(
+        update={"predicted": Predicted(churn_probability=0.2, cluster="x", scored_at=T0, **scores)}
+    )
+    rescored = scored.model_copy(
+        update={"predicted": scored.predicted.model_copy(update={"churn_probability": 0.8})}
+    )
+    fingerprints = [reads.fingerprint(p) for p in (unscored, scored, rescored)]
+    assert None not in fingerprints
+    assert len(set(fingerprints)) == 3
 
 
 def test_a_mutable_leaf_has_no_fingerprint() -> None:

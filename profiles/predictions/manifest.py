@@ -1,0 +1,103 @@
+"""``manifest.json`` of a model directory: what was trained, on what, how it measured,
+and the sha256 of every model file (checked before anything is loaded).
+
+Distributions store their inner bin edges only: the outer edges are infinite (JSON has
+no infinity). Bin ``i`` holds the values ``edges[i] < x <= edges[i + 1]``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+from profiles.predictions.model import Distribution
+
+__all__ = [
+    "FORMAT",
+    "ClassifierSpec",
+    "ClusterSpec",
+    "DistributionSpec",
+    "Manifest",
+    "ValueSpec",
+    "distribution_of",
+]
+
+#: the manifest layout this version writes and reads
+FORMAT = 1
+_DECILES = np.linspace(0.1, 0.9, 9)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassifierSpec(_Spec):
+    file: str
+    #: ``logistic_regression`` or ``gradient_boosting`` (both calibrated)
+    kind: str
+
+
+class ValueSpec(_Spec):
+    method: Literal["regression", "probability_x_order_value"]
+    #: the regressor's file (``regression`` only)
+    file: str | None
+    order_value: float
+    orders_per_buyer: float
+
+
+class ClusterSpec(_Spec):
+    file: str
+    features: list[str]
+    names: list[str]
+    sizes: list[int]
+
+
+class DistributionSpec(_Spec):
+    inner_edges: list[float]
+    proportions: list[float]
+
+    def distribution(self) -> Distribution:
+        edges = (float("-inf"), *self.inner_edges, float("inf"))
+        return Distribution(edges=edges, proportions=tuple(self.proportions))
+
+
+def distribution_of(values: NDArray[Any]) -> DistributionSpec:
+    """Decile bins of ``values`` (repeated edges merged) and the share in each."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return DistributionSpec(inner_edges=[], proportions=[1.0])
+    inner = np.unique(np.quantile(data, _DECILES))
+    counts = np.bincount(np.searchsorted(inner, data, side="left"), minlength=inner.size + 1)
+    return DistributionSpec(
+        inner_edges=[float(e) for e in inner],
+        proportions=[float(c) / data.size for c in counts],
+    )
+
+
+class Manifest(_Spec):
+    format: int
+    version: str
+    trained_at: datetime
+    as_of: datetime
+    horizon_days: int
+    #: the first event read and ``as_of``
+    training_window: tuple[datetime | None, datetime]
+    features: list[str]
+    #: ``train``, ``calibration``, ``test`` -> cutoffs
+    cutoffs: dict[str, list[datetime]]
+    purchase_probability: ClassifierSpec
+    churn_probability: ClassifierSpec
+    expected_value: ValueSpec
+    clusters: ClusterSpec
+    #: each feature's training median (tree reasons substitute it)
+    medians: list[float]
+    #: every feature and numeric score on the users as of ``as_of``
+    distributions: dict[str, DistributionSpec]
+    #: the training report's metrics
+    metrics: dict[str, Any]
+    #: model file name -> sha256
+    files: dict[str, str]

@@ -1,0 +1,61 @@
+"""What makes a worker reload its rules: a change under the config dir, or a replaced
+prediction model (its ``manifest.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from triggers.loader import RULES_FILE, model_dir_named
+
+__all__ = ["MODEL_MANIFEST", "ConfigWatch", "config_fingerprint"]
+
+#: the file of a model directory that changes whenever the model does
+MODEL_MANIFEST = "manifest.json"
+
+
+def config_fingerprint(
+    config_dir: Path, model_dir: Path | None = None
+) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any file under ``config_dir`` is edited, added or removed, or
+    the manifest of ``model_dir`` (the prediction model) is replaced."""
+    files = sorted(p for p in config_dir.rglob("*") if p.is_file())
+    found = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files]
+    if model_dir is not None:
+        manifest = model_dir / MODEL_MANIFEST
+        try:
+            stat = manifest.stat()
+            found.append((str(manifest), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            found.append((str(manifest), -1, -1))
+    return tuple(found)
+
+
+class ConfigWatch:
+    """Whether the config, or the model it names, changed since the last look.
+
+    The model directory is ``NUDGE_MODEL_DIR`` or the one ``rules.yaml`` names; the file
+    is read again only when it changed (it may name a directory whose model failed to
+    load, which the next look must still follow)."""
+
+    def __init__(self, config_dir: Path, model_dir: Path | None) -> None:
+        self.config_dir, self.override = config_dir, model_dir
+        self._rules_stat: tuple[int, int] | None = None
+        self._named: Path | None = None
+        self.fingerprint = config_fingerprint(config_dir, self.model_dir())
+
+    def model_dir(self) -> Path | None:
+        if self.override is not None:
+            return self.override
+        try:
+            stat = (self.config_dir / RULES_FILE).stat()
+            rules_stat = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return None
+        if rules_stat != self._rules_stat:
+            self._rules_stat, self._named = rules_stat, model_dir_named(self.config_dir)
+        return self._named
+
+    def changed(self) -> bool:
+        fingerprint = config_fingerprint(self.config_dir, self.model_dir())
+        changed, self.fingerprint = fingerprint != self.fingerprint, fingerprint
+        return changed

@@ -1,0 +1,64 @@
+"""The model's scores on the live profile (``profile.predicted``): pure helpers.
+
+The engine scores, after the fold of a batch, every user whose profile the batch
+changed, in one vectorised :meth:`~profiles.predictions.Model.score` call over
+:func:`~profiles.predictions.feature_rows` (the features training used), and writes the
+scores before the profiles are saved. A re-check timer falling due re-scores its user
+first (one call per claim of due timers), so scores follow time as well as events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+from profiles import Predicted, Profile, ScoringConfig
+from profiles.predictions import TARGETS, Model, ModelError, feature_rows
+
+__all__ = ["score_profiles", "used_model"]
+
+
+def score_profiles(
+    model: Model, profiles: Sequence[Profile], now: datetime, scoring: ScoringConfig
+) -> None:
+    """Set ``profile.predicted`` of each of ``profiles`` to ``model``'s scores as of
+    ``now``, in one call of the model.
+
+    Whatever the model raises propagates, and then no profile has changed; so does a
+    :class:`ModelError` for an answer that is not one finite score set per profile.
+    """
+    if not profiles:
+        return
+    scores = model.score(feature_rows(profiles, now, scoring))
+    if len(scores) != len(profiles):
+        raise ModelError(f"the model returned {len(scores)} scores for {len(profiles)} users")
+    version = model.version
+    predicted = []
+    for s in scores:
+        numbers = [float(getattr(s, target)) for target in TARGETS]
+        if not all(math.isfinite(n) for n in numbers):
+            raise ModelError(f"the model returned a score that is not a number: {s}")
+        predicted.append(
+            Predicted(
+                purchase_probability=numbers[0],
+                churn_probability=numbers[1],
+                expected_value=numbers[2],
+                cluster=str(s.cluster),
+                model_version=version,
+                scored_at=now,
+            )
+        )
+    for profile, scored in zip(profiles, predicted, strict=True):
+        profile.predicted = scored
+
+
+def used_model(loaded: str | None, profile: Profile | None) -> str | None:
+    """The model version a decision about ``profile`` records, given the ``loaded``
+    model's: that of the scores the profile carries (what its conditions saw), or the
+    loaded model's when it carries none yet; ``None`` without a loaded model."""
+    if loaded is None:
+        return None
+    if profile is not None and profile.predicted is not None:
+        return profile.predicted.model_version
+    return loaded
