@@ -184,6 +184,8 @@ class Metrics:
             self.sends.labels(send.rule_id, send.category).inc()
         if result.prediction_errors:
             self.prediction_errors.inc(result.prediction_errors)
+        if result.model is not None and result.scores:
+            self.record_predictions(result.model, result.scored_rows, result.scores)
         if result.timers_fired:
             self.timers_fired.inc(result.timers_fired)
 

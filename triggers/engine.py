@@ -42,6 +42,7 @@ from profiles import (
     TimerStore,
     parse_event,
 )
+from profiles.predictions import FeatureRow, Model, Scores
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.firing import RECHECK
@@ -115,6 +116,10 @@ class BatchResult:
     watermarks: dict[int, int] = field(default_factory=dict)
     #: scoring calls of the prediction model that failed (the users kept their scores)
     prediction_errors: int = 0
+    #: the model that scored users in this batch, with their feature rows and scores
+    model: Model | None = None
+    scored_rows: list[FeatureRow] = field(default_factory=list)
+    scores: list[Scores] = field(default_factory=list)
 
 
 class ConcurrentUpdate(TriggerError):
@@ -216,14 +221,18 @@ class Engine:
 
         Scores are advisory: a model that fails is logged and counted, the users keep
         the scores they had, and the batch goes on (its events are not lost)."""
-        if self.rules.model is None or not profiles:
+        model = self.rules.model
+        if model is None or not profiles:
             return False
         try:
-            score_profiles(self.rules.model, profiles, now, self.rules.config.scoring)
+            rows, scores = score_profiles(model, profiles, now, self.rules.config.scoring)
         except Exception:
             result.prediction_errors += 1
             log.exception("scoring %d users failed; they keep their previous scores", len(profiles))
             return False
+        result.model = model
+        result.scored_rows += rows
+        result.scores += scores
         return True
 
     async def _record(self, steps: list[UserStep], now: datetime) -> None:

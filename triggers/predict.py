@@ -14,23 +14,25 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from profiles import Predicted, Profile, ScoringConfig
-from profiles.predictions import TARGETS, Model, ModelError, feature_rows
+from profiles.predictions import TARGETS, FeatureRow, Model, ModelError, Scores, feature_rows
 
 __all__ = ["score_profiles", "used_model"]
 
 
 def score_profiles(
     model: Model, profiles: Sequence[Profile], now: datetime, scoring: ScoringConfig
-) -> None:
+) -> tuple[list[FeatureRow], list[Scores]]:
     """Set ``profile.predicted`` of each of ``profiles`` to ``model``'s scores as of
-    ``now``, in one call of the model.
+    ``now``, in one call of the model; return the feature rows and scores (the worker's
+    drift window watches them).
 
     Whatever the model raises propagates, and then no profile has changed; so does a
     :class:`ModelError` for an answer that is not one finite score set per profile.
     """
     if not profiles:
-        return
-    scores = model.score(feature_rows(profiles, now, scoring))
+        return [], []
+    rows = feature_rows(profiles, now, scoring)
+    scores = model.score(rows)
     if len(scores) != len(profiles):
         raise ModelError(f"the model returned {len(scores)} scores for {len(profiles)} users")
     version = model.version
@@ -51,6 +53,7 @@ def score_profiles(
         )
     for profile, scored in zip(profiles, predicted, strict=True):
         profile.predicted = scored
+    return rows, scores
 
 
 def used_model(loaded: str | None, profile: Profile | None) -> str | None:
