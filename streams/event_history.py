@@ -45,9 +45,13 @@ class TopicHistory:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.errors import KafkaError
 
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
-        )
+        async def connected() -> Any:
+            # created inside the loop it will run on (aiokafka binds to the running loop)
+            return AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
+            )
+
+        consumer = loop.run_until_complete(connected())
         try:
             loop.run_until_complete(consumer.start())
             parts, ends = loop.run_until_complete(self._assign(consumer))
@@ -94,9 +98,9 @@ class TopicHistory:
             batch = loop.run_until_complete(
                 consumer.getmany(tp, timeout_ms=500, max_records=_BATCH)
             )
+            # no per-record offset check: a fetch that crosses ``end`` is kept whole
+            # (brokers differ in how end offsets and record offsets line up in a batch)
             for record in batch.get(tp, []):
-                if record.offset >= end:
-                    break
                 try:
                     buffer.append(parse_event(record.value, key=record.key))
                 except InvalidEvent:

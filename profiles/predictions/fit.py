@@ -88,8 +88,8 @@ def _candidate(name: str, seed: int) -> Any:
     if name == "logistic_regression":
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     return HistGradientBoostingClassifier(
-        learning_rate=0.05,
-        max_iter=200,
+        learning_rate=0.1,
+        max_iter=100,
         max_leaf_nodes=15,
         min_samples_leaf=40,
         l2_regularization=1.0,
@@ -195,8 +195,8 @@ def fit_value(
     rows' horizon order counts, ``purchase_test`` the kept purchase model's test scores."""
     regressor = HistGradientBoostingRegressor(
         loss="poisson",
-        learning_rate=0.05,
-        max_iter=200,
+        learning_rate=0.1,
+        max_iter=100,
         max_leaf_nodes=15,
         min_samples_leaf=40,
         early_stopping=False,
