@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -27,6 +28,8 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from harness import command_line, machine
 
 __all__ = ["main"]
 
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--keep", type=Path, help="Keep the history and model here.")
     args = parser.parse_args()
+    load = os.getloadavg()
     work = args.keep or Path(tempfile.mkdtemp(prefix="nudge-predict-"))
     work.mkdir(parents=True, exist_ok=True)
     events = work / "events.jsonl.gz"
@@ -99,9 +103,11 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"command: nudge {' '.join(command[1:])}")
     print(f"train: {wall:.1f} s wall, peak RSS {peak:.0f} MiB")
     print(f"score: {per_row:.1f} µs per row in batches of 100")
+    print(f"machine: {machine(load)}")
+    print(f"timed: nudge {' '.join(command[1:])}")
+    print(f"command: {command_line()}")
 
 
 if __name__ == "__main__":
