@@ -65,7 +65,12 @@ class Estimators:
 
 
 class ModelBundle:
-    """A trained model: scores, reasons and training distributions."""
+    """A trained model: scores, reasons and training distributions.
+
+    Churn is learnt on past buyers only (it is defined for them); a user who never
+    bought still gets the churn model's score, an extrapolation to read as "likely to go
+    quiet", not as a churn rate.
+    """
 
     def __init__(self, manifest: Manifest, estimators: Estimators) -> None:
         self.manifest = manifest
