@@ -16,6 +16,7 @@ import orjson
 
 from streams.embedded import EmbeddedError, EmbeddedServices
 from streams.errors import StreamsError
+from streams.model_cli import model
 from streams.settings import Settings
 from triggers import ConfigError, RuleSet, load_rules
 
@@ -380,6 +381,9 @@ async def _put_catalog(settings: Settings, products: list[Any]) -> int:
         raise click.ClickException(str(exc)) from exc
     finally:
         await client.aclose()
+
+
+cli.add_command(model)
 
 
 def main() -> None:

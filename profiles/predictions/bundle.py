@@ -24,7 +24,12 @@ from pydantic import ValidationError
 
 from profiles.predictions.clusters import cluster_columns
 from profiles.predictions.features import FEATURES, FeatureRow
-from profiles.predictions.fit import base_pipeline, expected_order_value, signed_log1p
+from profiles.predictions.fit import (
+    base_pipeline,
+    expected_order_value,
+    signed_log1p,
+    single_threaded,
+)
 from profiles.predictions.manifest import FORMAT, Manifest
 from profiles.predictions.model import Distribution, ModelError, Reason, Scores, Target
 
@@ -60,7 +65,12 @@ class Estimators:
 
 
 class ModelBundle:
-    """A trained model: scores, reasons and training distributions."""
+    """A trained model: scores, reasons and training distributions.
+
+    Churn is learnt on past buyers only (it is defined for them); a user who never
+    bought still gets the churn model's score, an extrapolation to read as "likely to go
+    quiet", not as a churn rate.
+    """
 
     def __init__(self, manifest: Manifest, estimators: Estimators) -> None:
         self.manifest = manifest
@@ -80,8 +90,9 @@ class ModelBundle:
         x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
         if not len(x):
             return []
-        numbers = self.predict(x)
-        clusters = self.estimators.clusters.predict(cluster_columns(x))
+        with single_threaded():
+            numbers = self._predict(x)
+            clusters = self.estimators.clusters.predict(cluster_columns(x))
         return [
             Scores(
                 purchase_probability=float(p),
@@ -94,6 +105,10 @@ class ModelBundle:
 
     def predict(self, x: NDArray[Any]) -> tuple[Floats, Floats, Floats]:
         """Purchase and churn probabilities and expected values of feature rows ``x``."""
+        with single_threaded():
+            return self._predict(x)
+
+    def _predict(self, x: NDArray[Any]) -> tuple[Floats, Floats, Floats]:
         t = signed_log1p(x)
         purchase: Floats = self.estimators.purchase_probability.predict_proba(t)[:, 1]
         churn: Floats = self.estimators.churn_probability.predict_proba(t)[:, 1]

@@ -2,9 +2,10 @@
 of clusters chosen by silhouette, each cluster named plainly from its centroid.
 
 Names read the centroid in original units: whether the cluster's users bought, how
-often (one-time, occasional, frequent), how much an order is worth against the median
+often (one-time, occasional, regular, frequent), how much an order is worth against the median
 buyer's (low / high spenders), whether they lapsed (no order for twice the horizon),
-and, only when two clusters would otherwise share a name, whether they read mail.
+and, only when two clusters would otherwise share a name, how often they visit and
+whether they read mail; a name still shared gets a number.
 """
 
 from __future__ import annotations
@@ -103,12 +104,21 @@ def _rows(centroids: dict[str, list[float]], k: int) -> list[dict[str, float]]:
 
 def _descriptors(c: dict[str, float], median_order: float, horizon_days: int) -> list[str]:
     """The base name, then extra words that tell apart clusters sharing it."""
+    visits = "visiting often" if c["active_days_90d"] >= 6 else "visiting rarely"
     mail = "reading mail" if c["opens_90d"] >= 1 else "ignoring mail"
     if c["orders_lifetime"] < 0.5:
         who = "browsers" if c["active_days_90d"] >= 1 else "dormant sign-ups"
-        return [f"{who} who never bought", mail]
+        return [f"{who} who never bought", mail, visits]
     orders = c["orders_lifetime"]
-    often = "one-time" if orders < 1.5 else "occasional" if orders < 4 else "frequent"
+    often = (
+        "one-time"
+        if orders < 1.5
+        else "occasional"
+        if orders < 3
+        else "regular"
+        if orders < 6
+        else "frequent"
+    )
     value = c["average_order_value"]
     spend = (
         "high spenders"
@@ -118,7 +128,7 @@ def _descriptors(c: dict[str, float], median_order: float, horizon_days: int) ->
         else "buyers"
     )
     lapsed = "lapsed " if c["recency_days"] > 2 * horizon_days else ""
-    return [f"{lapsed}{often} {spend}", mail]
+    return [f"{lapsed}{often} {spend}", visits, mail]
 
 
 def _unique(descriptors: list[list[str]]) -> list[str]:

@@ -16,7 +16,9 @@ need thousands of rows per fold.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, mean_absolute_error
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import ThreadpoolController
 
 from profiles.errors import ProfileError
 from profiles.predictions.features import FEATURES
@@ -43,6 +46,7 @@ __all__ = [
     "fit_classifier",
     "fit_value",
     "signed_log1p",
+    "single_threaded",
 ]
 
 Floats = NDArray[np.float64]
@@ -56,6 +60,23 @@ class TrainingError(ProfileError):
     """The history cannot train a model (too short, or a target without both outcomes)."""
 
 
+@cache
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def single_threaded() -> AbstractContextManager[Any]:
+    """Run sklearn's OpenMP code (gradient boosting, K-Means) on one thread inside.
+
+    Its worker threads spin while waiting; on a machine whose cores are busy with other
+    work (the live worker, other services) that made training ten times slower, and a
+    live batch of ~100 rows gains nothing from threads. One thread is also the
+    simplest way to be sure the same input gives the same model.
+    """
+    limit: AbstractContextManager[Any] = _threadpools().limit(limits=1, user_api="openmp")
+    return limit
+
+
 def signed_log1p(x: NDArray[Any]) -> Floats:
     """``sign(x) * log1p(|x|)`` of every cell: the scale every model is fitted on."""
     matrix = np.asarray(x, dtype=np.float64)
@@ -67,8 +88,8 @@ def _candidate(name: str, seed: int) -> Any:
     if name == "logistic_regression":
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     return HistGradientBoostingClassifier(
-        learning_rate=0.05,
-        max_iter=200,
+        learning_rate=0.1,
+        max_iter=100,
         max_leaf_nodes=15,
         min_samples_leaf=40,
         l2_regularization=1.0,
@@ -101,10 +122,15 @@ def fit_classifier(
     target: str,
     folds: dict[str, tuple[Floats, NDArray[Any]]],
     *,
+    candidates: tuple[str, ...] = CLASSIFIERS,
     seed: int = 0,
 ) -> FittedClassifier:
-    """Fit every candidate on ``folds["train"]``, calibrate it on ``"calibration"`` and
-    keep the lower log-loss on ``"test"`` (each fold: transformed rows, 0/1 labels)."""
+    """Fit every candidate (names from :data:`CLASSIFIERS`) on ``folds["train"]``,
+    calibrate it on ``"calibration"`` and keep the lowest log-loss on ``"test"`` (each
+    fold: transformed rows, 0/1 labels)."""
+    unknown = set(candidates) - set(CLASSIFIERS)
+    if unknown or not candidates:
+        raise TrainingError(f"classifiers must be some of {CLASSIFIERS}, got {candidates}")
     for fold, (_, y) in folds.items():
         _check_labels(target, fold, y)
     x_fit, y_fit = folds["train"]
@@ -112,7 +138,7 @@ def fit_classifier(
     x_test, y_test = folds["test"]
     losses: dict[str, float] = {}
     fitted: dict[str, tuple[Any, Floats]] = {}
-    for name in CLASSIFIERS:
+    for name in candidates:
         base = _candidate(name, seed).fit(x_fit, y_fit)
         model = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
         model.fit(x_cal, y_cal)
@@ -169,8 +195,8 @@ def fit_value(
     rows' horizon order counts, ``purchase_test`` the kept purchase model's test scores."""
     regressor = HistGradientBoostingRegressor(
         loss="poisson",
-        learning_rate=0.05,
-        max_iter=200,
+        learning_rate=0.1,
+        max_iter=100,
         max_leaf_nodes=15,
         min_samples_leaf=40,
         early_stopping=False,

@@ -93,7 +93,12 @@ class Truth:
     churn: NDArray[np.float64]
     #: had bought by ``at`` (churn is defined for them)
     past_buyer: NDArray[np.bool_]
+    #: not churned by ``at`` (unknown to any model: it is what churn predicts)
+    alive: NDArray[np.bool_]
+    #: index into :data:`GROUPS`
     group: NDArray[np.int64]
+    #: days since signup
+    tenure_days: NDArray[np.float64]
 
 
 class SyntheticHistory:
@@ -166,12 +171,22 @@ class SyntheticHistory:
         )
 
     def _user_events(self, user: SyntheticUser) -> Iterator[tuple[float, int, dict[str, Any]]]:
+        """The user's events in time order (a session's events spread over minutes, so
+        they wait in a small heap until the timeline has passed them)."""
         rng = random.Random((self.seed * 1_000_003 + int(user.user_id[1:])) * 8 + 7)
+        end = self.end.timestamp()
+        pending: list[tuple[float, int, dict[str, Any]]] = []
         n = 0
         for t, kind in self.timeline(user):
+            while pending and pending[0][0] <= t:
+                yield heapq.heappop(pending)
             for offset, event_type, props in self._content(kind, rng, user, n):
                 n += 1
-                yield t + offset, n, self._event(user, n, t + offset, event_type, props)
+                if t + offset <= end:
+                    event = self._event(user, n, t + offset, event_type, props)
+                    heapq.heappush(pending, (t + offset, n, event))
+        while pending:
+            yield heapq.heappop(pending)
 
     def _event(
         self, user: SyntheticUser, n: int, t: float, event_type: str, props: dict[str, Any]
@@ -240,7 +255,7 @@ class SyntheticHistory:
         """Bayes-optimal window probabilities for ``(at, at + horizon]``; see the module
         docstring."""
         cut = at.timestamp()
-        ids, purchase, churn, buyers, groups = [], [], [], [], []
+        ids, purchase, churn, buyers, groups, alive, tenure = [], [], [], [], [], [], []
         for user in self.users:
             if user.signup > cut:
                 continue
@@ -255,12 +270,16 @@ class SyntheticHistory:
             churn.append(c)
             buyers.append(bought)
             groups.append(user.group)
+            alive.append(user.churns_at > cut)
+            tenure.append((cut - user.signup) / _DAY)
         return Truth(
             user_ids=tuple(ids),
             purchase=np.array(purchase),
             churn=np.array(churn),
             past_buyer=np.array(buyers, dtype=bool),
+            alive=np.array(alive, dtype=bool),
             group=np.array(groups, dtype=np.int64),
+            tenure_days=np.array(tenure),
         )
 
 

@@ -26,12 +26,14 @@ from profiles.predictions.clusters import CLUSTER_FEATURES, FittedClusters, fit_
 from profiles.predictions.examples import Examples, Labelled, build_examples
 from profiles.predictions.features import FEATURES
 from profiles.predictions.fit import (
+    CLASSIFIERS,
     FittedClassifier,
     FittedValue,
     TrainingError,
     fit_classifier,
     fit_value,
     signed_log1p,
+    single_threaded,
 )
 from profiles.predictions.manifest import (
     FORMAT,
@@ -79,16 +81,21 @@ def train(
     horizon_days: int = 30,
     cutoffs: int = DEFAULT_CUTOFFS,
     k_range: tuple[int, int] = (3, 8),
+    classifiers: tuple[str, ...] = CLASSIFIERS,
     seed: int = 0,
 ) -> TrainResult:
     """Train on ``events`` (time order; only ``ts <= as_of`` read) into directory ``out``
-    (model files, ``manifest.json``, ``report.md``/``.html`` and plots)."""
+    (model files, ``manifest.json``, ``report.md``/``.html`` and plots).
+
+    ``k_range`` bounds the number of clusters tried; ``classifiers`` the candidate
+    probability models (both by default); ``seed`` fixes every random choice."""
     if cutoffs < 3:
         raise TrainingError(f"need at least 3 cutoffs (train, calibration, test), got {cutoffs}")
     examples = build_examples(
         events, as_of=as_of, horizon_days=horizon_days, cutoffs=cutoffs, scoring=scoring
     )
-    bundle, report = fit_bundle(examples, k_range=k_range, seed=seed)
+    with single_threaded():
+        bundle, report = fit_bundle(examples, k_range=k_range, classifiers=classifiers, seed=seed)
     model = save_model(out, bundle)
     report.write(out)
     return TrainResult(directory=out, model=model, report=report, examples=examples)
@@ -104,7 +111,7 @@ def _stack(cuts: list[Labelled], get: Any) -> NDArray[Any]:
 
 
 def _classifier(
-    target: str, split: dict[str, list[Labelled]], seed: int
+    target: str, split: dict[str, list[Labelled]], classifiers: tuple[str, ...], seed: int
 ) -> tuple[FittedClassifier, ClassifierResult]:
     churn = target == "churn_probability"
 
@@ -116,7 +123,12 @@ def _classifier(
 
     raw = {fold: _stack(cuts, rows).reshape(-1, len(FEATURES)) for fold, cuts in split.items()}
     y = {fold: _stack(cuts, labels) for fold, cuts in split.items()}
-    fitted = fit_classifier(target, {f: (signed_log1p(raw[f]), y[f]) for f in _FOLDS}, seed=seed)
+    fitted = fit_classifier(
+        target,
+        {f: (signed_log1p(raw[f]), y[f]) for f in _FOLDS},
+        candidates=classifiers,
+        seed=seed,
+    )
     result = ClassifierResult(
         target=target,
         y_true=y["test"],
@@ -159,15 +171,19 @@ def _summary(examples: Examples, split: dict[str, list[Labelled]]) -> TrainingSu
 
 
 def fit_bundle(
-    examples: Examples, *, k_range: tuple[int, int] = (3, 8), seed: int = 0
+    examples: Examples,
+    *,
+    k_range: tuple[int, int] = (3, 8),
+    classifiers: tuple[str, ...] = CLASSIFIERS,
+    seed: int = 0,
 ) -> tuple[ModelBundle, Report]:
     """Fit, choose and report every model on ``examples``; the bundle is not saved yet
     (its version is assigned by :func:`~profiles.predictions.bundle.save_model`)."""
     if len(examples.cutoffs) < 3:
         raise TrainingError("need at least 3 cutoffs (train, calibration, test)")
     split = _split(examples)
-    purchase, purchase_result = _classifier("purchase_probability", split, seed)
-    churn, churn_result = _classifier("churn_probability", split, seed)
+    purchase, purchase_result = _classifier("purchase_probability", split, classifiers, seed)
+    churn, churn_result = _classifier("churn_probability", split, classifiers, seed)
     value, value_result = _value(split, purchase, seed)
     clusters = fit_clusters(
         examples.current.features,
