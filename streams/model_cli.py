@@ -16,6 +16,7 @@ import click
 
 from profiles import ProfileError
 from streams.errors import StreamsError
+from streams.model_report import report
 from streams.settings import Settings
 
 __all__ = ["model"]
@@ -47,7 +48,11 @@ class _Moment(click.ParamType):
 
 @click.group()
 def model() -> None:
-    """Prediction models: train on history, score users, generate a synthetic history."""
+    """Prediction models: train on history, score users, generate a synthetic history,
+    report a live worker's drift."""
+
+
+model.add_command(report)
 
 
 def _scoring(config_dir: Path | None) -> Any:

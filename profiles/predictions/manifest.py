@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from profiles.predictions.drift import distribution
 from profiles.predictions.model import Distribution
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
 
 #: the manifest layout this version writes and reads
 FORMAT = 1
-_DECILES = np.linspace(0.1, 0.9, 9)
 
 
 class _Spec(BaseModel):
@@ -66,16 +66,13 @@ class DistributionSpec(_Spec):
 
 
 def distribution_of(values: NDArray[Any]) -> DistributionSpec:
-    """Decile bins of ``values`` (repeated edges merged) and the share in each."""
-    data = np.asarray(values, dtype=np.float64)
-    if data.size == 0:
+    """The training distribution of ``values`` as drift monitoring bins it (see
+    :func:`profiles.predictions.drift.distribution`: quantile edges, left-closed bins, a
+    value holding a tenth of the rows in a bin of its own)."""
+    if np.asarray(values).size == 0:
         return DistributionSpec(inner_edges=[], proportions=[1.0])
-    inner = np.unique(np.quantile(data, _DECILES))
-    counts = np.bincount(np.searchsorted(inner, data, side="left"), minlength=inner.size + 1)
-    return DistributionSpec(
-        inner_edges=[float(e) for e in inner],
-        proportions=[float(c) / data.size for c in counts],
-    )
+    spec = distribution(values)
+    return DistributionSpec(inner_edges=list(spec.edges[1:-1]), proportions=list(spec.proportions))
 
 
 class Manifest(_Spec):
