@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-engine bench-all clean
+.PHONY: run test lint typecheck unit bench bench-engine bench-all demo-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,17 @@ bench-all: $(STAMP)
 	set -e; for mode in throughput scale latency timers memory; do \
 		$(BIN)/python bench/run.py --mode $$mode; done
 	$(BIN)/python bench/run.py --mode latency --rate 1000
+
+## demo-model: retrain the shipped demo prediction model (config/models/demo) on a synthetic shop year
+DEMO_HISTORY := $(or $(TMPDIR),/tmp)/nudge-demo-history.jsonl.gz
+demo-model: $(STAMP)
+	$(BIN)/nudge model generate --users 3000 --days 365 --seed 7 \
+		--start 2026-01-01T00:00:00Z --out $(DEMO_HISTORY)
+	rm -rf config/models/demo.new
+	$(BIN)/nudge model train --events $(DEMO_HISTORY) --as-of 2027-01-01T00:00:00Z \
+		--classifier logistic_regression --config config --out config/models/demo.new
+	rm -f config/models/demo.new/*.png config/models/demo.new/report.html
+	rm -rf config/models/demo && mv config/models/demo.new config/models/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

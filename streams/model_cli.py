@@ -60,7 +60,7 @@ def _scoring(config_dir: Path | None) -> Any:
 
     directory = config_dir or Settings().config_dir
     try:
-        return load_rules(directory).config.scoring
+        return load_rules(directory, with_model=False).config.scoring
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(f"error: {issue}", err=True)
@@ -89,6 +89,13 @@ def _history(events: Path | None, from_topic: bool, skip_invalid: bool) -> Any:
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
 @click.option("--skip-invalid", is_flag=True, help="Skip and count invalid lines.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--classifier",
+    "classifiers",
+    multiple=True,
+    type=click.Choice(["logistic_regression", "gradient_boosting"]),
+    help="A candidate probability model (repeat for several; default: both).",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model directory.")
 def train(
     events: Path | None,
@@ -99,6 +106,7 @@ def train(
     config_dir: Path | None,
     skip_invalid: bool,
     seed: int,
+    classifiers: tuple[str, ...],
     out: Path,
 ) -> None:
     """Train every prediction on the history up to --as-of and write the model directory
@@ -116,6 +124,7 @@ def train(
             horizon_days=horizon_days,
             cutoffs=cutoffs,
             seed=seed,
+            **({"classifiers": classifiers} if classifiers else {}),
         )
     except (ProfileError, StreamsError) as exc:
         raise _Refused(str(exc)) from exc

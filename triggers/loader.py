@@ -144,16 +144,19 @@ def _names(rule: Rule, event_type: str) -> bool:
     return True  # date, segment_entry, threshold
 
 
-def load_rules(config_dir: Path, *, model_dir: Path | None = None) -> RuleSet:
+def load_rules(
+    config_dir: Path, *, model_dir: Path | None = None, with_model: bool = True
+) -> RuleSet:
     """The rule set of ``config_dir``, with the prediction model ``predictions.model``
     names (``model_dir`` overrides it); every problem, the model's included, is one
-    :class:`ConfigError`."""
+    :class:`ConfigError`. ``with_model=False`` leaves the model out (training reads only
+    the scoring settings, and must work while the configured model is missing)."""
     path = config_dir / RULES_FILE
     source = read_config(path)
     config = _validate(source)
     renderer = Renderer(config_dir / TEMPLATES_DIR)
     check_semantics(source, renderer)
-    named = model_dir or _model_dir(source.data, config_dir)
+    named = (model_dir or _model_dir(source.data, config_dir)) if with_model else None
     model = None if named is None else _load_model(source, named, overridden=model_dir is not None)
     if config is None or source.issues:
         unique = list(dict.fromkeys(source.issues))
