@@ -56,7 +56,7 @@ demo-model: $(STAMP)
 	rm -rf config/models/demo.new
 	$(BIN)/nudge model train --events $(DEMO_HISTORY) --as-of 2027-01-01T00:00:00Z \
 		--classifier logistic_regression --config config --out config/models/demo.new
-	rm -f config/models/demo.new/*.png config/models/demo.new/report.html
+	rm -f config/models/demo.new/report.html  # report.md and its plots stay
 	rm -rf config/models/demo && mv config/models/demo.new config/models/demo
 
 clean:
