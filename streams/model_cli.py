@@ -111,6 +111,7 @@ def train(
 ) -> None:
     """Train every prediction on the history up to --as-of and write the model directory
     (model files, manifest.json, report.md/.html and plots)."""
+    from profiles.predictions.fit import CLASSIFIERS
     from profiles.predictions.train import train as run_training
 
     scoring = _scoring(config_dir)
@@ -124,7 +125,7 @@ def train(
             horizon_days=horizon_days,
             cutoffs=cutoffs,
             seed=seed,
-            **({"classifiers": classifiers} if classifiers else {}),
+            classifiers=classifiers or CLASSIFIERS,
         )
     except (ProfileError, StreamsError) as exc:
         raise _Refused(str(exc)) from exc
