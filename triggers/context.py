@@ -6,7 +6,8 @@ turns false 90 days after the purchase, ``days_since(x) > 30`` turns true 30 day
 evaluated, a :class:`Horizon` notes the earliest future moment at which any of these can
 flip, so the engine can look again then (a re-check timer) instead of waiting for the
 user's next event. When they read the model's scores (``profile.predicted``), the moment
-the scores go stale (``scored_at`` + ``predictions.refresh``) is noted too: the re-check
+the scores go stale (at most ``predictions.refresh`` after ``scored_at``, see
+:func:`triggers.predict.rescore_at`) is noted too: the re-check
 re-scores the user first (see :mod:`triggers.predict`). Only what is evaluated is
 noted: a branch that an ``and`` skipped can only come into play after an evaluated part
 changes, which is itself noted or needs an event.
@@ -24,6 +25,7 @@ from profiles.features import decay_factor, strongest
 from triggers.conditions import TimedNumber, helpers
 from triggers.derived import Rfm, lifecycle
 from triggers.loader import RuleSet
+from triggers.predict import rescore_at
 from triggers.rules import RulesConfig, SegmentEntryRule
 
 __all__ = [
@@ -233,7 +235,8 @@ def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Membership
     horizon = Horizon(now)
     if profile.predicted is not None and ruleset.model is not None and ruleset.reads_predictions:
         # scores depend on recency: re-score (and look again) once they are stale
-        horizon.note(profile.predicted.scored_at + ruleset.config.predictions.refresh)
+        refresh = ruleset.config.predictions.refresh
+        horizon.note(rescore_at(profile.user_id, profile.predicted.scored_at, refresh))
     held = ruleset.probe(context(ruleset, profile, now, horizon=horizon))
     segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
     watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]

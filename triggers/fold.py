@@ -33,6 +33,7 @@ from triggers.evaluate import Before, entered, evaluate_event
 from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
 from triggers.loader import RuleSet
 from triggers.predict import used_model
+from triggers.rules import Rule
 from triggers.timeline import Timeline
 
 __all__ = [
@@ -261,26 +262,20 @@ def _fire_moment(
 
 def _recheck(ruleset: RuleSet, step: UserStep, timer: Timer, now: datetime) -> list[Firing]:
     """Time passed a segment or threshold boundary: what entered fires, like on an event."""
-    if step.profile is None:
+    profile = step.profile
+    if profile is None:
         return []
-    return _entered(ruleset, step, step.profile, now, timer.partition, timer.trigger_event)
+    rules = _entered(ruleset, step, profile, now, timer.partition)
+    return [Firing(r, profile.user_id, timer.trigger_event, timer.partition) for r in rules]
 
 
 def _entered(
-    ruleset: RuleSet,
-    step: UserStep,
-    profile: Profile,
-    at: datetime,
-    partition: int,
-    trigger_event: dict[str, Any],
-) -> list[Firing]:
-    """Bring memberships up to ``at``; the firings of the rules that entered."""
+    ruleset: RuleSet, step: UserStep, profile: Profile, at: datetime, partition: int
+) -> list[Rule]:
+    """Bring memberships up to ``at``; the rules whose condition the user entered."""
     before = Before.of(profile, ruleset)
     _refresh(ruleset, step, profile, at, partition)
-    return [
-        Firing(rule, profile.user_id, trigger_event, partition)
-        for rule in entered(ruleset, before, profile)
-    ]
+    return entered(ruleset, before, profile)
 
 
 def rescored(
@@ -292,7 +287,10 @@ def rescored(
     profile = step.profile
     if profile is None or not step.observed:
         return
-    trigger = step.observed[-1].event.model_dump(mode="json")
     partition = profile.partition or 0
-    firings = _entered(ruleset, step, profile, now, partition, trigger)
+    rules = _entered(ruleset, step, profile, now, partition)
+    if not rules:
+        return
+    trigger = step.observed[-1].event.model_dump(mode="json")
+    firings = [Firing(rule, profile.user_id, trigger, partition) for rule in rules]
     step.absorb(resolve(ruleset, firings, profile, now, lookups))

@@ -10,13 +10,14 @@ first (one call per claim of due timers), so scores follow time as well as event
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from profiles import Predicted, Profile, ScoringConfig
 from profiles.predictions import TARGETS, FeatureRow, Model, ModelError, Scores, feature_rows
 
-__all__ = ["score_profiles", "used_model"]
+__all__ = ["rescore_at", "score_profiles", "used_model"]
 
 
 def score_profiles(
@@ -65,3 +66,19 @@ def used_model(loaded: str | None, profile: Profile | None) -> str | None:
     if profile is not None and profile.predicted is not None:
         return profile.predicted.model_version
     return loaded
+
+
+def rescore_at(user_id: str, scored_at: datetime, refresh: timedelta) -> datetime:
+    """When scores made at ``scored_at`` are stale: the first moment after it on the
+    user's grid of one point every ``refresh``.
+
+    That is at most ``refresh`` later, and the same moment for every scoring within one
+    period, so re-scoring the user at each batch does not move their re-check timer (a
+    timer write per user and batch otherwise). The grid is offset per user (a hash of the
+    id, whole seconds), so users do not all fall due at once.
+    """
+    period = max(1, int(refresh.total_seconds()))
+    offset = zlib.crc32(user_id.encode()) % period  # whole seconds: sweeps fire whole seconds
+    at = math.floor(scored_at.timestamp())
+    due = ((at - offset) // period + 1) * period + offset
+    return datetime.fromtimestamp(due, tz=UTC)

@@ -12,10 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from profiles import InMemoryProfileStore, InMemoryTimerStore, Profile, apply_event, parse_event
 from profiles.predictions import feature_vector
 from triggers import Engine, Incoming, InMemoryOutbox, RuleSet, load_rules, simulate
+from triggers.predict import rescore_at
 
 from .predictions import FixedModel
 
@@ -234,11 +237,13 @@ async def test_simulate_scores_and_fires_on_virtual_time(rules: RuleSet) -> None
     fired = {(s.rule_id, s.user_id): s.created_at for s in sim.sends}
     # a cluster segment entered with an event, at the event's time
     assert fired[("cart_filler", "bo")] == T0 + DAY
-    # churn crossed by time alone: ada was re-scored daily, and crossed 0.7 on day 8
-    assert fired[("churn_risk", "ada")] == T0 + 8 * DAY
+    # churn (recency / 10 here) passed 0.7 by time alone just after T0 + 7 days; ada is
+    # re-scored on her daily grid, so her win-back goes at its first point after that
+    assert fired[("churn_risk", "ada")] == rescore_at("ada", T0 + 7 * DAY, DAY)
     ada = (await sim.profiles.load({"ada": []}))["ada"].profile
     assert ada is not None and ada.predicted is not None
-    assert ada.predicted.scored_at == T0 + 10 * DAY  # the last re-check, due at `until`
+    # the last re-check: her grid's last point by `until`
+    assert ada.predicted.scored_at == rescore_at("ada", T0 + 9 * DAY, DAY)
 
 
 async def test_scores_a_removed_model_left_behind_are_not_read(shop: Shop, rules: RuleSet) -> None:
@@ -291,11 +296,31 @@ rules:
         return rules.model.score([row])[0].churn_probability
 
     assert churn(T0) < 0.5
-    week = next(k for k in range(1, 60) if churn(T0 + 7 * k * DAY) > 0.5)
+    grid = [rescore_at("ada", T0, 7 * DAY) + 7 * k * DAY for k in range(60)]
+    crossed = next(at for at in grid if churn(at) > 0.5)
 
     sim = await simulate(rules, lines, until=T0 + 500 * DAY)
     [send] = [s for s in sim.sends if s.rule_id == "churn_risk"]
-    assert send.created_at == T0 + 7 * week * DAY
+    assert send.created_at == crossed
     ada = (await sim.profiles.load({"ada": []}))["ada"].profile
     assert ada is not None and ada.predicted is not None
     assert ada.predicted.model_version == rules.model_version
+
+
+@given(
+    user=st.text(min_size=1, max_size=20),
+    at=st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+    ),
+    hours=st.integers(1, 24 * 30),
+)
+def test_a_users_rescoring_moment_stays_put_within_a_period(
+    user: str, at: datetime, hours: int
+) -> None:
+    refresh = timedelta(hours=hours)
+    due = rescore_at(user, at, refresh)
+    assert at < due <= at + refresh
+    assert due.microsecond == 0  # sweeps fire whole seconds
+    # scoring again before it falls due keeps the moment (no timer write per batch)
+    assert rescore_at(user, due - timedelta(seconds=1), refresh) == due
+    assert rescore_at(user, due, refresh) == due + refresh
