@@ -235,8 +235,10 @@ def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Membership
     horizon = Horizon(now)
     if profile.predicted is not None and ruleset.model is not None and ruleset.reads_predictions:
         # scores depend on recency: re-score (and look again) once they are stale
+        # (from now, if that moment passed unscored: a failed re-score tries again)
         refresh = ruleset.config.predictions.refresh
-        horizon.note(rescore_at(profile.user_id, profile.predicted.scored_at, refresh))
+        since = max(profile.predicted.scored_at, now)
+        horizon.note(rescore_at(profile.user_id, since, refresh))
     held = ruleset.probe(context(ruleset, profile, now, horizon=horizon))
     segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]
     watched = [h.removeprefix("threshold:") for h in held if h.startswith("threshold:")]

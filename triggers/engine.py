@@ -46,10 +46,10 @@ from profiles.predictions import FeatureRow, Model, Scores
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.firing import RECHECK
-from triggers.fold import UserStep, apply_user_events, fire_user_timers, rescored
+from triggers.fold import UserStep, apply_user_events, fire_user_timers, rebaseline, rescored
 from triggers.loader import RuleSet
 from triggers.picks import seed_products
-from triggers.predict import score_profiles
+from triggers.predict import first_from, score_profiles
 from triggers.replan import Replan, replan_timer
 
 __all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
@@ -205,16 +205,29 @@ class Engine:
         self, steps: list[UserStep], now: datetime, lookups: Lookups, result: BatchResult
     ) -> None:
         """Score every user the batch changed (one call), then, when rules read the
-        scores, re-evaluate those users' segments and thresholds and fire what entered.
+        scores, re-evaluate those users' segments and thresholds and fire what entered
+        (a user's first scores from this model fire nothing: see :func:`rescored`).
 
         Rules evaluated during the fold (``on_event`` conditions, ...) saw the scores
         stored before the batch."""
         changed = [step for step in steps if step.applied and step.profile is not None]
         profiles = [step.profile for step in changed if step.profile is not None]
+        fresh = first_from(self.rules.model, profiles) if self.rules.model else set()
         if not self._score(profiles, now, result) or not self.rules.reads_predictions:
             return
-        for step in changed:
-            rescored(self.rules, step, now, lookups)
+        for step, profile in zip(changed, profiles, strict=True):
+            rescored(self.rules, step, now, lookups, baseline=profile.user_id in fresh)
+
+    def _rescore(self, profiles: list[Profile], now: datetime, result: BatchResult) -> None:
+        """Re-score users whose re-check is due, before their rules are evaluated; users
+        scored for the first time by this model take their memberships as they are."""
+        if self.rules.model is None:
+            return
+        fresh = first_from(self.rules.model, profiles)
+        if self._score(profiles, now, result) and self.rules.reads_predictions:
+            for profile in profiles:
+                if profile.user_id in fresh:
+                    rebaseline(self.rules, profile, now)
 
     def _score(self, profiles: list[Profile], now: datetime, result: BatchResult) -> bool:
         """Score ``profiles`` as of ``now``; whether it worked.
@@ -330,7 +343,7 @@ class Engine:
                 for user_id, timers in by_user.items()
                 if user_id in snapshots and any(t.rule_id == RECHECK for t in timers)
             ]
-            self._score([p for p in rechecked if p is not None], now, result)
+            self._rescore([p for p in rechecked if p is not None], now, result)
         lookups = await self._lookups((t.trigger_event for t in claimed), snapshots.values())
         steps = {
             user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now, lookups)

@@ -32,7 +32,7 @@ from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
 from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
 from triggers.loader import RuleSet
-from triggers.predict import used_model
+from triggers.predict import prediction_trigger, used_model
 from triggers.rules import Rule
 from triggers.timeline import Timeline
 
@@ -42,6 +42,7 @@ __all__ = [
     "UserStep",
     "apply_user_events",
     "fire_user_timers",
+    "rebaseline",
     "rescored",
 ]
 
@@ -279,18 +280,40 @@ def _entered(
 
 
 def rescored(
-    ruleset: RuleSet, step: UserStep, now: datetime, lookups: Lookups = NO_LOOKUPS
+    ruleset: RuleSet,
+    step: UserStep,
+    now: datetime,
+    lookups: Lookups = NO_LOOKUPS,
+    *,
+    baseline: bool = False,
 ) -> None:
     """The user of ``step`` has new scores: re-evaluate their segments and thresholds at
-    ``now`` as a re-check does, and fire what entered. The trigger event is the last
-    event the step applied (so a redelivered batch yields the same request ids)."""
+    ``now`` as a re-check does, and fire what entered.
+
+    ``baseline``: the scores are the user's first from this model (none before, or
+    another model's); memberships are brought up to date without firing, since moving
+    from no score or from another model's score is no crossing (a retrain would
+    otherwise mail everyone whose score moved across a bound).
+
+    The trigger event is the user's re-scoring period (:func:`prediction_trigger`), not
+    an event of the batch: a redelivery split into other batches yields the same
+    request ids.
+    """
     profile = step.profile
-    if profile is None or not step.observed:
+    if profile is None or profile.predicted is None:
         return
     partition = profile.partition or 0
     rules = _entered(ruleset, step, profile, now, partition)
-    if not rules:
+    if not rules or baseline:
         return
-    trigger = step.observed[-1].event.model_dump(mode="json")
+    refresh = ruleset.config.predictions.refresh
+    trigger = prediction_trigger(profile.user_id, profile.predicted, refresh)
     firings = [Firing(rule, profile.user_id, trigger, partition) for rule in rules]
     step.absorb(resolve(ruleset, firings, profile, now, lookups))
+
+
+def rebaseline(ruleset: RuleSet, profile: Profile, now: datetime) -> None:
+    """Take ``profile``'s memberships as they are now, without firing: its scores are the
+    first from this model (see :func:`rescored`)."""
+    held = memberships(ruleset, profile, now)
+    profile.segments, profile.watched, profile.observed = held.segments, held.watched, held.observed

@@ -13,11 +13,12 @@ import math
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from profiles import Predicted, Profile, ScoringConfig
 from profiles.predictions import TARGETS, FeatureRow, Model, ModelError, Scores, feature_rows
 
-__all__ = ["rescore_at", "score_profiles", "used_model"]
+__all__ = ["first_from", "prediction_trigger", "rescore_at", "score_profiles", "used_model"]
 
 
 def score_profiles(
@@ -82,3 +83,24 @@ def rescore_at(user_id: str, scored_at: datetime, refresh: timedelta) -> datetim
     at = math.floor(scored_at.timestamp())
     due = ((at - offset) // period + 1) * period + offset
     return datetime.fromtimestamp(due, tz=UTC)
+
+
+def first_from(model: Model, profiles: Sequence[Profile]) -> set[str]:
+    """The users among ``profiles`` whose next scores are their first from ``model``
+    (unscored, or scored by another model version): their crossings do not count."""
+    version = model.version
+    return {
+        p.user_id for p in profiles if p.predicted is None or p.predicted.model_version != version
+    }
+
+
+def prediction_trigger(user_id: str, predicted: Predicted, refresh: timedelta) -> dict[str, Any]:
+    """The trigger event of a firing caused by new scores: the user's re-scoring period
+    (its end on their grid, see :func:`rescore_at`) under the model that scored.
+
+    Every scoring within one period names the same trigger, so the same crossing gives
+    the same request id however a redelivered stream is cut into batches.
+    """
+    due = rescore_at(user_id, predicted.scored_at, refresh)
+    due_ms = int(due.timestamp() * 1000)
+    return {"event_id": f"predicted:{predicted.model_version}:{due_ms}", "type": "predicted"}

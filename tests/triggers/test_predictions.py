@@ -22,6 +22,7 @@ from triggers.predict import rescore_at
 
 from .predictions import FixedModel
 
+HOUR = timedelta(hours=1)
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
@@ -146,10 +147,57 @@ async def test_a_threshold_on_churn_fires_in_the_batch_that_scores_it(shop: Shop
     await shop.send(("page_view", "ada", {"url": "/"}), at=T0 + 8 * DAY)
     assert shop.fired("churn_risk") == ["ada"]
     send = next(s for s in shop.outbox.sends if s.rule_id == "churn_risk")
-    assert send.trigger_event_type == "page_view"
+    # the trigger is the user's re-scoring period, not an event of the batch
+    assert send.trigger_event_type == "predicted"
+    assert send.trigger_event_id.startswith("predicted:fixed-1:")
     # the on_event condition saw the scores stored before the batch (churn 0)
     risky = [d for d in shop.outbox.decisions if d.rule_id == "risky_visit"]
     assert [(d.outcome, d.reason) for d in risky] == [("suppressed", "condition_false")]
+
+
+async def test_a_redelivery_cut_into_other_batches_gives_the_same_request_id(
+    rules: RuleSet,
+) -> None:
+    visits = [("page_view", "ada", {"url": f"/{n}"}) for n in range(3)]
+    ids = []
+    for cuts in ([3], [1, 2], [1, 1, 1]):
+        shop = Shop(replace(rules, model=FixedModel()))
+        await shop.send(signup("ada"), purchase("ada"), at=T0)
+        start = 0
+        for size in cuts:  # the same events, processed in other batches (and later)
+            shop.offset = 2 + start
+            await shop.send(*visits[start : start + size], at=T0 + 8 * DAY, late=start * HOUR)
+            start += size
+        [send] = [s for s in shop.outbox.sends if s.rule_id == "churn_risk"]
+        ids.append(send.request_id)
+    assert len(set(ids)) == 1
+
+
+async def test_a_failed_rescore_tries_again_at_the_next_period(
+    shop: Shop, model: FixedModel
+) -> None:
+    await shop.send(signup("ada"), purchase("ada"), at=T0)
+    model.broken = True
+    result = await shop.engine.fire_due(0, T0 + 2 * DAY)
+    assert result.prediction_errors == 1
+    ada = await shop.profile("ada")
+    assert ada.timers  # the re-check is still planned, in the future
+    assert min(ada.timers.values()) > (T0 + 2 * DAY).timestamp() * 1000
+    model.broken = False
+    for day in range(3, 10):
+        await shop.engine.fire_due(0, T0 + day * DAY)
+    assert shop.fired("churn_risk") == ["ada"]
+
+
+async def test_a_new_models_first_scores_are_no_crossing(shop: Shop) -> None:
+    await shop.send(signup("ada"), purchase("ada"), at=T0)
+    await shop.send(("page_view", "ada", {"url": "/"}), at=T0 + 5 * DAY)  # churn 0.5
+    # a retrain: the new model's scores are the first, whatever the old ones were
+    shop.engine.rules = replace(shop.engine.rules, model=FixedModel(version="fixed-2"))
+    await shop.send(("page_view", "ada", {"url": "/"}), at=T0 + 8 * DAY)  # churn 0.8
+    assert shop.fired("churn_risk") == []
+    predicted = (await shop.profile("ada")).predicted
+    assert predicted is not None and predicted.model_version == "fixed-2"
 
 
 async def test_a_users_first_scores_are_no_crossing(shop: Shop) -> None:
