@@ -182,10 +182,11 @@ class Metrics:
             self.decisions.labels(decision.rule_id, decision.outcome, decision.reason).inc()
         for send in result.sends:
             self.sends.labels(send.rule_id, send.category).inc()
-        if result.prediction_errors:
-            self.prediction_errors.inc(result.prediction_errors)
-        if result.model is not None and result.scores:
-            self.record_predictions(result.model, result.scored_rows, result.scores)
+        scored = result.scored
+        if scored.errors:
+            self.prediction_errors.inc(scored.errors)
+        if scored.model is not None and scored.scores:
+            self.record_predictions(scored.model, scored.rows, scored.scores)
         if result.timers_fired:
             self.timers_fired.inc(result.timers_fired)
 

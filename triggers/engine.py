@@ -31,7 +31,6 @@ from profiles import (
     InvalidEvent,
     Lookups,
     LookupSource,
-    Profile,
     ProfileStore,
     ProfileWrite,
     Snapshot,
@@ -42,15 +41,14 @@ from profiles import (
     TimerStore,
     parse_event,
 )
-from profiles.predictions import FeatureRow, Model, Scores
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.firing import RECHECK
-from triggers.fold import UserStep, apply_user_events, fire_user_timers, rebaseline, rescored
+from triggers.fold import UserStep, apply_user_events, fire_user_timers
 from triggers.loader import RuleSet
 from triggers.picks import seed_products
-from triggers.predict import first_from, score_profiles
 from triggers.replan import Replan, replan_timer
+from triggers.scoring import Scored, score_changed, score_rechecked
 
 __all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
 
@@ -114,12 +112,8 @@ class BatchResult:
     by_type: Counter[str] = field(default_factory=Counter)
     #: newest event time (epoch ms) seen per partition in this batch
     watermarks: dict[int, int] = field(default_factory=dict)
-    #: scoring calls of the prediction model that failed (the users kept their scores)
-    prediction_errors: int = 0
-    #: the model that scored users in this batch, with their feature rows and scores
-    model: Model | None = None
-    scored_rows: list[FeatureRow] = field(default_factory=list)
-    scores: list[Scores] = field(default_factory=list)
+    #: the prediction model's work: what it scored, and its calls that failed
+    scored: Scored = field(default_factory=Scored)
 
 
 class ConcurrentUpdate(TriggerError):
@@ -190,7 +184,7 @@ class Engine:
             result.events += len(step.applied)
             result.by_type.update(step.types)
         if self.rules.model is not None:
-            self._predict(list(steps.values()), now, lookups, result)
+            result.scored += score_changed(self.rules, list(steps.values()), now, lookups)
         writes = [
             ProfileWrite(user_id, snapshots[user_id].version, step.profile, tuple(step.applied))
             for user_id, step in steps.items()
@@ -200,53 +194,6 @@ class Engine:
         committed = [step for user_id, step in steps.items() if user_id not in conflicts]
         await self._record(committed, now)
         return conflicts
-
-    def _predict(
-        self, steps: list[UserStep], now: datetime, lookups: Lookups, result: BatchResult
-    ) -> None:
-        """Score every user the batch changed (one call), then, when rules read the
-        scores, re-evaluate those users' segments and thresholds and fire what entered
-        (a user's first scores from this model fire nothing: see :func:`rescored`).
-
-        Rules evaluated during the fold (``on_event`` conditions, ...) saw the scores
-        stored before the batch."""
-        changed = [step for step in steps if step.applied and step.profile is not None]
-        profiles = [step.profile for step in changed if step.profile is not None]
-        fresh = first_from(self.rules.model, profiles) if self.rules.model else set()
-        if not self._score(profiles, now, result) or not self.rules.reads_predictions:
-            return
-        for step, profile in zip(changed, profiles, strict=True):
-            rescored(self.rules, step, now, lookups, baseline=profile.user_id in fresh)
-
-    def _rescore(self, profiles: list[Profile], now: datetime, result: BatchResult) -> None:
-        """Re-score users whose re-check is due, before their rules are evaluated; users
-        scored for the first time by this model take their memberships as they are."""
-        if self.rules.model is None:
-            return
-        fresh = first_from(self.rules.model, profiles)
-        if self._score(profiles, now, result) and self.rules.reads_predictions:
-            for profile in profiles:
-                if profile.user_id in fresh:
-                    rebaseline(self.rules, profile, now)
-
-    def _score(self, profiles: list[Profile], now: datetime, result: BatchResult) -> bool:
-        """Score ``profiles`` as of ``now``; whether it worked.
-
-        Scores are advisory: a model that fails is logged and counted, the users keep
-        the scores they had, and the batch goes on (its events are not lost)."""
-        model = self.rules.model
-        if model is None or not profiles:
-            return False
-        try:
-            rows, scores = score_profiles(model, profiles, now, self.rules.config.scoring)
-        except Exception:
-            result.prediction_errors += 1
-            log.exception("scoring %d users failed; they keep their previous scores", len(profiles))
-            return False
-        result.model = model
-        result.scored_rows += rows
-        result.scores += scores
-        return True
 
     async def _record(self, steps: list[UserStep], now: datetime) -> None:
         """Add what the committed steps applied to the shop-wide statistics.
@@ -343,7 +290,8 @@ class Engine:
                 for user_id, timers in by_user.items()
                 if user_id in snapshots and any(t.rule_id == RECHECK for t in timers)
             ]
-            self._rescore([p for p in rechecked if p is not None], now, result)
+            profiles = [p for p in rechecked if p is not None]
+            result.scored += score_rechecked(self.rules, profiles, now)
         lookups = await self._lookups((t.trigger_event for t in claimed), snapshots.values())
         steps = {
             user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now, lookups)

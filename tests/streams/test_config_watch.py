@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 from streams.metrics import Metrics
 from streams.watch import ConfigWatch
 from triggers import BatchResult
+from triggers.scoring import Scored
 
 RULES = "version: 1\npredictions:\n  model: {model}\nrules: []\n"
 
@@ -63,5 +64,5 @@ def test_the_model_dir_setting_overrides_the_file(tmp_path: Path) -> None:
 
 def test_prediction_errors_are_counted() -> None:
     metrics = Metrics()
-    metrics.record(BatchResult(prediction_errors=2))
+    metrics.record(BatchResult(scored=Scored(errors=2)))
     assert b"nudge_prediction_errors_total 2.0" in generate_latest(metrics.registry)

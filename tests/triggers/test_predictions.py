@@ -179,7 +179,7 @@ async def test_a_failed_rescore_tries_again_at_the_next_period(
     await shop.send(signup("ada"), purchase("ada"), at=T0)
     model.broken = True
     result = await shop.engine.fire_due(0, T0 + 2 * DAY)
-    assert result.prediction_errors == 1
+    assert result.scored.errors == 1
     ada = await shop.profile("ada")
     assert ada.timers  # the re-check is still planned, in the future
     assert min(ada.timers.values()) > (T0 + 2 * DAY).timestamp() * 1000
@@ -261,7 +261,7 @@ async def test_a_broken_model_loses_no_event_and_keeps_the_old_scores(
     before = (await shop.profile("ada")).predicted
     model.broken = True
     result = await shop.send(cart("ada"), purchase("bob"), at=T0 + DAY)
-    assert result.prediction_errors == 1
+    assert result.scored.errors == 1
     assert result.events == 2
     ada = await shop.profile("ada")
     assert ada.cart.item_count == 1  # the batch committed
