@@ -189,6 +189,7 @@ def score(
             horizon_days=bundle.manifest.horizon_days,
             cutoffs=0,
             scoring=scoring,
+            reference_rows=0,
         ).current
     except ProfileError as exc:
         raise _Refused(str(exc)) from exc

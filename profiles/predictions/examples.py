@@ -221,7 +221,7 @@ class _Reference:
         self.seen = 0
 
     def offer(self, event: Event, profile: Profile | None, scoring: ScoringConfig) -> None:
-        if event.ts <= self.start or profile is None:
+        if event.ts <= self.start or profile is None or not self.size:
             return
         key = _hash(event.event_id)
         if len(self.heap) >= self.size and key >= -self.heap[0][0]:
