@@ -50,7 +50,7 @@ from profiles.events import Event, Purchase
 from profiles.features import SITE_EVENTS
 from profiles.fold import apply_event
 from profiles.model import Profile, ScoringConfig
-from profiles.predictions.features import FEATURES, FeatureRow, feature_vector
+from profiles.predictions.features import FEATURES, feature_vector
 
 __all__ = [
     "REFERENCE_ROWS",
@@ -65,9 +65,10 @@ __all__ = [
 Floats = NDArray[np.float64]
 _HAS_PURCHASED = FEATURES.index("has_purchased")
 _DAY = timedelta(days=1)
-#: the most rows :attr:`Examples.reference` keeps (PSI of 10 bins against 20,000 rows
-#: has a sampling error near 0.0005, far below the 0.1 that means "watch")
-REFERENCE_ROWS = 20_000
+#: the most rows :attr:`Examples.reference` keeps: as many as the worker's drift window
+#: (PSI of 10 bins against 10,000 reference rows has a sampling error near 0.001, far
+#: below the 0.1 that means "watch"); each row costs a feature vector during the replay
+REFERENCE_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,23 @@ def row_offset(user_id: str) -> timedelta:
     return timedelta(seconds=_hash(user_id) % 86400)
 
 
+class _Offsets(dict[str, timedelta]):
+    """:func:`row_offset` of each user, computed once (it is asked for at every event)."""
+
+    def __missing__(self, user_id: str) -> timedelta:
+        offset = self[user_id] = row_offset(user_id)
+        return offset
+
+
 @dataclass
 class _Window:
     """One cutoff: the rows taken so far and their label accumulators (by user)."""
 
     at: datetime
     horizon: timedelta
-    #: user -> (row moment, row); filled in the day before ``at``, completed at ``at``
-    rows: dict[str, tuple[datetime, FeatureRow]] = field(default_factory=dict)
+    offsets: _Offsets
+    #: user -> row; filled in the day before ``at``, completed when the stream passes it
+    rows: dict[str, Floats] = field(default_factory=dict)
     prior: dict[str, float] = field(default_factory=dict)
     orders: dict[str, int] = field(default_factory=dict)
     revenue: dict[str, float] = field(default_factory=dict)
@@ -169,24 +179,26 @@ class _Window:
     closed: bool = False
 
     def moment(self, user_id: str) -> datetime:
-        return self.at - row_offset(user_id)
+        return self.at - self.offsets[user_id]
 
     def take(self, user_id: str, profile: Profile | None, scoring: ScoringConfig) -> None:
         """Take ``user_id``'s row if they were known at their moment; the caller makes
         sure the profile holds nothing later than that moment."""
         moment = self.moment(user_id)
         if user_id not in self.rows and profile is not None and profile.first_seen <= moment:
-            self.rows[user_id] = (moment, feature_vector(profile, moment, scoring))
+            row = feature_vector(profile, moment, scoring)
+            self.rows[user_id] = np.asarray(row, dtype=np.float64)
 
     def note(self, event: Event, total: float | None) -> None:
         user = event.user_id
-        taken = self.rows.get(user)
-        if taken is None:
+        if user not in self.rows:
+            if total is None:
+                return
             moment = self.moment(user)
-            if total is not None and moment - self.horizon < event.ts <= moment:
+            if moment - self.horizon < event.ts <= moment:
                 self.prior[user] = self.prior.get(user, 0.0) + total
             return
-        moment = taken[0]
+        moment = self.moment(user)
         if not moment < event.ts <= moment + self.horizon:
             return
         if total is not None:
@@ -197,7 +209,7 @@ class _Window:
 
     def labelled(self) -> Labelled:
         users = tuple(self.rows)
-        matrix = np.array([self.rows[u][1] for u in users], dtype=np.float64)
+        matrix = np.array([self.rows[u] for u in users], dtype=np.float64)
         orders = np.array([self.orders.get(u, 0) for u in users], dtype=np.float64)
         return Labelled(
             rows=Rows(self.at, users, matrix.reshape(len(users), len(FEATURES))),
@@ -217,7 +229,7 @@ class _Reference:
         self.start = start
         self.size = size
         #: (-hash, order, row): the largest hash on top, the one to drop
-        self.heap: list[tuple[int, int, FeatureRow]] = []
+        self.heap: list[tuple[int, int, Floats]] = []
         self.seen = 0
 
     def offer(self, event: Event, profile: Profile | None, scoring: ScoringConfig) -> None:
@@ -227,7 +239,7 @@ class _Reference:
         if len(self.heap) >= self.size and key >= -self.heap[0][0]:
             return
         self.seen += 1
-        row = feature_vector(profile, event.ts, scoring)
+        row = np.asarray(feature_vector(profile, event.ts, scoring), dtype=np.float64)
         heapq.heappush(self.heap, (-key, self.seen, row))
         if len(self.heap) > self.size:
             heapq.heappop(self.heap)
@@ -248,7 +260,8 @@ class _Replay:
         scoring: ScoringConfig,
         reference: _Reference,
     ) -> None:
-        self.windows = [_Window(c, horizon) for c in cutoffs]
+        offsets = _Offsets()
+        self.windows = [_Window(c, horizon, offsets) for c in cutoffs]
         self.scoring = scoring
         self.reference = reference
         self.profiles: dict[str, Profile] = {}
