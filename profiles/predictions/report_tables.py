@@ -106,6 +106,10 @@ def _summary_tables(summary: TrainingSummary) -> list[Table]:
             "Rows per split (one row per user and cutoff)",
             ("split", "cutoff moments", "cutoffs", "rows"),
             splits,
+            notes=(
+                "each user's row is taken at their own moment of the day before a cutoff "
+                "(fixed by their id), and labelled by the horizon after it",
+            ),
             terminal=False,
             labels=2,
         ),
