@@ -31,7 +31,7 @@ The stream is assumed in time order, as a topic partition is per user and the to
 reader merges partitions by time. A *late* event (older than an event read before it)
 still updates the profile and any label window it falls in, but rows taken before it
 arrived stay as they were; :attr:`Examples.late_events` counts them (training refuses a
-history with more than a few).
+history with more than 1%).
 """
 
 from __future__ import annotations
