@@ -63,7 +63,7 @@ def _score_cost(model_dir: Path, events: Path, as_of: datetime, repeats: int) ->
     # the users of the last 20 days of history are plenty for batches to score
     recent = (e for e in EventFile(events) if e.ts > as_of - timedelta(days=20))
     rows = build_examples(
-        recent, as_of=as_of, horizon_days=30, cutoffs=0, scoring=ScoringConfig()
+        recent, as_of=as_of, horizon_days=30, cutoffs=0, scoring=ScoringConfig(), reference_rows=0
     ).current.features
     batches = [rows[i : i + 100].tolist() for i in range(0, len(rows) - 99, 100)][:repeats]
     costs = []

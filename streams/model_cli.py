@@ -2,7 +2,8 @@
 synthetic history (README "Predictions").
 
 Bad input (an unreadable or tampered model directory, an invalid event line, a history
-too short to train on) ends with one clear message and exit code 2, no traceback.
+too short or out of time order, an ``--out`` that cannot be written) ends with one clear
+message and exit code 2, no traceback.
 """
 
 from __future__ import annotations
@@ -80,6 +81,25 @@ def _history(events: Path | None, from_topic: bool, skip_invalid: bool) -> Any:
     return EventFile(events, skip_invalid=skip_invalid)
 
 
+def _model_out(out: Path) -> None:
+    """Refuse, before training, an ``--out`` the model directory cannot replace."""
+    if out.exists() and not out.is_dir():
+        raise _Refused(f"--out {out} exists and is not a directory")
+    if out.is_dir() and not (out / "manifest.json").is_file() and any(out.iterdir()):
+        raise _Refused(
+            f"--out {out} is a directory that holds no model (no manifest.json); "
+            "give a new, empty or model directory"
+        )
+
+
+def _file_out(out: Path) -> None:
+    """Refuse an ``--out`` file that cannot be written, before any work."""
+    if out.is_dir():
+        raise _Refused(f"--out {out} is a directory")
+    if not out.parent.is_dir():
+        raise _Refused(f"--out {out}: directory {out.parent} does not exist")
+
+
 @model.command()
 @click.option("--events", type=click.Path(path_type=Path), help="JSON-lines history (.gz ok).")
 @click.option("--from-topic", is_flag=True, help="Read the events topic from its beginning.")
@@ -114,6 +134,7 @@ def train(
     from profiles.predictions.fit import CLASSIFIERS
     from profiles.predictions.train import train as run_training
 
+    _model_out(out)
     scoring = _scoring(config_dir)
     history = _history(events, from_topic, skip_invalid)
     try:
@@ -130,6 +151,7 @@ def train(
     except (ProfileError, StreamsError) as exc:
         raise _Refused(str(exc)) from exc
     click.echo(result.report.table())
+    click.echo(f"late events (older than one read before them): {result.examples.late_events}")
     if history.skipped:
         click.echo(f"skipped {history.skipped} invalid event(s)", err=True)
     click.echo(f"model {result.model.version} written to {out}")
@@ -156,6 +178,7 @@ def score(
     from profiles.predictions.bundle import load_model
     from profiles.predictions.examples import build_examples
 
+    _file_out(out)
     try:
         bundle = load_model(model_dir)
         scoring = _scoring(config_dir)
@@ -166,17 +189,21 @@ def score(
             horizon_days=bundle.manifest.horizon_days,
             cutoffs=0,
             scoring=scoring,
+            reference_rows=0,
         ).current
     except ProfileError as exc:
         raise _Refused(str(exc)) from exc
-    with out.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["user_id", *TARGETS, "cluster"])
-        for start in range(0, len(rows.user_ids), _SCORE_BATCH):
-            batch = rows.features[start : start + _SCORE_BATCH].tolist()
-            users = rows.user_ids[start : start + _SCORE_BATCH]
-            for user, s in zip(users, bundle.score(batch), strict=True):
-                writer.writerow([user, *(getattr(s, t) for t in TARGETS), s.cluster])
+    try:
+        with out.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["user_id", *TARGETS, "cluster"])
+            for start in range(0, len(rows.user_ids), _SCORE_BATCH):
+                batch = rows.features[start : start + _SCORE_BATCH].tolist()
+                users = rows.user_ids[start : start + _SCORE_BATCH]
+                for user, s in zip(users, bundle.score(batch), strict=True):
+                    writer.writerow([user, *(getattr(s, t) for t in TARGETS), s.cluster])
+    except OSError as exc:
+        raise _Refused(f"cannot write {out}: {exc}") from exc
     click.echo(f"scored {len(rows.user_ids)} users with model {bundle.version} into {out}")
 
 

@@ -10,7 +10,9 @@ model.Model` the live side scores with.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ from profiles.predictions.fit import (
     signed_log1p,
     single_threaded,
 )
-from profiles.predictions.manifest import FORMAT, Manifest
+from profiles.predictions.manifest import FORMAT, SKLEARN, Manifest, library_versions
 from profiles.predictions.model import Distribution, ModelError, Reason, Scores, Target
 
 __all__ = ["MANIFEST", "TRUSTED_TYPES", "Estimators", "ModelBundle", "load_model", "save_model"]
@@ -168,10 +170,68 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_model(directory: Path, bundle: ModelBundle) -> ModelBundle:
-    """Write ``bundle`` into ``directory`` (created if missing; model files and manifest
-    replaced) and return it as :func:`load_model` reads it back, versioned."""
-    directory.mkdir(parents=True, exist_ok=True)
+def save_model(
+    directory: Path, bundle: ModelBundle, *, extra: Callable[[Path], object] | None = None
+) -> ModelBundle:
+    """Write ``bundle`` as model directory ``directory`` and return it as
+    :func:`load_model` reads it back, versioned; ``extra`` writes further files (the
+    report) into the new directory before it is moved into place.
+
+    Atomic for a reader of ``directory`` (a worker watching it): everything is written
+    into a temporary sibling directory, which is then renamed to ``directory``. An
+    existing model directory (or an empty one) is replaced: renamed away, the new one
+    renamed in, the old one removed. Anything else at ``directory`` is refused, as is a
+    failure to write, with a :class:`ModelError`."""
+    _check_target(directory)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new-", dir=directory.parent))
+    except OSError as exc:
+        raise ModelError(f"cannot write a model directory at {directory}: {exc}") from exc
+    try:
+        _write_files(staging, bundle)
+        if extra is not None:
+            extra(staging)
+        load_model(staging)  # what is moved into place must read back
+        _replace(staging, directory)
+    except OSError as exc:
+        raise ModelError(f"cannot write the model directory {directory}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_model(directory)
+
+
+def _check_target(directory: Path) -> None:
+    """Refuse to replace anything but a model directory or an empty directory."""
+    if not directory.exists() and not directory.is_symlink():
+        return
+    if not directory.is_dir() or directory.is_symlink():
+        raise ModelError(f"{directory} exists and is not a directory")
+    if (directory / MANIFEST).is_file() or not any(directory.iterdir()):
+        return
+    raise ModelError(
+        f"{directory} exists and is not a model directory (no {MANIFEST}); "
+        "give a new or empty directory"
+    )
+
+
+def _replace(staging: Path, directory: Path) -> None:
+    """Rename ``staging`` to ``directory``, moving an existing one away first."""
+    if not directory.exists():
+        staging.rename(directory)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+    old.rmdir()  # only its unique name is wanted
+    directory.rename(old)
+    try:
+        staging.rename(directory)
+    except OSError:
+        old.rename(directory)  # put the previous model back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_files(directory: Path, bundle: ModelBundle) -> None:
     m = bundle.manifest
     parts = {
         m.purchase_probability.file: bundle.estimators.purchase_probability,
@@ -188,17 +248,24 @@ def save_model(directory: Path, bundle: ModelBundle) -> ModelBundle:
     trained_at = datetime.now(UTC).replace(microsecond=0)
     content = _sha256(orjson.dumps(sorted(files.items())) + trained_at.isoformat().encode())
     version = f"{trained_at:%Y%m%dT%H%M%SZ}-{content[:12]}"
-    manifest = m.model_copy(update={"version": version, "trained_at": trained_at, "files": files})
+    manifest = m.model_copy(
+        update={
+            "version": version,
+            "trained_at": trained_at,
+            "files": files,
+            "libraries": library_versions(),
+        }
+    )
     (directory / MANIFEST).write_bytes(
         orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
     )
-    return load_model(directory)
 
 
 def load_model(directory: Path) -> ModelBundle:
     """Read a model directory, refusing anything not exactly as training wrote it."""
     manifest = _read_manifest(directory)
     _check_features(directory, manifest)
+    _check_libraries(directory, manifest)
     blobs = {
         name: _checked_file(directory, name, digest) for name, digest in manifest.files.items()
     }
@@ -258,6 +325,23 @@ def _check_features(directory: Path, manifest: Manifest) -> None:
     else:
         problem = "trained on the same features in another order"
     raise ModelError(f"model in {directory}: {problem}; retrain it with this version")
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _check_libraries(directory: Path, manifest: Manifest) -> None:
+    """A skops file restores scikit-learn's private estimator state, which changes
+    between minor releases: loading it under another one may fail or, worse, score
+    differently without a word."""
+    saved = manifest.libraries.get(SKLEARN, "unknown")
+    running = library_versions()[SKLEARN]
+    if _major_minor(saved) != _major_minor(running):
+        raise ModelError(
+            f"model in {directory} was saved with scikit-learn {saved}; this installation "
+            f"runs scikit-learn {running} (another minor release); retrain it here"
+        )
 
 
 def _checked_file(directory: Path, name: str, digest: str) -> bytes:

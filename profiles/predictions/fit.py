@@ -1,5 +1,9 @@
 """The estimators: two calibrated classifiers, an expected-value method and behavioural
-clusters, each chosen on the held-out (latest) cutoff.
+clusters.
+
+Candidates are fitted on the training cutoffs and chosen on the calibration cutoff;
+the test (latest) cutoff only measures what was kept, so its figures are not flattered
+by having picked the best of several there.
 
 Every model sees :func:`signed_log1p` of the feature rows: counts and money are heavy
 tailed, and the log keeps a few big spenders from dominating the linear model and the
@@ -27,7 +31,12 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss, mean_absolute_error
+from sklearn.metrics import (
+    log_loss,
+    mean_absolute_error,
+    mean_poisson_deviance,
+    root_mean_squared_error,
+)
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController
@@ -37,6 +46,7 @@ from profiles.predictions.features import FEATURES
 
 __all__ = [
     "CLASSIFIERS",
+    "DEVIANCE_FLOOR",
     "VALUE_METHODS",
     "FittedClassifier",
     "FittedValue",
@@ -47,6 +57,7 @@ __all__ = [
     "fit_value",
     "signed_log1p",
     "single_threaded",
+    "value_errors",
 ]
 
 Floats = NDArray[np.float64]
@@ -54,6 +65,9 @@ Floats = NDArray[np.float64]
 CLASSIFIERS: tuple[str, ...] = ("logistic_regression", "gradient_boosting")
 VALUE_METHODS: tuple[str, ...] = ("regression", "probability_x_order_value")
 _AOV = FEATURES.index("average_order_value")
+#: predictions below this count as it in the Poisson deviance (which is infinite for a
+#: prediction of 0 where revenue came): one cent
+DEVIANCE_FLOOR = 0.01
 
 
 class TrainingError(ProfileError):
@@ -104,9 +118,12 @@ class FittedClassifier:
 
     model: Any
     name: str
-    #: held-out log-loss of each candidate
+    #: log-loss of each calibrated candidate on the calibration rows (which chose)
     candidates: dict[str, float]
-    #: the kept model's probabilities on the test rows
+    #: the same on the test rows (for the report only)
+    test_losses: dict[str, float]
+    #: the kept model's probabilities on the calibration and the test rows
+    calibration_predicted: Floats
     predicted: Floats
 
 
@@ -126,8 +143,11 @@ def fit_classifier(
     seed: int = 0,
 ) -> FittedClassifier:
     """Fit every candidate (names from :data:`CLASSIFIERS`) on ``folds["train"]``,
-    calibrate it on ``"calibration"`` and keep the lowest log-loss on ``"test"`` (each
-    fold: transformed rows, 0/1 labels)."""
+    calibrate it on ``"calibration"`` and keep the lowest log-loss there; ``"test"`` is
+    only measured (each fold: transformed rows, 0/1 labels).
+
+    The calibration fold both calibrates and chooses: sigmoid calibration has two
+    parameters, so its optimism on its own fold is small and alike for every candidate."""
     unknown = set(candidates) - set(CLASSIFIERS)
     if unknown or not candidates:
         raise TrainingError(f"classifiers must be some of {CLASSIFIERS}, got {candidates}")
@@ -137,17 +157,27 @@ def fit_classifier(
     x_cal, y_cal = folds["calibration"]
     x_test, y_test = folds["test"]
     losses: dict[str, float] = {}
-    fitted: dict[str, tuple[Any, Floats]] = {}
+    test_losses: dict[str, float] = {}
+    fitted: dict[str, tuple[Any, Floats, Floats]] = {}
     for name in candidates:
         base = _candidate(name, seed).fit(x_fit, y_fit)
         model = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
         model.fit(x_cal, y_cal)
-        predicted: Floats = model.predict_proba(x_test)[:, 1]
-        losses[name] = float(log_loss(y_test, predicted, labels=[0, 1]))
-        fitted[name] = (model, predicted)
+        on_cal: Floats = model.predict_proba(x_cal)[:, 1]
+        on_test: Floats = model.predict_proba(x_test)[:, 1]
+        losses[name] = float(log_loss(y_cal, on_cal, labels=[0, 1]))
+        test_losses[name] = float(log_loss(y_test, on_test, labels=[0, 1]))
+        fitted[name] = (model, on_cal, on_test)
     kept = min(losses, key=losses.__getitem__)
-    model, predicted = fitted[kept]
-    return FittedClassifier(model=model, name=kept, candidates=losses, predicted=predicted)
+    model, on_cal, on_test = fitted[kept]
+    return FittedClassifier(
+        model=model,
+        name=kept,
+        candidates=losses,
+        test_losses=test_losses,
+        calibration_predicted=on_cal,
+        predicted=on_test,
+    )
 
 
 def base_pipeline(model: Any) -> Pipeline | None:
@@ -169,7 +199,9 @@ class FittedValue:
     order_value: float
     #: mean orders of a user who buys within the horizon
     orders_per_buyer: float
-    candidates: dict[str, float]
+    #: method -> :func:`value_errors` on the calibration rows (which chose)
+    candidates: dict[str, dict[str, float]]
+    #: the kept method's prediction on the test rows
     predicted: Floats
 
 
@@ -181,18 +213,35 @@ def expected_order_value(x: NDArray[Any], *, order_value: float, orders_per_buye
     return value
 
 
+def value_errors(y_true: NDArray[Any], predicted: NDArray[Any]) -> dict[str, float]:
+    """MAE, RMSE and mean Poisson deviance (predictions floored at
+    :data:`DEVIANCE_FLOOR`) of a revenue prediction."""
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    return {
+        "mae": float(mean_absolute_error(y, p)),
+        "rmse": float(root_mean_squared_error(y, p)),
+        "poisson_deviance": float(
+            mean_poisson_deviance(np.maximum(y, 0.0), np.maximum(p, DEVIANCE_FLOOR))
+        ),
+    }
+
+
 def fit_value(
     raw: dict[str, Floats],
     revenue: dict[str, Floats],
     orders: Floats,
-    purchase_test: Floats,
+    purchase: dict[str, Floats],
     *,
     seed: int = 0,
 ) -> FittedValue:
-    """Measure a Poisson-loss gradient boosting regression of horizon revenue against
-    purchase probability x expected order value on the test rows; keep the lower MAE.
-    ``raw`` holds untransformed rows of ``"train"`` and ``"test"``, ``orders`` the train
-    rows' horizon order counts, ``purchase_test`` the kept purchase model's test scores."""
+    """Fit a Poisson-loss gradient boosting regression of horizon revenue and measure it
+    against purchase probability x expected order value on the calibration rows; keep
+    the lower mean Poisson deviance there (MAE would reward predicting the median
+    revenue, which is 0). ``raw`` holds untransformed rows of ``"train"``,
+    ``"calibration"`` and ``"test"``, ``revenue`` their horizon revenue, ``orders`` the
+    train rows' horizon order counts, ``purchase`` the kept purchase model's
+    probabilities on the calibration and test rows."""
     regressor = HistGradientBoostingRegressor(
         loss="poisson",
         learning_rate=0.1,
@@ -202,24 +251,26 @@ def fit_value(
         early_stopping=False,
         random_state=seed,
     ).fit(signed_log1p(raw["train"]), revenue["train"])
-    by_regression: Floats = regressor.predict(signed_log1p(raw["test"]))
     aov = raw["train"][:, _AOV]
     order_value = float(aov[aov > 0].mean()) if (aov > 0).any() else 0.0
     bought = orders > 0
     per_buyer = float(orders[bought].mean()) if bought.any() else 1.0
-    by_probability = purchase_test * expected_order_value(
-        raw["test"], order_value=order_value, orders_per_buyer=per_buyer
-    )
-    candidates = {
-        "regression": float(mean_absolute_error(revenue["test"], by_regression)),
-        "probability_x_order_value": float(mean_absolute_error(revenue["test"], by_probability)),
-    }
-    regression_wins = candidates["regression"] < candidates["probability_x_order_value"]
+
+    def by_method(fold: str) -> dict[str, Floats]:
+        by_probability = purchase[fold] * expected_order_value(
+            raw[fold], order_value=order_value, orders_per_buyer=per_buyer
+        )
+        by_regression: Floats = regressor.predict(signed_log1p(raw[fold]))
+        return {"regression": by_regression, "probability_x_order_value": by_probability}
+
+    on_cal = by_method("calibration")
+    candidates = {name: value_errors(revenue["calibration"], p) for name, p in on_cal.items()}
+    method = min(candidates, key=lambda name: candidates[name]["poisson_deviance"])
     return FittedValue(
-        method="regression" if regression_wins else "probability_x_order_value",
-        regressor=regressor if regression_wins else None,
+        method=method,
+        regressor=regressor if method == "regression" else None,
         order_value=order_value,
         orders_per_buyer=per_buyer,
         candidates=candidates,
-        predicted=by_regression if regression_wins else by_probability,
+        predicted=by_method("test")[method],
     )

@@ -2,12 +2,14 @@
 and the sha256 of every model file (checked before anything is loaded).
 
 Distributions store their inner bin edges only: the outer edges are infinite (JSON has
-no infinity). Bin ``i`` holds the values ``edges[i] < x <= edges[i + 1]``.
+no infinity). Bin ``i`` holds the values ``edges[i] <= x < edges[i + 1]`` (left-closed, as
+:mod:`~profiles.predictions.drift` bins live rows).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import metadata
 from typing import Any, Literal
 
 import numpy as np
@@ -19,16 +21,26 @@ from profiles.predictions.model import Distribution
 
 __all__ = [
     "FORMAT",
+    "SKLEARN",
     "ClassifierSpec",
     "ClusterSpec",
     "DistributionSpec",
     "Manifest",
     "ValueSpec",
     "distribution_of",
+    "library_versions",
 ]
 
-#: the manifest layout this version writes and reads
-FORMAT = 1
+#: the manifest layout this version writes and reads (2: library versions recorded)
+FORMAT = 2
+#: the library whose release a model file is bound to (see ``bundle.load_model``)
+SKLEARN = "scikit-learn"
+_LIBRARIES = (SKLEARN, "skops", "numpy")
+
+
+def library_versions() -> dict[str, str]:
+    """The installed versions of the libraries a model file depends on."""
+    return {name: metadata.version(name) for name in _LIBRARIES}
 
 
 class _Spec(BaseModel):
@@ -92,9 +104,14 @@ class Manifest(_Spec):
     clusters: ClusterSpec
     #: each feature's training median (tree reasons substitute it)
     medians: list[float]
-    #: every feature and numeric score on the users as of ``as_of``
+    #: every feature and numeric score on rows taken the way the worker scores: right
+    #: after events of the last horizon before ``as_of`` (see ``examples``)
     distributions: dict[str, DistributionSpec]
     #: the training report's metrics
     metrics: dict[str, Any]
     #: model file name -> sha256
     files: dict[str, str]
+    #: scikit-learn, skops and numpy versions the files were saved with
+    libraries: dict[str, str]
+    #: events older than an event read before them (see ``examples``)
+    late_events: int

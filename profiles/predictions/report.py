@@ -11,7 +11,7 @@ model is not strictly better than a baseline gets its own "does not beat" line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,12 @@ class ClassifierResult:
     predicted: NDArray[Any]
     #: ``logistic_regression`` or ``gradient_boosting``
     model_name: str
-    #: held-out log-loss of each candidate model
+    #: log-loss of each calibrated candidate on the calibration cutoff, which chose
     candidates: dict[str, float]
     #: ``recency``, ``rfm`` -> probabilities on the held-out rows
     baselines: dict[str, NDArray[Any]]
+    #: the candidates' log-loss on the held-out cutoff (shown, not used to choose)
+    test_losses: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class ValueResult:
     predicted: NDArray[Any]
     #: ``regression`` or ``probability_x_order_value``
     method: str
-    #: held-out MAE of each method
-    candidates: dict[str, float]
+    #: each method's MAE, RMSE and Poisson deviance on the calibration cutoff, which
+    #: chose by the deviance
+    candidates: dict[str, dict[str, float]]
     #: naive baseline: revenue in the horizon before the cutoff
     last_period: NDArray[Any]
 
@@ -120,6 +123,8 @@ class TrainingSummary:
     cutoffs: dict[str, list[datetime]]
     #: same keys -> number of rows
     examples: dict[str, int]
+    #: events older than an event read before them
+    late_events: int = 0
 
 
 @dataclass(frozen=True)

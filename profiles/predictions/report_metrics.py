@@ -18,10 +18,10 @@ from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     log_loss,
-    mean_absolute_error,
     roc_auc_score,
-    root_mean_squared_error,
 )
+
+from profiles.predictions.fit import value_errors
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -50,7 +50,11 @@ METRIC_LABELS: dict[str, str] = {
     "lift_top_decile": "lift top 10%",
 }
 #: value metrics in report order, with their display names
-VALUE_LABELS: dict[str, str] = {"mae": "MAE", "rmse": "RMSE"}
+VALUE_LABELS: dict[str, str] = {
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "poisson_deviance": "Poisson deviance",
+}
 #: the metrics where a larger number is the better model (the others are losses)
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"roc_auc", "pr_auc", "lift_top_decile"})
 
@@ -189,16 +193,14 @@ def calibration_bins(
 
 
 def value_metrics(y_true: Floats, predicted: Floats) -> ValueMetrics:
-    """Mean absolute and root mean squared error."""
+    """Mean absolute and root mean squared error, and mean Poisson deviance (see
+    :func:`profiles.predictions.fit.value_errors`)."""
     y = np.asarray(y_true, dtype=np.float64).ravel()
     p = np.asarray(predicted, dtype=np.float64).ravel()
     if y.size == 0:
         return ValueMetrics(values=dict.fromkeys(VALUE_LABELS), undefined=_NO_ROWS)
     return ValueMetrics(
-        values={
-            "mae": float(mean_absolute_error(y, p)),
-            "rmse": float(root_mean_squared_error(y, p)),
-        },
+        values=dict(value_errors(y, p)),
         undefined=None,
     )
 

@@ -88,6 +88,7 @@ def _summary_tables(summary: TrainingSummary) -> list[Table]:
         ("horizon (days)", str(summary.horizon_days)),
         ("events read", str(summary.events_read)),
         ("users", str(summary.users)),
+        ("late events (older than one read before)", str(summary.late_events)),
     )
     names = dict.fromkeys([*summary.cutoffs, *summary.examples])
     splits = tuple(
@@ -105,6 +106,10 @@ def _summary_tables(summary: TrainingSummary) -> list[Table]:
             "Rows per split (one row per user and cutoff)",
             ("split", "cutoff moments", "cutoffs", "rows"),
             splits,
+            notes=(
+                "each user's row is taken at their own moment of the day before a cutoff "
+                "(fixed by their id), and labelled by the horizon after it",
+            ),
             terminal=False,
             labels=2,
         ),
@@ -133,11 +138,20 @@ def _classifier_tables(c: ClassifierEvaluation) -> list[Table]:
         section=result.target,
     )
     candidates = Table(
-        "Candidate models (held-out log-loss)",
-        ("candidate", "log-loss", "kept"),
+        "Candidate models: chosen by log-loss on the calibration cutoff",
+        ("candidate", "log-loss (calibration, chose)", "log-loss (held-out)", "kept"),
         tuple(
-            (name, _num(loss), "yes" if name == result.model_name else "")
+            (
+                name,
+                _num(loss),
+                _num(result.test_losses.get(name)),
+                "yes" if name == result.model_name else "",
+            )
             for name, loss in result.candidates.items()
+        ),
+        notes=(
+            "the held-out cutoff only measures the kept model: choosing there would "
+            "flatter its figures",
         ),
     )
     calibration = Table(
@@ -175,11 +189,19 @@ def _value_tables(v: ValueEvaluation) -> list[Table]:
             section="expected_value",
         ),
         Table(
-            "Candidate methods (held-out MAE)",
-            ("method", "MAE", "kept"),
+            "Candidate methods: chosen by Poisson deviance on the calibration cutoff",
+            ("method", *(f"{label} (calibration)" for label in VALUE_LABELS.values()), "kept"),
             tuple(
-                (name, _num(mae), "yes" if name == result.method else "")
-                for name, mae in result.candidates.items()
+                (
+                    name,
+                    *(_num(errors.get(metric)) for metric in VALUE_LABELS),
+                    "yes" if name == result.method else "",
+                )
+                for name, errors in result.candidates.items()
+            ),
+            notes=(
+                "MAE is not the criterion: it rewards predicting the median revenue, 0; "
+                "the deviance counts predictions under one cent as one cent",
             ),
         ),
     ]
@@ -232,6 +254,7 @@ def _summary_dict(summary: TrainingSummary) -> dict[str, Any]:
         "horizon_days": summary.horizon_days,
         "events_read": summary.events_read,
         "users": summary.users,
+        "late_events": summary.late_events,
         "cutoffs": {k: [m.isoformat() for m in v] for k, v in summary.cutoffs.items()},
         "examples": dict(summary.examples),
     }
@@ -246,6 +269,7 @@ def _classifier_dict(c: ClassifierEvaluation) -> dict[str, Any]:
         "scores": {name: dict(s.values) for name, s in c.scores.items()},
         "undefined": {name: dict(s.undefined) for name, s in c.scores.items() if s.undefined},
         "candidates": {k: float(v) for k, v in c.result.candidates.items()},
+        "candidates_held_out": {k: float(v) for k, v in c.result.test_losses.items()},
         "calibration": [asdict(b) for b in c.calibration],
         "shortfalls": list(c.shortfalls),
     }
@@ -257,7 +281,9 @@ def _value_dict(v: ValueEvaluation) -> dict[str, Any]:
         "rows": int(np.asarray(v.result.y_true).size),
         "scores": {name: dict(s.values) for name, s in v.scores.items()},
         "undefined": {name: s.undefined for name, s in v.scores.items() if s.undefined},
-        "candidates": {k: float(mae) for k, mae in v.result.candidates.items()},
+        "candidates": {
+            k: {m: float(x) for m, x in errors.items()} for k, errors in v.result.candidates.items()
+        },
         "shortfalls": list(v.shortfalls),
     }
 

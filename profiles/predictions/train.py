@@ -2,10 +2,15 @@
 
 :func:`train` is the whole job (``nudge model train`` calls it): replay the history into
 rolling-origin examples (:mod:`~profiles.predictions.examples`), fit on the older
-cutoffs, calibrate on the next, choose and report on the latest (held out), cluster the
+cutoffs, calibrate and choose on the next, report on the latest (held out), cluster the
 users as of ``as_of``, and save (:func:`~profiles.predictions.bundle.save_model`). The
 kept models are the ones measured: they are not refitted on the held-out rows, so the
-report describes exactly what is shipped.
+report describes exactly what is shipped. The training distributions drift monitoring
+compares with are those of the examples' reference rows, taken the way the worker
+scores.
+
+A history out of time order is refused: above :data:`MAX_LATE_SHARE` of late events,
+rows and labels would no longer describe what happened before and after a cutoff.
 """
 
 from __future__ import annotations
@@ -53,12 +58,22 @@ from profiles.predictions.report import (
     build_report,
 )
 
-__all__ = ["DEFAULT_CUTOFFS", "TrainResult", "TrainingError", "fit_bundle", "train"]
+__all__ = [
+    "DEFAULT_CUTOFFS",
+    "MAX_LATE_SHARE",
+    "TrainResult",
+    "TrainingError",
+    "check_order",
+    "fit_bundle",
+    "train",
+]
 
 Floats = NDArray[np.float64]
 #: labelled cutoffs by default: four train, one calibration, one test
 DEFAULT_CUTOFFS = 6
 _FOLDS = ("train", "calibration", "test")
+#: the share of late events (older than one read before them) training accepts
+MAX_LATE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -94,11 +109,24 @@ def train(
     examples = build_examples(
         events, as_of=as_of, horizon_days=horizon_days, cutoffs=cutoffs, scoring=scoring
     )
+    check_order(examples)
     with single_threaded():
         bundle, report = fit_bundle(examples, k_range=k_range, classifiers=classifiers, seed=seed)
-    model = save_model(out, bundle)
-    report.write(out)
+    model = save_model(out, bundle, extra=report.write)
     return TrainResult(directory=out, model=model, report=report, examples=examples)
+
+
+def check_order(examples: Examples) -> None:
+    """Raise :class:`TrainingError` when more than :data:`MAX_LATE_SHARE` of the events
+    read were late."""
+    late, read = examples.late_events, examples.events_read
+    if read and late > MAX_LATE_SHARE * read:
+        raise TrainingError(
+            f"history is not in time order: {late} of {read} events "
+            f"({late / read:.1%}) are older than an event read before them (at most "
+            f"{MAX_LATE_SHARE:.0%} is accepted); sort the file by ts, or read the topic "
+            "with --from-topic, which merges its partitions in time order"
+        )
 
 
 def _split(examples: Examples) -> dict[str, list[Labelled]]:
@@ -136,6 +164,7 @@ def _classifier(
         model_name=fitted.name,
         candidates=fitted.candidates,
         baselines=baseline_probabilities(raw["train"], y["train"], raw["test"], target=target),
+        test_losses=fitted.test_losses,
     )
     return fitted, result
 
@@ -148,7 +177,8 @@ def _value(
     }
     revenue = {f: _stack(split[f], lambda c: c.revenue) for f in _FOLDS}
     orders = _stack(split["train"], lambda c: c.orders)
-    fitted = fit_value(raw, revenue, orders, purchase.predicted, seed=seed)
+    probabilities = {"calibration": purchase.calibration_predicted, "test": purchase.predicted}
+    fitted = fit_value(raw, revenue, orders, probabilities, seed=seed)
     result = ValueResult(
         y_true=revenue["test"],
         predicted=fitted.predicted,
@@ -167,6 +197,7 @@ def _summary(examples: Examples, split: dict[str, list[Labelled]]) -> TrainingSu
         users=len(examples.current.user_ids),
         cutoffs={f: [c.rows.at for c in cuts] for f, cuts in split.items()},
         examples={f: sum(len(c.rows.user_ids) for c in cuts) for f, cuts in split.items()},
+        late_events=examples.late_events,
     )
 
 
@@ -181,6 +212,11 @@ def fit_bundle(
     (its version is assigned by :func:`~profiles.predictions.bundle.save_model`)."""
     if len(examples.cutoffs) < 3:
         raise TrainingError("need at least 3 cutoffs (train, calibration, test)")
+    if not len(examples.reference):
+        raise TrainingError(
+            f"no events in the last {examples.horizon_days} days before {examples.as_of:%Y-%m-%d}: "
+            "nothing to compare the live worker's rows with; train as of a recent moment"
+        )
     split = _split(examples)
     purchase, purchase_result = _classifier("purchase_probability", split, classifiers, seed)
     churn, churn_result = _classifier("churn_probability", split, classifiers, seed)
@@ -211,7 +247,7 @@ def fit_bundle(
     )
     manifest = _manifest(examples, split, (purchase, churn, value, clusters), report)
     unsaved = ModelBundle(manifest, estimators)
-    scores = unsaved.predict(examples.current.features)
+    scores = unsaved.predict(examples.reference)
     distributions = {
         **manifest.distributions,
         **{
@@ -236,7 +272,7 @@ def _manifest(
 ) -> Manifest:
     purchase, churn, value, clusters = fitted
     train_rows = _stack(split["train"], lambda c: c.rows.features).reshape(-1, len(FEATURES))
-    current = examples.current.features
+    reference = examples.reference
     return Manifest(
         format=FORMAT,
         version="unsaved",
@@ -261,7 +297,9 @@ def _manifest(
             sizes=clusters.sizes,
         ),
         medians=[float(v) for v in np.median(train_rows, axis=0)],
-        distributions={f: distribution_of(current[:, i]) for i, f in enumerate(FEATURES)},
+        distributions={f: distribution_of(reference[:, i]) for i, f in enumerate(FEATURES)},
         metrics=report.metrics(),
         files={},
+        libraries={},
+        late_events=examples.late_events,
     )

@@ -182,3 +182,69 @@ def test_tree_reasons_are_the_change_from_the_training_median(
     assert top.effect == pytest.approx(churn_of[tuple(row)] - churn_of[tuple(swapped)])
     assert top.value == row[i]
     assert "median" in model.reason_method("churn_probability")
+
+
+def test_a_model_saved_with_another_scikit_learn_minor_is_refused(model_dir: Path) -> None:
+    import sklearn
+
+    _edit_manifest(
+        model_dir, lambda m: m.update(libraries={**m["libraries"], "scikit-learn": "0.24.2"})
+    )
+    message = _refusal(model_dir)
+    assert "scikit-learn 0.24.2" in message
+    assert f"scikit-learn {sklearn.__version__}" in message
+
+
+def test_the_manifest_records_the_library_versions(planted: Planted) -> None:
+    import numpy
+    import sklearn
+    import skops
+
+    assert planted.result.model.manifest.libraries == {
+        "scikit-learn": sklearn.__version__,
+        "skops": skops.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def test_saving_over_a_model_replaces_it_whole(model_dir: Path, planted: Planted) -> None:
+    from profiles.predictions.bundle import save_model
+
+    (model_dir / "stale.txt").write_text("from the previous model")
+    saved = save_model(
+        model_dir, planted.result.model, extra=lambda d: (d / "r.md").write_text("r")
+    )
+    assert load_model(model_dir).version == saved.version
+    assert (model_dir / "r.md").is_file()
+    assert not (model_dir / "stale.txt").exists()
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["model"]  # nothing left over
+
+
+def test_saving_refuses_to_replace_what_is_not_a_model(planted: Planted, tmp_path: Path) -> None:
+    from profiles.predictions.bundle import save_model
+
+    (tmp_path / "file").write_text("keep me")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("keep me")
+    for target, needle in (
+        (tmp_path / "file", "not a directory"),
+        (tmp_path / "notes", "not a model"),
+    ):
+        with pytest.raises(ModelError, match=needle):
+            save_model(target, planted.result.model)
+    assert (tmp_path / "notes" / "a.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "notes"]
+
+
+def test_a_failing_save_leaves_the_previous_model(model_dir: Path, planted: Planted) -> None:
+    from profiles.predictions.bundle import save_model
+
+    before = load_model(model_dir).version
+
+    def fail(directory: Path) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(ModelError, match="disk full"):
+        save_model(model_dir, planted.result.model, extra=fail)
+    assert load_model(model_dir).version == before
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["model"]

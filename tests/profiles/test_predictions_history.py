@@ -13,9 +13,10 @@ import numpy as np
 import orjson
 import pytest
 
-from profiles import ScoringConfig
+from profiles import ScoringConfig, apply_event
 from profiles.predictions import FEATURES
-from profiles.predictions.examples import build_examples, cutoff_times
+from profiles.predictions.examples import build_examples, cutoff_times, row_offset
+from profiles.predictions.features import feature_vector
 from profiles.predictions.history import EventFile, HistoryError, parse_events, write_events
 from profiles.predictions.synthetic import SyntheticHistory
 
@@ -111,6 +112,52 @@ def test_labels_come_from_the_horizon_after_the_cutoff() -> None:
     assert (test.active[q], test.churned[q], test.past_buyers[q]) == (False, True, True)
     assert not test.past_buyers[v]
     assert test.rows.features.shape == (3, len(FEATURES))
+    # the row sees what came before the cutoff, none of what it is labelled with
+    assert test.rows.features[b, FEATURES.index("orders_lifetime")] == 2
+    assert test.rows.features[b, FEATURES.index("revenue_lifetime")] == 30.0
+    assert test.rows.features[q, FEATURES.index("orders_lifetime")] == 1
+    assert test.rows.features[v, FEATURES.index("active_days_7d")] == 1
+
+
+def test_a_users_row_and_labels_start_at_their_own_moment_of_the_day() -> None:
+    cut = AS_OF - timedelta(days=30)
+    moment = cut - row_offset("u1")
+    events = [
+        purchase("u1", moment - DAY, 10.0),
+        purchase("u1", moment, 20.0),  # at the moment: in the row
+        purchase("u1", moment + timedelta(seconds=1), 40.0),  # before the cutoff: a label
+        purchase("u1", moment + timedelta(days=30), 80.0),  # the label window's last second
+        purchase("u1", moment + timedelta(days=30, seconds=1), 160.0),  # after it
+    ]
+    test = _examples(events).cutoffs[-1]
+    assert test.rows.features[0, FEATURES.index("revenue_lifetime")] == 30.0
+    assert (test.orders[0], test.revenue[0], test.prior_revenue[0]) == (2, 120.0, 30.0)
+
+
+def test_offsets_spread_rows_over_the_day() -> None:
+    offsets = [row_offset(f"u{i}") for i in range(500)]
+    assert all(timedelta(0) <= o < DAY for o in offsets)
+    hours = Counter(int(o.total_seconds() // 3600) for o in offsets)
+    assert len(hours) == 24 and max(hours.values()) < 3 * 500 / 24
+
+
+def test_each_training_row_is_the_users_features_at_their_own_moment() -> None:
+    """Folded independently, event by event: a row is the user's profile with exactly the
+    events up to their moment, as of that moment."""
+    history = SyntheticHistory(users=150, days=100, seed=2)
+    events = list(parse_events(history.events()))
+    as_of = history.end
+    examples = build_examples(events, as_of=as_of, horizon_days=20, cutoffs=3, scoring=SCORING)
+    for labelled in examples.cutoffs:
+        assert len(labelled.rows.user_ids) > 50
+        for user, row in zip(labelled.rows.user_ids, labelled.rows.features, strict=True):
+            moment = labelled.rows.at - row_offset(user)
+            profile = None
+            for e in events:
+                if e.user_id == user and e.ts <= moment:
+                    profile = apply_event(profile, e, SCORING)
+            assert profile is not None
+            assert row.tolist() == feature_vector(profile, moment, SCORING)
 
 
 def test_events_after_as_of_are_not_read() -> None:
@@ -134,7 +181,7 @@ def test_a_late_event_is_counted_and_kept_out_of_rows_already_taken() -> None:
     ]
     examples = _examples(events)
     test = examples.cutoffs[-1]
-    assert examples.late_events == 1
+    assert examples.late_events == 1  # older than the page view read before it
     assert test.rows.features[0, FEATURES.index("orders_lifetime")] == 0
     assert examples.current.features[0, FEATURES.index("orders_lifetime")] == 1
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import shutil
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner, Result
 
@@ -113,3 +116,63 @@ def test_train_refuses_a_history_too_short(tmp_path: Path) -> None:
         "--config", CONFIG, "--out", str(tmp_path / "m"),
     )  # fmt: skip
     _refused(result)
+
+
+def test_train_prints_the_late_event_count(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    events, _ = trained
+    result = run(
+        "train", "--events", str(events), "--as-of", AS_OF, "--config", CONFIG,
+        "--cutoffs", "4", "--out", str(tmp_path / "m"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "late events (older than one read before them): 0" in result.output
+
+
+def test_train_refuses_a_history_out_of_time_order(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    events, _ = trained
+    lines = gzip.decompress(events.read_bytes()).splitlines(keepends=True)
+    tail = len(lines) // 20  # the newest 5% first: everything after them is late
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_bytes(b"".join(lines[-tail:] + lines[:-tail]))
+    result = run(
+        "train", "--events", str(shuffled), "--as-of", AS_OF, "--config", CONFIG,
+        "--cutoffs", "4", "--out", str(tmp_path / "m"),
+    )  # fmt: skip
+    _refused(result, "history is not in time order")
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_refuses_an_out_that_is_a_file_before_training(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    events, _ = trained
+    taken = tmp_path / "taken"
+    taken.write_text("not a model")
+    result = run("train", "--events", str(events), "--as-of", AS_OF, "--out", str(taken))
+    _refused(result, "not a directory")
+    assert "purchase_probability" not in result.output  # refused before training
+    assert taken.read_text() == "not a model"
+
+
+def test_train_over_an_existing_model_replaces_it(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    events, model = trained
+    copy = Path(shutil.copytree(model, tmp_path / "model"))
+    result = run(
+        "train", "--events", str(events), "--as-of", AS_OF, "--config", CONFIG,
+        "--cutoffs", "4", "--classifier", "logistic_regression", "--out", str(copy),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = orjson.loads((copy / "manifest.json").read_bytes())
+    assert manifest["purchase_probability"]["kind"] == "logistic_regression"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_score_refuses_an_out_it_cannot_write(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    events, model = trained
+    args = ["score", "--model", str(model), "--events", str(events), "--as-of", AS_OF]
+    _refused(run(*args, "--out", str(tmp_path / "none" / "x.csv")), "does not exist")
+    _refused(run(*args, "--out", str(tmp_path)), "is a directory")
