@@ -10,6 +10,7 @@ model.Model` the live side scores with.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -186,6 +187,8 @@ def save_model(
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new-", dir=directory.parent))
+        # mkdtemp makes it private (0700); the model is read by workers of other users
+        staging.chmod(0o777 & ~_umask())
     except OSError as exc:
         raise ModelError(f"cannot write a model directory at {directory}: {exc}") from exc
     try:
@@ -370,3 +373,10 @@ def _load(path: Path, data: bytes) -> Any:
         raise
     except Exception as exc:  # skops raises many kinds for a file it cannot read
         raise ModelError(f"model file {path} cannot be loaded: {exc}") from exc
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then put back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

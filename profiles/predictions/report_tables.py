@@ -52,7 +52,10 @@ def metrics_dict(report: Report) -> dict[str, Any]:
 
 
 def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    if value is None:
+        return "n/a"
+    text = f"{value:.4f}"
+    return "0.0000" if text == "-0.0000" else text  # a centre's float noise around zero
 
 
 def _when(moment: datetime) -> str:

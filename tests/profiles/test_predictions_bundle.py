@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -218,6 +219,10 @@ def test_saving_over_a_model_replaces_it_whole(model_dir: Path, planted: Planted
     assert (model_dir / "r.md").is_file()
     assert not (model_dir / "stale.txt").exists()
     assert sorted(p.name for p in model_dir.parent.iterdir()) == ["model"]  # nothing left over
+    # readable by a worker running as another user, like any directory made under the umask
+    umask = os.umask(0)
+    os.umask(umask)
+    assert model_dir.stat().st_mode & 0o055 == 0o055 & ~umask
 
 
 def test_saving_refuses_to_replace_what_is_not_a_model(planted: Planted, tmp_path: Path) -> None:
