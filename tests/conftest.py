@@ -124,6 +124,7 @@ class StubModel:
     training distributions it is given."""
 
     version: str = "stub-1"
+    clusters: tuple[str, ...] = ("browsers",)
     trained: dict[str, Distribution] = field(default_factory=dict)
     features: tuple[str, ...] = FEATURES
 

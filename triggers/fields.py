@@ -30,7 +30,14 @@ from triggers.conditions import expression_tree, expressions
 from triggers.derived import RFM_FIELDS
 from triggers.rules import Condition
 
-__all__ = ["Shape", "UnknownField", "field_roots", "reads_predictions", "unknown_fields"]
+__all__ = [
+    "Shape",
+    "UnknownField",
+    "clusters_named",
+    "field_roots",
+    "reads_predictions",
+    "unknown_fields",
+]
 
 #: attributes of ``profile`` beside its stored fields, computed at evaluation time
 #: (``score`` decayed to now; see README, "Profile fields")
@@ -121,6 +128,34 @@ def reads_predictions(conditions: Iterable[Condition]) -> bool:
                 if root in ("profile", "user") and parts[:1] == ["predicted"]:
                     return True
     return False
+
+
+def clusters_named(condition: Condition) -> Iterator[str]:
+    """The cluster names ``condition`` compares ``profile.predicted.cluster`` with (``==``,
+    ``!=``, or ``in`` a list of strings)."""
+    for expression in expressions(condition):
+        for compare in expression_tree(expression).find_all(nodes.Compare):
+            sides = [compare.expr, *(operand.expr for operand in compare.ops)]
+            if any(_is_cluster(side) for side in sides):
+                for side in sides:
+                    yield from _strings(side)
+
+
+def _is_cluster(node: nodes.Node) -> bool:
+    if not isinstance(node, nodes.Getattr | nodes.Getitem):
+        return False
+    return any(
+        root in ("profile", "user") and parts == ["predicted", "cluster"]
+        for root, parts, _ in _chain(node)
+    )
+
+
+def _strings(node: nodes.Node) -> Iterator[str]:
+    if isinstance(node, nodes.Const) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, nodes.List | nodes.Tuple):
+        for item in node.items:
+            yield from _strings(item)
 
 
 def _first_unknown(shape: Shape, root: str, parts: list[str], line: int) -> UnknownField | None:

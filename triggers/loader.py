@@ -22,7 +22,7 @@ from render import Renderer
 from triggers.checks import check_semantics
 from triggers.conditions import CompiledCondition, Probe, compile_condition, compile_probe
 from triggers.errors import ConfigError, ConfigIssue
-from triggers.fields import reads_predictions
+from triggers.fields import clusters_named, reads_predictions
 from triggers.rules import (
     AbsenceRule,
     Condition,
@@ -158,6 +158,8 @@ def load_rules(
     check_semantics(source, renderer)
     named = (model_dir or _model_dir(source.data, config_dir)) if with_model else None
     model = None if named is None else _load_model(source, named, overridden=model_dir is not None)
+    if config is not None and model is not None:
+        _check_clusters(source, config, model)
     if config is None or source.issues:
         unique = list(dict.fromkeys(source.issues))
         raise ConfigError(sorted(unique, key=lambda issue: issue.line or 0))
@@ -205,6 +207,29 @@ def _load_model(source: ConfigSource, directory: Path, *, overridden: bool) -> M
             source.issue(("predictions", "model"), message)
         return None
     return model
+
+
+def _check_clusters(source: ConfigSource, config: RulesConfig, model: Model) -> None:
+    """A condition comparing ``profile.predicted.cluster`` with a name the model does not
+    give would silently never hold (cluster names come from each model's centres)."""
+    named: list[tuple[YamlPath, Condition]] = [
+        (("segments", name), condition) for name, condition in config.segments.items()
+    ]
+    for index, rule in enumerate(config.rules):
+        if rule.condition is not None:
+            named.append((("rules", index, "condition"), rule.condition))
+        if isinstance(rule, ThresholdRule):
+            named.append((("rules", index, "value"), rule.value))
+    known = set(model.clusters)
+    for path, condition in named:
+        for name in clusters_named(condition):
+            if name not in known:
+                clusters = ", ".join(repr(c) for c in model.clusters)
+                source.issue(
+                    path,
+                    f"the model {model.version} has no cluster {name!r} (its clusters: "
+                    f"{clusters}); cluster names change when a model is retrained",
+                )
 
 
 def _validate(source: ConfigSource) -> RulesConfig | None:

@@ -89,6 +89,10 @@ class ModelBundle:
     def features(self) -> tuple[str, ...]:
         return tuple(self.manifest.features)
 
+    @property
+    def clusters(self) -> tuple[str, ...]:
+        return tuple(self._names)
+
     def score(self, rows: Sequence[FeatureRow]) -> list[Scores]:
         x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
         if not len(x):

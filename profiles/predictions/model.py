@@ -82,6 +82,11 @@ class Model(Protocol):
         """The feature names it was trained on, in vector order (``FEATURES``)."""
         ...
 
+    @property
+    def clusters(self) -> tuple[str, ...]:
+        """The names of its behavioural clusters (what ``Scores.cluster`` can be)."""
+        ...
+
     def score(self, rows: Sequence[FeatureRow]) -> list[Scores]:
         """Scores for many users at once (one vectorised call), in order."""
         ...

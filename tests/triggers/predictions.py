@@ -23,6 +23,7 @@ _AT = {name: index for index, name in enumerate(FEATURES)}
 @dataclass
 class FixedModel:
     version: str = "fixed-1"
+    clusters: tuple[str, ...] = ("cart fillers", "lapsed buyers", "browsers")
     features: tuple[str, ...] = FEATURES
     #: raise on every call to :meth:`score`
     broken: bool = False

@@ -158,10 +158,17 @@ def model_copy(tiny_model: Path, tmp_path: Path) -> Path:
     return copy
 
 
+def a_cluster_of(model_dir: Path) -> str:
+    manifest = orjson.loads((model_dir / "manifest.json").read_bytes())
+    name: str = manifest["clusters"]["names"][0]
+    return name
+
+
 def test_the_model_named_is_loaded_relative_to_the_config_dir(
     make_config: Callable[[str], Path], tiny_model: Path
 ) -> None:
-    config = make_config(with_model(rules_reading("profile.predicted.cluster == 'x'"), "model"))
+    reading = rules_reading(f"profile.predicted.cluster == '{a_cluster_of(tiny_model)}'")
+    config = make_config(with_model(reading, "model"))
     shutil.copytree(tiny_model, config / "model")
     rules = load_rules(config)
     manifest = orjson.loads((tiny_model / "manifest.json").read_bytes())
@@ -197,7 +204,8 @@ def test_a_bad_model_dir_is_a_config_error_at_the_model_key(
 def test_validate_honours_the_model_dir_setting(
     make_config: Callable[[str], Path], tiny_model: Path, tmp_path: Path
 ) -> None:
-    config = make_config(rules_reading("profile.predicted.cluster == 'x'"))
+    cluster = a_cluster_of(tiny_model)
+    config = make_config(rules_reading(f"profile.predicted.cluster == '{cluster}'"))
     runner = CliRunner()
     good = runner.invoke(cli, ["validate", str(config)], env={"NUDGE_MODEL_DIR": str(tiny_model)})
     assert good.exit_code == 0, good.output
@@ -205,3 +213,23 @@ def test_validate_honours_the_model_dir_setting(
     bad = runner.invoke(cli, ["validate", str(config)], env={"NUDGE_MODEL_DIR": str(nowhere)})
     assert bad.exit_code == 2
     assert f"error: {nowhere}: model: cannot use the model directory" in bad.output
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "profile.predicted.cluster == 'no such cluster'",
+        "'no such cluster' != user.predicted.cluster",
+        "profile.predicted.cluster in ['{known}', 'no such cluster']",
+    ],
+)
+def test_a_cluster_the_model_does_not_have_is_refused(
+    make_config: Callable[[str], Path], tiny_model: Path, condition: str
+) -> None:
+    known = a_cluster_of(tiny_model)
+    config = make_config(with_model(rules_reading(condition.format(known=known)), "model"))
+    shutil.copytree(tiny_model, config / "model")
+    [found] = issues(config)
+    assert found.startswith(f"{config}/rules.yaml:3: segments.watched: ")
+    assert "has no cluster 'no such cluster'" in found
+    assert repr(known) in found  # the names it does have
