@@ -233,11 +233,12 @@ def memberships(ruleset: RuleSet, profile: Profile, now: datetime) -> Membership
     """The segments the user is in, the segment_entry/threshold rules whose condition
     holds, and the ``cancel_when`` conditions that hold: one evaluation of the probe."""
     horizon = Horizon(now)
-    if profile.predicted is not None and ruleset.model is not None and ruleset.reads_predictions:
-        # scores depend on recency: re-score (and look again) once they are stale
-        # (from now, if that moment passed unscored: a failed re-score tries again)
+    if ruleset.model is not None and ruleset.reads_predictions:
+        # scores depend on recency: re-score (and look again) once they are stale; an
+        # unscored user (or one a failed re-score left stale) is tried at the next point
         refresh = ruleset.config.predictions.refresh
-        since = max(profile.predicted.scored_at, now)
+        scored = profile.predicted
+        since = now if scored is None else max(scored.scored_at, now)
         horizon.note(rescore_at(profile.user_id, since, refresh))
     held = ruleset.probe(context(ruleset, profile, now, horizon=horizon))
     segments = [h.removeprefix("segment:") for h in held if h.startswith("segment:")]

@@ -17,6 +17,7 @@ from profiles import (
     NO_LOOKUPS,
     Event,
     Lookups,
+    Predicted,
     Profile,
     Snapshot,
     Timer,
@@ -285,35 +286,56 @@ def rescored(
     now: datetime,
     lookups: Lookups = NO_LOOKUPS,
     *,
+    before: Predicted | None = None,
     baseline: bool = False,
 ) -> None:
-    """The user of ``step`` has new scores: re-evaluate their segments and thresholds at
-    ``now`` as a re-check does, and fire what entered.
+    """The user of ``step`` has new scores (``before``: the scores they replaced):
+    re-evaluate their segments and thresholds at ``now`` as a re-check does, and fire
+    what entered.
 
     ``baseline``: the scores are the user's first from this model (none before, or
-    another model's); memberships are brought up to date without firing, since moving
-    from no score or from another model's score is no crossing (a retrain would
-    otherwise mail everyone whose score moved across a bound).
+    another model's). The memberships that read scores are then taken as they are, since
+    moving from no score or another model's score is no crossing (a retrain would
+    otherwise mail everyone whose score moved across a bound); the others still fire.
 
-    The trigger event is the user's re-scoring period (:func:`prediction_trigger`), not
-    an event of the batch: a redelivery split into other batches yields the same
-    request ids.
+    Each firing's trigger is :func:`prediction_trigger` of the scores replaced and of the
+    rule's last send: committed state, so a redelivery (however it is cut into batches,
+    and whenever it runs) yields the same request ids, while a second crossing after a
+    send yields a new one.
     """
     profile = step.profile
     if profile is None or profile.predicted is None:
         return
+    if baseline:
+        rebaseline(ruleset, profile, now)
     partition = profile.partition or 0
     rules = _entered(ruleset, step, profile, now, partition)
-    if not rules or baseline:
+    if not rules:
         return
+    scored = before or profile.predicted
     refresh = ruleset.config.predictions.refresh
-    trigger = prediction_trigger(profile.user_id, profile.predicted, refresh)
-    firings = [Firing(rule, profile.user_id, trigger, partition) for rule in rules]
+    firings = [
+        Firing(rule, profile.user_id, _trigger(profile, scored, rule.id, refresh), partition)
+        for rule in rules
+    ]
     step.absorb(resolve(ruleset, firings, profile, now, lookups))
 
 
+def _trigger(
+    profile: Profile, scored: Predicted, rule_id: str, refresh: timedelta
+) -> dict[str, Any]:
+    last = profile.fired.get(rule_id)
+    return prediction_trigger(profile.user_id, scored, refresh, last_sent=last)
+
+
 def rebaseline(ruleset: RuleSet, profile: Profile, now: datetime) -> None:
-    """Take ``profile``'s memberships as they are now, without firing: its scores are the
-    first from this model (see :func:`rescored`)."""
+    """Take ``profile``'s memberships that read the model's scores as they are now,
+    without firing (its scores are the first from this model, see :func:`rescored`);
+    the others are left for the next evaluation to compare."""
     held = memberships(ruleset, profile, now)
-    profile.segments, profile.watched, profile.observed = held.segments, held.watched, held.observed
+    scored = ruleset.scored_segments
+    segments = set(held.segments) & scored | set(profile.segments) - scored
+    profile.segments = [name for name in ruleset.config.segments if name in segments]
+    reads = {rule.id for rule in ruleset.watching if ruleset.reads_scores(rule)}
+    watched = set(held.watched) & reads | set(profile.watched) - reads
+    profile.watched = sorted(watched)

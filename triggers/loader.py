@@ -83,6 +83,22 @@ class RuleSet:
         )
 
     @cached_property
+    def scored_segments(self) -> frozenset[str]:
+        """The segments whose condition reads the model's scores."""
+        return frozenset(
+            name
+            for name, condition in self.config.segments.items()
+            if reads_predictions([condition])
+        )
+
+    def reads_scores(self, rule: Rule) -> bool:
+        """Whether ``rule`` is entered through the model's scores (a threshold on them, or
+        the entry into a segment reading them)."""
+        if isinstance(rule, SegmentEntryRule):
+            return rule.segment in self.scored_segments
+        return rule.id in self.scored_thresholds
+
+    @cached_property
     def rules(self) -> list[Rule]:
         """The enabled rules, in file order."""
         return [rule for rule in self.config.rules if rule.enabled]

@@ -94,13 +94,18 @@ def first_from(model: Model, profiles: Sequence[Profile]) -> set[str]:
     }
 
 
-def prediction_trigger(user_id: str, predicted: Predicted, refresh: timedelta) -> dict[str, Any]:
-    """The trigger event of a firing caused by new scores: the user's re-scoring period
-    (its end on their grid, see :func:`rescore_at`) under the model that scored.
+def prediction_trigger(
+    user_id: str, predicted: Predicted, refresh: timedelta, *, last_sent: datetime | None = None
+) -> dict[str, Any]:
+    """The trigger event of a firing caused by new scores: the re-scoring period of the
+    scores they replaced (its end on the user's grid, see :func:`rescore_at`), under the
+    model that made them, and the rule's last send.
 
-    Every scoring within one period names the same trigger, so the same crossing gives
-    the same request id however a redelivered stream is cut into batches.
+    All of it is committed state, so a redelivery names the same trigger (the same
+    request id) however it is cut into batches and whenever it runs; a rule that fired
+    and is entered again gets a new one.
     """
     due = rescore_at(user_id, predicted.scored_at, refresh)
-    due_ms = int(due.timestamp() * 1000)
-    return {"event_id": f"predicted:{predicted.model_version}:{due_ms}", "type": "predicted"}
+    sent = "" if last_sent is None else f":{int(last_sent.timestamp() * 1000)}"
+    event_id = f"predicted:{predicted.model_version}:{int(due.timestamp() * 1000)}{sent}"
+    return {"event_id": event_id, "type": "predicted"}

@@ -345,6 +345,15 @@ class Predictions(BaseModel):
     #: user re-scored this long after their last scoring, without an event
     refresh: Duration = timedelta(days=1)
 
+    @field_validator("refresh")
+    @classmethod
+    def _sensible_refresh(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError(
+                "refresh must be at least 1m (every scored user is re-scored this often)"
+            )
+        return value
+
 
 class RulesConfig(BaseModel):
     """The whole file's shape. What refers across it (unique rule ids, known segments,

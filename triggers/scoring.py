@@ -52,10 +52,12 @@ def score_changed(rules: RuleSet, steps: list[UserStep], now: datetime, lookups:
     changed = [step for step in steps if step.applied and step.profile is not None]
     profiles = [step.profile for step in changed if step.profile is not None]
     fresh = first_from(rules.model, profiles) if rules.model else set()
+    previous = [profile.predicted for profile in profiles]
     scored = _score(rules, profiles, now)
     if scored.model is not None and rules.reads_predictions:
-        for step, profile in zip(changed, profiles, strict=True):
-            rescored(rules, step, now, lookups, baseline=profile.user_id in fresh)
+        for step, profile, before in zip(changed, profiles, previous, strict=True):
+            baseline = profile.user_id in fresh
+            rescored(rules, step, now, lookups, before=before, baseline=baseline)
     return scored
 
 

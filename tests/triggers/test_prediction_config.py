@@ -84,6 +84,14 @@ def test_refresh_defaults_to_a_day_and_takes_a_duration(
     assert load_rules(make_config(custom)).config.predictions.refresh == timedelta(hours=6)
 
 
+def test_a_refresh_under_a_minute_is_refused(make_config: Callable[[str], Path]) -> None:
+    text = rules_reading("profile.predicted.cluster == 'x'")
+    config = make_config(text.replace("rules:", "predictions:\n  refresh: 30s\nrules:"))
+    [found] = issues(config)
+    assert found.startswith(f"{config}/rules.yaml:5: predictions.refresh: ")
+    assert "at least 1m" in found
+
+
 def test_a_bad_predictions_block_is_located(make_config: Callable[[str], Path]) -> None:
     text = rules_reading("profile.predicted.cluster == 'x'").replace(
         "rules:", "predictions:\n  refresh: soon\n  colour: red\nrules:"

@@ -372,3 +372,61 @@ def test_a_users_rescoring_moment_stays_put_within_a_period(
     # scoring again before it falls due keeps the moment (no timer write per batch)
     assert rescore_at(user, due - timedelta(seconds=1), refresh) == due
     assert rescore_at(user, due, refresh) == due + refresh
+
+
+async def test_a_new_models_baseline_keeps_crossings_that_are_not_about_scores(
+    make_config: Callable[[str], Path],
+) -> None:
+    settled = RULES.replace(
+        "rules:\n",
+        "rules:\n  - {id: settled_in, kind: segment_entry, segment: settled, template: welcome}\n",
+    ).replace("segments:\n", 'segments:\n  settled: "days_since(profile.first_seen) > 3.5"\n')
+    shop = Shop(replace(load_rules(make_config(settled)), model=FixedModel()))
+    await shop.send(signup("ada"), at=T0)
+    shop.engine.rules = replace(shop.engine.rules, model=FixedModel(version="fixed-2"))
+    # a day-3 event processed on day 4 (a backlog): ada entered `settled` meanwhile
+    await shop.send(("page_view", "ada", {"url": "/"}), at=T0 + 3 * DAY, late=DAY)
+    assert shop.fired("settled_in") == ["ada"]
+
+
+async def test_entering_a_segment_twice_in_one_period_sends_twice(shop: Shop) -> None:
+    await shop.send(signup("ada"), at=T0)
+    await shop.send(cart("ada"), at=T0 + HOUR)  # a cart filler
+    await shop.send(purchase("ada"), at=T0 + 2 * HOUR)  # no longer
+    await shop.send(cart("ada"), at=T0 + 3 * HOUR)  # again
+    sends = [s for s in shop.outbox.sends if s.rule_id == "cart_filler"]
+    assert len(sends) == 2
+    assert len({s.request_id for s in sends}) == 2  # the mailer delivers both
+
+
+async def test_a_redelivery_after_the_users_grid_point_gives_the_same_request_id(
+    rules: RuleSet,
+) -> None:
+    visit = T0 + 8 * DAY
+    grid = rescore_at("ada", visit, DAY)  # the end of ada's period after the visit
+    ids = []
+    for processed in (grid - timedelta(seconds=2), grid + timedelta(seconds=30)):
+        shop = Shop(replace(rules, model=FixedModel()))
+        await shop.send(signup("ada"), purchase("ada"), at=T0)
+        # the same event from the same committed profile, processed either side of it
+        await shop.send(("page_view", "ada", {"url": "/"}), at=visit, late=processed - visit)
+        [send] = [s for s in shop.outbox.sends if s.rule_id == "churn_risk"]
+        ids.append(send.request_id)
+    assert len(set(ids)) == 1
+
+
+async def test_a_user_never_scored_gets_a_rescore_when_a_model_arrives(
+    rules: RuleSet, model: FixedModel
+) -> None:
+    shop = Shop(rules)  # no model yet
+    await shop.send(signup("ada"), purchase("ada"), at=T0)
+    shop.engine.rules = replace(rules, model=model)
+    model.broken = True  # the first scores fail
+    await shop.send(("page_view", "ada", {"url": "/"}), at=T0 + DAY)
+    ada = await shop.profile("ada")
+    assert ada.predicted is None
+    model.broken = False
+    for day in range(2, 12):
+        await shop.engine.fire_due(0, T0 + day * DAY)
+    assert (await shop.profile("ada")).predicted is not None
+    assert shop.fired("churn_risk") == ["ada"]
