@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from profiles import InMemoryProfileStore, InMemoryTimerStore, Profile, apply_event, parse_event
 from profiles.predictions import feature_vector
 from triggers import Engine, Incoming, InMemoryOutbox, RuleSet, load_rules, simulate
+from triggers.backfill import backfill
 from triggers.predict import rescore_at
 
 from .predictions import FixedModel
@@ -430,3 +431,20 @@ async def test_a_user_never_scored_gets_a_rescore_when_a_model_arrives(
         await shop.engine.fire_due(0, T0 + day * DAY)
     assert (await shop.profile("ada")).predicted is not None
     assert shop.fired("churn_risk") == ["ada"]
+
+
+async def test_backfill_plans_the_first_scores_of_users_who_do_not_come_back(
+    rules: RuleSet, model: FixedModel
+) -> None:
+    shop = Shop(rules)  # before the model
+    await shop.send(signup("ada"), purchase("ada"), at=T0)
+    assert (await shop.profile("ada")).timers == {}
+    with_model = replace(rules, model=model)
+    report = await backfill(with_model, shop.profiles, shop.timers, T0 + DAY)
+    assert report.scheduled == 1
+    due = rescore_at("ada", T0 + DAY, DAY)
+    assert list((await shop.profile("ada")).timers.values()) == [int(due.timestamp() * 1000)]
+    shop.engine.rules = with_model
+    await shop.engine.fire_due(0, due)
+    predicted = (await shop.profile("ada")).predicted
+    assert predicted is not None and predicted.scored_at == due
