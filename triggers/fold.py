@@ -27,13 +27,13 @@ from profiles import (
 )
 from profiles.hours import local_hour
 from triggers.conditions import CompiledProbe
-from triggers.context import Memberships, memberships
+from triggers.context import Memberships, context, memberships
 from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
-from triggers.firing import MOMENT_MS, RECHECK, Firing, recheck_timer
+from triggers.firing import MOMENT_MS, RECHECK, Firing, ms, recheck_timer
 from triggers.loader import RuleSet
-from triggers.predict import prediction_trigger, used_model
+from triggers.predict import prediction_trigger, rescore_at, used_model
 from triggers.rules import Rule
 from triggers.timeline import Timeline
 
@@ -308,6 +308,8 @@ def rescored(
         return
     if baseline:
         rebaseline(ruleset, profile, now)
+    elif _scores_moved_nothing(ruleset, profile, before, now):
+        return
     partition = profile.partition or 0
     rules = _entered(ruleset, step, profile, now, partition)
     if not rules:
@@ -319,6 +321,25 @@ def rescored(
         for rule in rules
     ]
     step.absorb(resolve(ruleset, firings, profile, now, lookups))
+
+
+def _scores_moved_nothing(
+    ruleset: RuleSet, profile: Profile, before: Predicted | None, now: datetime
+) -> bool:
+    """Whether the new scores leave every condition that reads them as it was, and the
+    user's re-scoring moment where it was: then the full re-evaluation can be skipped
+    (the rest of the memberships were brought up to date at the user's events)."""
+    if before is None:
+        return False
+    # the pending re-check must come by the new scores' re-scoring moment (else it moves)
+    due = profile.timers.get(timer_id(RECHECK, profile.user_id))
+    rescore = rescore_at(profile.user_id, now, ruleset.config.predictions.refresh)
+    if due is None or not ms(now) < due <= ms(rescore):
+        return False
+    held = set(ruleset.score_probe(context(ruleset, profile, now)))
+    was = {f"segment:{name}" for name in profile.segments if name in ruleset.scored_segments}
+    was |= {f"threshold:{r}" for r in profile.watched if r in ruleset.scored_thresholds}
+    return held == was
 
 
 def _trigger(

@@ -83,6 +83,18 @@ class RuleSet:
         )
 
     @cached_property
+    def score_probe(self) -> Probe:
+        """The segments and thresholds that read the model's scores, in one call: after
+        scoring, a user whose result here did not change needs no full re-evaluation."""
+        return compile_probe(
+            {
+                key: condition
+                for key, condition in _probed(self.config).items()
+                if not key.startswith("cancel:") and reads_predictions([condition])
+            }
+        )
+
+    @cached_property
     def scored_segments(self) -> frozenset[str]:
         """The segments whose condition reads the model's scores."""
         return frozenset(

@@ -448,3 +448,30 @@ async def test_backfill_plans_the_first_scores_of_users_who_do_not_come_back(
     await shop.engine.fire_due(0, due)
     predicted = (await shop.profile("ada")).predicted
     assert predicted is not None and predicted.scored_at == due
+
+
+async def test_skipping_users_whose_scores_moved_nothing_changes_no_outcome(
+    rules: RuleSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shortcut after scoring (no full re-evaluation when no condition on scores
+    changed) gives the same sends and decisions as re-evaluating every scored user."""
+
+    async def run() -> tuple[list[str], list[tuple[str, str, str, str]]]:
+        shop = Shop(replace(rules, model=FixedModel()))
+        users = ["ada", "bo", "cy"]
+        await shop.send(*(signup(u) for u in users), at=T0)
+        for day in range(1, 14):
+            at = T0 + day * DAY
+            kinds = [cart, purchase, lambda u: ("page_view", u, {"url": "/"})]
+            batch = [kinds[(day + n) % 3](u) for n, u in enumerate(users) if (day + n) % 4]
+            if batch:
+                await shop.send(*batch, at=at, late=HOUR)
+            await shop.engine.fire_due(0, at + 2 * HOUR)
+        sends = [s.request_id for s in shop.outbox.sends]
+        decisions = [(d.rule_id, d.user_id, d.outcome, d.reason) for d in shop.outbox.decisions]
+        return sends, decisions
+
+    shortcut = await run()
+    monkeypatch.setattr("triggers.fold._scores_moved_nothing", lambda *args: False)
+    assert await run() == shortcut
+    assert shortcut[0]  # something was sent at all
