@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from profiles.predictions import FEATURES, Model, ModelError
+from profiles.predictions import Model, ModelError
 from render import Renderer
 from triggers.checks import check_semantics
 from triggers.conditions import CompiledCondition, Probe, compile_condition, compile_probe
@@ -224,9 +224,7 @@ def _load_model(source: ConfigSource, directory: Path, *, overridden: bool) -> M
     from profiles.predictions.bundle import load_model
 
     try:
-        model: Model = load_model(directory)
-        if tuple(model.features) != FEATURES:
-            raise ModelError("it was trained on other features than this version of nudge computes")
+        model: Model = load_model(directory)  # refuses a model for other features
     except ModelError as exc:
         message = f"cannot use the model directory {str(directory)!r}: {exc}"
         if overridden:
