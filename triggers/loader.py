@@ -66,41 +66,39 @@ class RuleSet:
         return None if self.model is None else self.model.version
 
     @cached_property
+    def _reading_scores(self) -> dict[str, Condition]:
+        """The probe's conditions that read ``profile.predicted``, by probe key."""
+        probed = _probed(self.config)
+        return {key: c for key, c in probed.items() if reads_predictions([c])}
+
+    @cached_property
     def reads_predictions(self) -> bool:
         """Whether a segment, threshold or ``cancel_when`` condition reads
         ``profile.predicted``: then new scores are followed by a re-evaluation, and
         scores are refreshed as time passes (see :mod:`triggers.predict`)."""
-        return reads_predictions(_probed(self.config).values())
+        return bool(self._reading_scores)
 
     @cached_property
     def scored_thresholds(self) -> frozenset[str]:
         """The threshold rules whose value reads the model's scores: a user's first
         scores are their first value (no crossing from "not scored yet")."""
-        return frozenset(
-            rule.id
-            for rule in self.rules
-            if isinstance(rule, ThresholdRule) and reads_predictions([rule.expression()])
-        )
+        return self._scored("threshold:")
+
+    @cached_property
+    def scored_segments(self) -> frozenset[str]:
+        """The segments whose condition reads the model's scores."""
+        return self._scored("segment:")
 
     @cached_property
     def score_probe(self) -> Probe:
         """The segments and thresholds that read the model's scores, in one call: after
         scoring, a user whose result here did not change needs no full re-evaluation."""
-        return compile_probe(
-            {
-                key: condition
-                for key, condition in _probed(self.config).items()
-                if not key.startswith("cancel:") and reads_predictions([condition])
-            }
-        )
+        reading = self._reading_scores
+        return compile_probe({k: c for k, c in reading.items() if not k.startswith("cancel:")})
 
-    @cached_property
-    def scored_segments(self) -> frozenset[str]:
-        """The segments whose condition reads the model's scores."""
+    def _scored(self, prefix: str) -> frozenset[str]:
         return frozenset(
-            name
-            for name, condition in self.config.segments.items()
-            if reads_predictions([condition])
+            k.removeprefix(prefix) for k in self._reading_scores if k.startswith(prefix)
         )
 
     def reads_scores(self, rule: Rule) -> bool:
