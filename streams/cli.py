@@ -303,7 +303,7 @@ def explain(user_id: str, config_dir: Path | None, as_json: bool, rule_id: str |
     rules = _load_or_exit(config_dir or settings.config_dir)
     if rule_id is not None and not any(r.id == rule_id for r in rules.config.rules):
         raise click.ClickException(f"no rule named {rule_id!r} in the rules")
-    report = asyncio.run(explain_user(settings, rules, user_id, model=rules.model))
+    report = asyncio.run(explain_user(settings, rules, user_id))
     if report is None:
         raise click.ClickException(f"no profile for user {user_id!r}")
     if rule_id is not None:

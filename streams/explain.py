@@ -28,11 +28,9 @@ __all__ = [
 NOT_SCORED = "not scored yet (no model loaded, or no event since it was)"
 
 
-async def explain_user(
-    settings: Settings, rules: RuleSet, user_id: str, *, model: Model | None = None
-) -> dict[str, Any] | None:
-    """The report of ``user_id``'s stored profile (``None`` when there is none); with
-    ``model``, each score on the profile comes with its reasons."""
+async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict[str, Any] | None:
+    """The report of ``user_id``'s stored profile (``None`` when there is none); with a
+    model in ``rules``, each score on the profile comes with its reasons."""
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
         keys = Keys(settings.redis_prefix)
@@ -70,7 +68,7 @@ async def explain_user(
         ],
         "recent_sends": [s.model_dump(mode="json") for s in profile.sends[-10:]],
         "recent_decisions": profile.decisions,
-        "predictions": explain_predictions(profile, rules.config.scoring, model=model),
+        "predictions": explain_predictions(profile, rules.config.scoring, model=rules.model),
     }
 
 

@@ -3,6 +3,7 @@ the profile comes with its reasons."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,8 @@ async def test_explain_user_reads_the_stored_scores_and_asks_the_model_why(
     profile = _shopper(scored_by="m-3")
     await RedisProfileStore(redis_client, keys=keys).save([ProfileWrite("ada", 0, profile)])
     settings = Settings(redis_url=redis_url, redis_prefix=keys.prefix)
-    rules = load_rules(REPO / "config")
-    report = await explain_user(settings, rules, "ada", model=stub_model(version="m-3"))
+    rules = replace(load_rules(REPO / "config"), model=stub_model(version="m-3"))
+    report = await explain_user(settings, rules, "ada")
     assert report is not None
     reasons = report["predictions"]["scores"]["expected_value"]["reasons"]
     assert reasons[0]["feature"] == "cart_value"
