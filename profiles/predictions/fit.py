@@ -98,18 +98,20 @@ def signed_log1p(x: NDArray[Any]) -> Floats:
     return out
 
 
+#: the gradient-boosting settings the classifiers and the value regression share
+_BOOSTING: dict[str, Any] = {
+    "learning_rate": 0.1,
+    "max_iter": 100,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 40,
+    "early_stopping": False,
+}
+
+
 def _candidate(name: str, seed: int) -> Any:
     if name == "logistic_regression":
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    return HistGradientBoostingClassifier(
-        learning_rate=0.1,
-        max_iter=100,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
-    )
+    return HistGradientBoostingClassifier(**_BOOSTING, l2_regularization=1.0, random_state=seed)
 
 
 @dataclass(frozen=True)
@@ -242,15 +244,9 @@ def fit_value(
     ``"calibration"`` and ``"test"``, ``revenue`` their horizon revenue, ``orders`` the
     train rows' horizon order counts, ``purchase`` the kept purchase model's
     probabilities on the calibration and test rows."""
-    regressor = HistGradientBoostingRegressor(
-        loss="poisson",
-        learning_rate=0.1,
-        max_iter=100,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
-        early_stopping=False,
-        random_state=seed,
-    ).fit(signed_log1p(raw["train"]), revenue["train"])
+    regressor = HistGradientBoostingRegressor(**_BOOSTING, loss="poisson", random_state=seed).fit(
+        signed_log1p(raw["train"]), revenue["train"]
+    )
     aov = raw["train"][:, _AOV]
     order_value = float(aov[aov > 0].mean()) if (aov > 0).any() else 0.0
     bought = orders > 0
