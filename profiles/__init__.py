@@ -29,8 +29,16 @@ from profiles.model import (
     ScoringConfig,
     SendRecord,
 )
+from profiles.privacy import (
+    InMemorySuppressionList,
+    Pseudonyms,
+    SuppressionList,
+    SuppressionOps,
+    personal_products,
+)
 from profiles.redis_aggregates import RedisStatistics
 from profiles.redis_catalog import RedisCatalog
+from profiles.redis_privacy import RedisSuppressionList
 from profiles.redis_store import RedisProfileStore
 from profiles.redis_timers import RedisTimerStore
 from profiles.store import InMemoryProfileStore, ProfileStore, ProfileWrite, Snapshot
@@ -51,6 +59,7 @@ __all__ = [
     "InMemoryCatalog",
     "InMemoryProfileStore",
     "InMemoryStatistics",
+    "InMemorySuppressionList",
     "InMemoryTimerStore",
     "InvalidAddress",
     "InvalidEvent",
@@ -67,17 +76,21 @@ __all__ = [
     "ProfileError",
     "ProfileStore",
     "ProfileWrite",
+    "Pseudonyms",
     "Ranked",
     "RecommendationConfig",
     "RedisCatalog",
     "RedisProfileStore",
     "RedisStatistics",
+    "RedisSuppressionList",
     "RedisTimerStore",
     "ScoringConfig",
     "SendRecord",
     "Snapshot",
     "Statistics",
     "StoreUnavailable",
+    "SuppressionList",
+    "SuppressionOps",
     "Timer",
     "TimerOps",
     "TimerStore",
@@ -86,6 +99,7 @@ __all__ = [
     "normalise_address",
     "parse_event",
     "parse_product",
+    "personal_products",
     "settle_feedback",
     "timer_id",
 ]

@@ -252,6 +252,10 @@ class Statistics(Protocol):
         ``now_ms`` and have not bought it since, newest first."""
         ...
 
+    async def forget(self, users: Mapping[str, Collection[str]]) -> None:
+        """Take each user off the watcher lists of the products given (an erasure)."""
+        ...
+
 
 def ranked(scores: Mapping[str, float], factor: float = 1.0, limit: int | None = None) -> Ranked:
     """Scores as :data:`Ranked`: strongest first, ties by product id, times ``factor``."""
@@ -347,6 +351,11 @@ class InMemoryStatistics:
         since = now_ms - self.config.watch_ms
         zset = self.zsets.get(self.keys.watchers(product_id), {})
         return [user for user, at in ranked(zset) if at >= since]
+
+    async def forget(self, users: Mapping[str, Collection[str]]) -> None:
+        for user_id, products in users.items():
+            for pid in products:
+                self.zsets.get(self.keys.watchers(pid), {}).pop(user_id, None)
 
     def _to_now(self) -> float:
         if self.epoch is None:

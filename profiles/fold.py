@@ -8,6 +8,8 @@ behave alike and rule evaluation sees the same profile whichever store is behind
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -37,7 +39,7 @@ from profiles.model import (
     decayed_score,
 )
 
-__all__ = ["apply_event"]
+__all__ = ["ADDRESS_EVENTS", "address_set_by", "apply_event", "check_address"]
 
 _NO_PRODUCTS: Mapping[str, Product] = {}
 
@@ -188,3 +190,69 @@ def _add_score(profile: Profile, event: Event, scoring: ScoringConfig) -> None:
     else:  # a late event: decay its points to the score's reference time instead
         profile.score += decayed_score(points, event.ts, profile.score_at, scoring.half_life_days)
     profile.score = round(profile.score, 6)
+
+
+#: the event types that may set an address or grant consent afresh (:func:`check_address`)
+ADDRESS_EVENTS = frozenset({"signup", "profile_update", "consent"})
+
+
+def check_address(profile: Profile, event: Event, erased: Mapping[str, int]) -> str | None:
+    """Keep ``profile.address_erased_at`` true after ``event`` (a type in
+    :data:`ADDRESS_EVENTS`, already applied); return the address it takes off the
+    suppression list, if any.
+
+    ``erased`` maps the addresses the batch's events set to their erase time (epoch ms),
+    for those on the list. An address set by a signup or a ``profile_update`` that is on
+    it is marked; a fresh consent grant dated after the erasure (a signup with
+    ``consent.email``, or a ``consent`` event granting email) clears the mark and the
+    list entry. A new address not on the list clears the mark.
+    """
+    address = profile.email
+    if address is None:
+        profile.address_erased_at = None
+        return None
+    if _sets_address(event):
+        erased_ms = erased.get(address)
+    elif profile.address_erased_at is not None:
+        erased_ms = int(profile.address_erased_at.timestamp() * 1000)
+    else:
+        return None
+    if erased_ms is None:
+        profile.address_erased_at = None
+        return None
+    if _grants_consent(event) and event.ts_ms > erased_ms:
+        profile.address_erased_at = None
+        return address
+    if _sets_address(event):
+        profile.address_erased_at = datetime.fromtimestamp(erased_ms / 1000, tz=UTC)
+    return None
+
+
+def _sets_address(event: Event) -> bool:
+    props = event.typed
+    return isinstance(props, Signup) or (
+        isinstance(props, ProfileUpdate) and "email" in props.traits
+    )
+
+
+def address_set_by(event: Event) -> str | None:
+    """The address ``event`` gives its user, normalised (``None``: none, or not valid)."""
+    props = event.typed
+    if isinstance(props, Signup):
+        return props.email
+    value = props.traits.get("email") if isinstance(props, ProfileUpdate) else None
+    if isinstance(value, str):
+        with suppress(InvalidAddress):
+            return normalise_address(value)
+    return None
+
+
+def _grants_consent(event: Event) -> bool:
+    props = event.typed
+    if isinstance(props, Signup):
+        return props.consent.email
+    return (
+        isinstance(props, Consent)
+        and props.granted
+        and getattr(props, "category", None) is None  # a category is no global grant
+    )

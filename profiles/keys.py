@@ -4,14 +4,37 @@ All keys of one user share the Redis Cluster hash tag ``{user_id}`` so a Lua scr
 touch several of them; a partition's timer keys share the tag ``{timers.<partition>}``.
 The catalog and the shop-wide statistics share the tag ``{shop}``: one Lua call records
 a whole batch's statistics or reads a batch's lookups, on Redis Cluster too (the price:
-all of them live on one node).
+all of them live on one node). An erased user's tombstone is named by a keyed hash of
+the id, not the id, and put in the user's slot by a tag of its own (:func:`slot_tag`);
+the suppression list of erased addresses has the tag ``{privacy}``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-__all__ = ["Keys"]
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+__all__ = ["Keys", "slot_tag"]
+
+
+@cache
+def _slot_tags() -> tuple[str, ...]:
+    """For each Redis Cluster hash slot, the shortest hex number whose hash tag lands in
+    it (up to 5 digits; built once, in about a fifth of a second)."""
+    tags: dict[int, str] = {}
+    number = 0
+    while len(tags) < REDIS_CLUSTER_HASH_SLOTS:
+        tag = format(number, "x")
+        tags.setdefault(key_slot(tag.encode()), tag)
+        number += 1
+    return tuple(tags[slot] for slot in range(REDIS_CLUSTER_HASH_SLOTS))
+
+
+def slot_tag(key: str) -> str:
+    """A hash tag that puts another key in ``key``'s hash slot without repeating its tag."""
+    return _slot_tags()[key_slot(key.encode())]
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,16 @@ class Keys:
         """Sorted set of raw applied event ids, as stored before digests; read until it
         ages out (see ``load_profiles.lua``)."""
         return f"{self.prefix}:{{{user_id}}}:seen"
+
+    def tombstone(self, user_id: str, hashed: str) -> str:
+        """String: when the user was erased (epoch ms), for a bounded time (see
+        :mod:`profiles.privacy`). Named by ``hashed``, the keyed hash of the user id, not
+        by the id, yet in the slot of the user's keys (the load script reads it)."""
+        return f"{self.prefix}:{{{slot_tag(self.profile(user_id))}}}:erased:{hashed}"
+
+    def suppressed(self) -> str:
+        """Hash: keyed hash of an erased address -> when it was erased (epoch ms)."""
+        return f"{self.prefix}:{{privacy}}:suppressed"
 
     def timers_due(self, partition: int) -> str:
         """Sorted set: timer id -> due time (epoch ms) for one Kafka partition."""

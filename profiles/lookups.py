@@ -35,6 +35,9 @@ class Lookups:
     #: the population's decayed count of mail opens and clicks by local hour (24 values;
     #: empty when nothing is known yet)
     send_hours: tuple[float, ...] = ()
+    #: address -> when it was erased (epoch ms), for the addresses the batch's events set
+    #: that are on the suppression list (see :mod:`profiles.privacy`)
+    erased_addresses: Mapping[str, int] = field(default_factory=dict)
 
 
 #: nothing known: cold start, and callers that render without a catalog

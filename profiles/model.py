@@ -172,6 +172,9 @@ class Profile(BaseModel):
     #: text if it was not a string); ``email`` is then ``None`` and nothing is mailed
     #: until a valid address arrives
     email_invalid: str | None = None
+    #: when ``email`` was erased (it is on the suppression list of erased addresses, see
+    #: :mod:`profiles.privacy`): no marketing mail to it until a fresh consent grant
+    address_erased_at: datetime | None = None
     first_name: str | None = None
     last_name: str | None = None
     locale: str | None = None

@@ -10,7 +10,7 @@ split (to spread the statistics over nodes), each slot's keys would need their o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -132,6 +132,16 @@ class RedisStatistics:
         async with translate_errors():
             users = await self._redis.zrange(key, "+inf", since, desc=True, byscore=True)
         return [_text(u) for u in users if isinstance(u, bytes | str)]
+
+    async def forget(self, users: Mapping[str, Collection[str]]) -> None:
+        if not any(users.values()):
+            return
+        async with translate_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for user_id, products in users.items():
+                for pid in products:
+                    pipe.zrem(self._keys.watchers(pid), user_id)
+            await pipe.execute()
 
 
 def _hours(stored: Sequence[Any], factor: float) -> tuple[float, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -22,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from profiles.errors import ProfileError, StoreUnavailable
 from profiles.keys import Keys
+from profiles.privacy import TOMBSTONE_MS, Pseudonyms
 from profiles.store import (
     DEDUP_MAX_AGE_MS,
     ProfileWrite,
@@ -59,11 +61,15 @@ class RedisProfileStore:
         dedup_window: int = 1000,
         dedup_max_age_ms: int = DEDUP_MAX_AGE_MS,
         cluster: bool = False,
+        pseudonyms: Pseudonyms | None = None,
+        tombstone_ms: int = TOMBSTONE_MS,
     ) -> None:
         self._redis = client
         self._keys = keys or Keys()
         self._dedup_window = dedup_window
         self._dedup_max_age_ms = dedup_max_age_ms
+        self._pseudonyms = pseudonyms or Pseudonyms()
+        self._tombstone_ms = tombstone_ms
         self._cluster = cluster
         self._load = client.register_script(load_script("load_profiles.lua"))
         self._save = client.register_script(load_script("save_profiles.lua"))
@@ -78,8 +84,17 @@ class RedisProfileStore:
         return list(by_slot.values())
 
     def _keys_of(self, users: Sequence[str]) -> list[str]:
-        keys = self._keys
-        return [k for u in users for k in (keys.profile(u), keys.seen(u), keys.legacy_seen(u))]
+        keys, user = self._keys, self._pseudonyms.user
+        return [
+            key
+            for u in users
+            for key in (
+                keys.profile(u),
+                keys.seen(u),
+                keys.legacy_seen(u),
+                keys.tombstone(u, user(u)),
+            )
+        ]
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
         groups = self._groups(list(wanted))
@@ -94,11 +109,17 @@ class RedisProfileStore:
         out = {}
         legacy = []
         for users, rows in zip(groups, replies, strict=True):
-            for user_id, (version, doc, scores, has_legacy) in zip(users, rows, strict=True):
+            for user_id, row in zip(users, rows, strict=True):
+                version, doc, scores, has_legacy, erased = row
                 asked = wanted[user_id]
                 seen = frozenset(e for e, sc in zip(asked, scores, strict=True) if sc is not None)
                 profile = load_profile(user_id, doc) if doc else None
-                out[user_id] = Snapshot(profile, int(version) if version else 0, seen)
+                out[user_id] = Snapshot(
+                    profile,
+                    int(version) if version else 0,
+                    seen,
+                    int(erased) if erased else None,
+                )
                 if has_legacy and asked:
                     legacy.append(user_id)
         if legacy:
@@ -119,7 +140,7 @@ class RedisProfileStore:
             old = {e for e, sc in zip(asked, scores, strict=True) if sc is not None}
             if old:
                 snap = out[user_id]
-                out[user_id] = Snapshot(snap.profile, snap.version, snap.seen | old)
+                out[user_id] = replace(snap, seen=snap.seen | old)
 
     async def save(self, writes: Sequence[ProfileWrite]) -> list[str]:
         by_user = {write.user_id: write for write in writes}
@@ -129,13 +150,14 @@ class RedisProfileStore:
         async with translate_errors():
             pipe = self._redis.pipeline(transaction=False)
             for users in groups:
-                args: list[Any] = [self._dedup_window]
+                args: list[Any] = [self._dedup_window, self._tombstone_ms]
                 for user_id in users:
                     write = by_user[user_id]
                     doc = dump_profile(write.profile) if write.profile else b""
                     applied = write.applied
                     cutoff = dedup_cutoff(applied, self._dedup_max_age_ms) if applied else 0
-                    args += [write.expected_version, doc, dedup_records(applied), cutoff]
+                    erased = "" if write.erased_ms is None else write.erased_ms
+                    args += [write.expected_version, doc, dedup_records(applied), cutoff, erased]
                 await self._save(keys=self._keys_of(users), args=args, client=pipe)
             replies = await pipe.execute()
         return [

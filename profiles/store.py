@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from profiles.model import Profile
+from profiles.privacy import Pseudonyms
 from profiles.stored import dump_profile, load_profile
 
 __all__ = [
@@ -66,17 +67,26 @@ class Snapshot:
     profile: Profile | None
     version: int = 0
     seen: frozenset[str] = frozenset()
+    #: when the user was last erased (epoch ms), while the tombstone lasts: events dated
+    #: up to then are not applied (see :mod:`profiles.privacy`)
+    erased_ms: int | None = None
 
 
 @dataclass(frozen=True)
 class ProfileWrite:
-    """Replace a user's profile (``None`` erases it) if its version is still ``expected``."""
+    """Replace a user's profile (``None`` deletes it) if its version is still ``expected``.
+
+    With ``erased_ms`` the user was erased since the read: their dedup records go too,
+    and a tombstone keeps the erase time; ``profile`` and ``applied`` then hold only what
+    came after the erasure.
+    """
 
     user_id: str
     expected_version: int
     profile: Profile | None
     #: (event id, event time in epoch ms) of every event applied since the read
     applied: tuple[tuple[str, int], ...] = ()
+    erased_ms: int | None = None
 
 
 class ProfileStore(Protocol):
@@ -104,12 +114,21 @@ class _Entry:
 
 
 class InMemoryProfileStore:
-    """Dict-backed :class:`ProfileStore` for tests, ``simulate`` and benchmarks."""
+    """Dict-backed :class:`ProfileStore` for tests, ``simulate`` and benchmarks.
+
+    Tombstones are kept by the keyed hash of the user id, as in Redis, but do not expire.
+    """
 
     def __init__(
-        self, *, dedup_window: int = 1000, dedup_max_age_ms: int = DEDUP_MAX_AGE_MS
+        self,
+        *,
+        dedup_window: int = 1000,
+        dedup_max_age_ms: int = DEDUP_MAX_AGE_MS,
+        pseudonyms: Pseudonyms | None = None,
     ) -> None:
         self._users: dict[str, _Entry] = {}
+        self._tombstones: dict[str, int] = {}
+        self._pseudonyms = pseudonyms or Pseudonyms()
         self._dedup_window = dedup_window
         self._dedup_max_age_ms = dedup_max_age_ms
 
@@ -119,7 +138,8 @@ class InMemoryProfileStore:
             entry = self._users.get(user_id, _Entry())
             profile = load_profile(user_id, entry.document) if entry.document else None
             seen = frozenset(e for e in event_ids if _has(entry.seen, event_digest(e)))
-            out[user_id] = Snapshot(profile, entry.version, seen)
+            erased = self._tombstones.get(self._pseudonyms.user(user_id))
+            out[user_id] = Snapshot(profile, entry.version, seen, erased)
         return out
 
     async def save(self, writes: Sequence[ProfileWrite]) -> list[str]:
@@ -129,6 +149,8 @@ class InMemoryProfileStore:
             if entry.version != write.expected_version:
                 conflicts.append(write.user_id)
                 continue
+            if write.erased_ms is not None:
+                self._erase(write.user_id, entry, write.erased_ms)
             if write.profile is None:
                 entry.version, entry.document = 0, None
             else:
@@ -137,7 +159,18 @@ class InMemoryProfileStore:
             if write.applied:
                 cutoff = dedup_cutoff(write.applied, self._dedup_max_age_ms)
                 entry.seen = self._trim(entry.seen + dedup_records(write.applied), cutoff)
+            if entry.document is None and not entry.seen:
+                del self._users[write.user_id]
         return conflicts
+
+    def _erase(self, user_id: str, entry: _Entry, erased_ms: int) -> None:
+        entry.seen = b""
+        hashed = self._pseudonyms.user(user_id)
+        self._tombstones[hashed] = max(erased_ms, self._tombstones.get(hashed, erased_ms))
+
+    def holds(self, user_id: str) -> bool:
+        """Whether anything of the user is stored (profile or dedup records)."""
+        return user_id in self._users
 
     async def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
         users = sorted(u for u, entry in self._users.items() if entry.document is not None)

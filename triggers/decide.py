@@ -8,14 +8,16 @@ Every firing passes the guards in this order, and the first that objects decides
 4. that address is valid: not one a ``profile_update`` set and nudge rejected
    (``invalid_email``);
 5. marketing mail needs email consent (``no_consent``);
-6. re-entry ``once``: the rule never sent to this user before (``already_sent``);
-7. the rule's ``cooldown`` has passed since its last send (``cooldown``);
-8. marketing mail stays under the frequency cap (``frequency_cap``);
-9. marketing mail of a rule (or sequence step) with ``send_at: best_hour`` is
-   **deferred** to the user's next best hour within ``max_delay`` (``best_hour``), see
-   :func:`_best_hour`;
-10. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
-11. among the marketing firings left at the same moment, the highest priority sends and
+6. marketing mail does not go to an address that was erased and has not been consented
+   afresh since (``erased_address``, see :mod:`profiles.privacy`);
+7. re-entry ``once``: the rule never sent to this user before (``already_sent``);
+8. the rule's ``cooldown`` has passed since its last send (``cooldown``);
+9. marketing mail stays under the frequency cap (``frequency_cap``);
+10. marketing mail of a rule (or sequence step) with ``send_at: best_hour`` is
+    **deferred** to the user's next best hour within ``max_delay`` (``best_hour``), see
+    :func:`_best_hour`;
+11. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
+12. among the marketing firings left at the same moment, the highest priority sends and
     the others are suppressed (``arbitration``).
 
 A deferred firing comes back as a timer marked ``deferred`` and passes the guards again
@@ -84,6 +86,9 @@ def _guard(
     marketing = rule.category == "marketing"
     if marketing and not profile.email_consent:
         return _Verdict("no_consent")
+    if marketing and profile.address_erased_at is not None:
+        erased = profile.address_erased_at.isoformat()
+        return _Verdict("erased_address", f"erased {erased}; no fresh consent since")
     last = profile.fired.get(rule.id)
     if rule.reentry == "once" and last is not None and not isinstance(rule, SequenceRule):
         return _Verdict("already_sent", f"sent {last.isoformat()}")

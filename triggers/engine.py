@@ -28,6 +28,7 @@ from profiles import (
     Activity,
     CorruptProfile,
     Event,
+    InMemorySuppressionList,
     InvalidEvent,
     Lookups,
     LookupSource,
@@ -36,11 +37,14 @@ from profiles import (
     Snapshot,
     Statistics,
     StoreUnavailable,
+    SuppressionList,
+    SuppressionOps,
     Timer,
     TimerOps,
     TimerStore,
     parse_event,
 )
+from profiles.fold import ADDRESS_EVENTS, address_set_by
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.firing import RECHECK
@@ -132,8 +136,10 @@ class Engine:
         cas_attempts: int = 5,
         lookups: LookupSource | None = None,
         statistics: Statistics | None = None,
+        suppression: SuppressionList | None = None,
     ) -> None:
         self.rules = rules
+        self.suppression = suppression or InMemorySuppressionList()
         self.lookups = lookups
         self.statistics = statistics
         self._recording: asyncio.Task[None] | None = None
@@ -172,23 +178,33 @@ class Engine:
         result: BatchResult,
     ) -> list[str]:
         wanted = {user_id: [e.event_id for e, _ in events] for user_id, events in by_user.items()}
-        snapshots = await self.profiles.load(wanted)
-        incoming = (event for batch in by_user.values() for event, _ in batch)
+        incoming = [event for batch in by_user.values() for event, _ in batch]
+        snapshots, erased = await asyncio.gather(
+            self.profiles.load(wanted), self.suppression.erased(_addresses_set(incoming))
+        )
         lookups = await self._lookups(incoming, snapshots.values())
+        if erased:
+            lookups = replace(lookups, erased_addresses=erased)
         now = self.clock()
         steps = {}
         for user_id, events in by_user.items():
             snapshot = snapshots[user_id]
             steps[user_id] = step = apply_user_events(self.rules, snapshot, events, now, lookups)
             result.duplicates += step.duplicates
-            result.events += len(step.applied)
+            result.events += step.types.total()
             result.by_type.update(step.types)
         if self.rules.model is not None:
             result.scored += score_changed(self.rules, list(steps.values()), now, lookups)
         writes = [
-            ProfileWrite(user_id, snapshots[user_id].version, step.profile, tuple(step.applied))
+            ProfileWrite(
+                user_id,
+                snapshots[user_id].version,
+                step.profile,
+                tuple(step.applied),
+                step.erased_ms,
+            )
             for user_id, step in steps.items()
-            if step.applied
+            if step.applied or step.erased_ms is not None
         ]
         conflicts = await self._commit(steps.values(), writes, dead_letters, result)
         committed = [step for user_id, step in steps.items() if user_id not in conflicts]
@@ -246,18 +262,28 @@ class Engine:
         dead_letters: Sequence[DeadLetter],
         result: BatchResult,
     ) -> list[str]:
-        """Make the effects durable: publish, then timers, then profiles (see module doc)."""
+        """Make the effects durable: publish, then timers, then what an erasure or a fresh
+        consent changes elsewhere, then profiles (see module doc)."""
         ops = TimerOps()
+        suppression = SuppressionOps()
+        forget: dict[str, set[str]] = {}
         sends: list[SendRequest] = []
         decisions: list[Decision] = []
         for step in steps:
             ops.merge(step.ops)
+            suppression.merge(step.suppression)
+            for user_id, products in step.forget.items():
+                forget.setdefault(user_id, set()).update(products)
             sends += step.sends
             decisions += step.decisions
         await self.outbox.publish(sends, dead_letters, decisions)
         result.sends += sends
         result.decisions += decisions
         await self.timers.apply(ops)
+        await self.suppression.apply(suppression)
+        if forget and self.statistics is not None:
+            await self.settle()  # a recording still in flight may name the user
+            await self.statistics.forget(forget)
         return await self.profiles.save(writes)
 
     async def fire_due(
@@ -389,6 +415,12 @@ class Engine:
             except CorruptProfile as exc:
                 broken[user_id] = str(exc)
         return snapshots, broken
+
+
+def _addresses_set(events: Iterable[Event]) -> set[str]:
+    """The addresses ``events`` give their users (checked against the suppression list)."""
+    found = (address_set_by(e) for e in events if e.type in ADDRESS_EVENTS)
+    return {address for address in found if address is not None}
 
 
 def _products_named(events: Iterable[Event | dict[str, Any]]) -> Iterator[str]:

@@ -20,18 +20,21 @@ from profiles import (
     Predicted,
     Profile,
     Snapshot,
+    SuppressionOps,
     Timer,
     TimerOps,
     apply_event,
+    personal_products,
     timer_id,
 )
+from profiles.fold import ADDRESS_EVENTS, check_address
 from profiles.hours import local_hour
 from triggers.conditions import CompiledProbe
 from triggers.context import Memberships, context, memberships
 from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
-from triggers.firing import MOMENT_MS, RECHECK, Firing, ms, recheck_timer
+from triggers.firing import MOMENT_MS, RECHECK, Firing, from_ms, ms, recheck_timer
 from triggers.loader import RuleSet
 from triggers.predict import prediction_trigger, rescore_at, used_model
 from triggers.rules import Rule
@@ -77,6 +80,17 @@ class UserStep:
     observed: list[Observed] = field(default_factory=list)
     #: the loaded prediction model's version (decisions record the one they used)
     model: str | None = None
+    #: events up to this time (epoch ms) are not applied: the user was erased then
+    tombstone_ms: int | None = None
+    #: when an ``erase`` among the events erased the user (epoch ms; see
+    #: :class:`profiles.ProfileWrite`)
+    erased_ms: int | None = None
+    #: events not applied because they are dated before the user's erasure
+    ignored: int = 0
+    #: addresses to put on (an erasure) or take off (a fresh consent) the suppression list
+    suppression: SuppressionOps = field(default_factory=SuppressionOps)
+    #: user id -> products whose watcher lists must forget them (an erasure)
+    forget: dict[str, set[str]] = field(default_factory=dict)
 
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
@@ -99,17 +113,61 @@ def apply_user_events(
     The snapshot's profile is updated in place and becomes ``UserStep.profile``: the
     caller hands over a profile it owns (a fresh load), which saves a copy per event.
     """
-    step = UserStep(profile=snapshot.profile, model=ruleset.model_version)
+    step = UserStep(
+        profile=snapshot.profile, model=ruleset.model_version, tombstone_ms=snapshot.erased_ms
+    )
     seen = set(snapshot.seen)
     for event, partition in events:
         if event.event_id in seen:
             step.duplicates += 1
             continue
         seen.add(event.event_id)
+        if step.tombstone_ms is not None and event.ts_ms <= step.tombstone_ms:
+            step.ignored += 1
+            step.decisions.append(_erased(step, event, now))
+            continue
         _apply_one(ruleset, step, event, partition, now, lookups)
-        step.applied.append((event.event_id, event.ts_ms))
+        if event.type != "erase":  # an erasure forgets the events applied before it
+            step.applied.append((event.event_id, event.ts_ms))
         step.types[event.type] += 1
     return step
+
+
+#: the rule id of decisions about an event rather than a rule (every rule alike)
+ALL_RULES = "*"
+
+
+def _erased(step: UserStep, event: Event, now: datetime) -> Decision:
+    """The decision that an event dated before the user's erasure is not applied."""
+    assert step.tombstone_ms is not None
+    return Decision(
+        ALL_RULES,
+        event.user_id,
+        "suppressed",
+        "erased",
+        event.event_id,
+        now,
+        detail=f"dated before the erasure at {from_ms(step.tombstone_ms).isoformat()}",
+        model_version=step.model,
+    )
+
+
+def _erase(step: UserStep, profile: Profile | None, event: Event) -> None:
+    """Record what erasing the user takes along: the events applied so far (their dedup
+    records), the address (onto the suppression list), the watcher lists naming them,
+    and what the statistics would learn from them in this batch.
+
+    The erase time covers every event the erased profile held, so no redelivery of one
+    of them dated after the ``erase`` event can rebuild it.
+    """
+    at = event.ts_ms if profile is None else max(event.ts_ms, ms(profile.last_seen))
+    step.erased_ms = step.tombstone_ms = max(at, step.tombstone_ms or at)
+    step.applied.clear()
+    step.observed.clear()
+    if profile is not None:
+        if profile.email is not None:
+            step.suppression.suppress(profile.email, at)
+        step.forget.setdefault(profile.user_id, set()).update(personal_products(profile))
 
 
 def _apply_one(
@@ -128,12 +186,23 @@ def _apply_one(
     cancels: frozenset[str] = frozenset()
     if after is not None:
         after.partition = partition
+        if event.type in ADDRESS_EVENTS:
+            released = check_address(after, event, lookups.erased_addresses)
+            if released is not None:
+                step.suppression.release(released)
         cancels = _refresh(ruleset, step, after, event.ts, partition).cancels
+    elif event.type == "erase":
+        _erase(step, previous, event)
     outcome = evaluate_event(ruleset, event, before, after, partition, cancels)
-    # an erased user's timers are cancelled against the profile they had
+    # an erased user's timers are cancelled against the profile they had, in the
+    # partition of this event and the one their timers were scheduled in
     timeline = step.timeline(after if after is not None else previous, now)
+    partitions = {partition}
+    if after is None and previous is not None and previous.partition is not None:
+        partitions.add(previous.partition)
     for tid, reason in outcome.cancel.items():
-        timeline.cancel(partition, tid, reason, by=event.event_id)
+        for where in sorted(partitions):
+            timeline.cancel(where, tid, reason, by=event.event_id)
     for timer, log in outcome.schedule:
         timeline.schedule(timer, event.type, log=log)
     step.absorb(resolve(ruleset, outcome.firings, after, now, lookups))
