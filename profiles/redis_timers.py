@@ -8,7 +8,7 @@ and costs one command per partition.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -72,3 +72,11 @@ class RedisTimerStore:
                 return []
             raws = await self._redis.hmget(self._keys.timers_data(partition), ids)  # type: ignore[arg-type]
         return [Timer.from_json(raw, partition) for raw in raws if raw is not None]
+
+    async def find(self, partition: int, ids: Collection[str]) -> list[Timer]:
+        if not ids:
+            return []
+        async with translate_errors():
+            raws = await self._redis.hmget(self._keys.timers_data(partition), list(ids))
+        found = [Timer.from_json(raw, partition) for raw in raws if raw is not None]
+        return sorted(found, key=lambda t: (t.due_ms, t.id))

@@ -11,7 +11,7 @@ leaves its timers to fire again when the lease runs out, with the same request i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -156,6 +156,10 @@ class TimerStore(Protocol):
         """Every timer of ``partition``, soonest first (for ``explain`` and tests)."""
         ...
 
+    async def find(self, partition: int, ids: Collection[str]) -> list[Timer]:
+        """The timers of ``partition`` with these ids that are pending, soonest first."""
+        ...
+
 
 class InMemoryTimerStore:
     def __init__(self) -> None:
@@ -191,3 +195,7 @@ class InMemoryTimerStore:
         part = self._parts.get(partition, {})
         ordered = sorted(part.items(), key=lambda item: (item[1][0], item[0]))
         return [Timer.from_json(raw, partition) for _, (_, raw) in ordered]
+
+    async def find(self, partition: int, ids: Collection[str]) -> list[Timer]:
+        wanted = set(ids)
+        return [t for t in await self.pending(partition) if t.id in wanted]

@@ -35,6 +35,7 @@ from profiles import (
     RedisCatalog,
     RedisProfileStore,
     RedisStatistics,
+    RedisSuppressionList,
     RedisTimerStore,
 )
 from streams.catalog import CatalogFeed, FeedResult, load_if_empty
@@ -147,6 +148,13 @@ class Nudge:
                 dedup_window=settings.dedup_window,
                 dedup_max_age_ms=int(settings.dedup_max_age * 1000),
                 cluster=settings.redis_cluster,
+                pseudonyms=settings.pseudonyms,
+                tombstone_ms=int(settings.erasure_tombstone_ttl * 1000),
+            ),
+            suppression=RedisSuppressionList(
+                self.redis,  # type: ignore[arg-type]
+                keys=keys,
+                pseudonyms=settings.pseudonyms,
             ),
             timers=RedisTimerStore(self.redis, keys=keys),  # type: ignore[arg-type]
             outbox=KafkaOutbox(self.app, settings),

@@ -338,6 +338,53 @@ def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:
     )
 
 
+@cli.command()
+@click.argument("user_id")
+@click.option("--out", type=click.File("wb"), help="Write the JSON here (default: stdout).")
+def export(user_id: str, out: Any) -> None:
+    """Everything nudge holds about USER_ID, as one JSON document (a data subject's
+    access request): profile, consent history, pending timers, recent decisions,
+    suppression status."""
+    from streams.privacy import export_user
+
+    document = asyncio.run(export_user(Settings(), user_id))
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    if out is None:
+        click.echo(data.decode(), nl=False)
+    else:
+        out.write(data)
+        held = "a profile" if document["profile"] is not None else "no profile"
+        click.echo(f"wrote the export of {user_id!r} ({held}) to {out.name}", err=True)
+
+
+@cli.command()
+@click.argument("user_id")
+@click.option(
+    "--wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for a worker to carry it out (0: publish and return).",
+)
+def erase(user_id: str, wait: float) -> None:
+    """Erase USER_ID: publish an `erase` event, ordered after the user's other events.
+
+    The worker owning the user's partition deletes every Redis key of the user, cancels
+    their timers, takes them off watcher lists, puts their address on the suppression
+    list (as a keyed hash) and leaves a tombstone that ignores their older events.
+    """
+    from streams.privacy import erase_event, wait_until_erased
+
+    settings = Settings()
+    line = erase_event(user_id)
+    asyncio.run(_produce(settings, settings.events_topic, [line]))
+    click.echo(f"published the erasure of {user_id!r} to {settings.events_topic}")
+    if wait > 0:
+        if not asyncio.run(wait_until_erased(settings, user_id, wait)):
+            raise click.ClickException(f"no worker erased {user_id!r} within {wait:g}s")
+        click.echo(f"erased {user_id!r}")
+
+
 @cli.group()
 def catalog() -> None:
     """The product catalog recommendations and price alerts read (kept in Redis)."""

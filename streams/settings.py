@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from profiles import Pseudonyms
 
 __all__ = ["Settings"]
 
@@ -52,6 +54,25 @@ class Settings(BaseSettings):
         description="seconds an applied event id is remembered, before the user's newest",
     )
 
+    # --- privacy (profiles slice; see README "Privacy") -------------------------------------
+    erasure_key: SecretStr | None = Field(
+        None,
+        description="HMAC key of erased user ids and addresses (tombstones, suppression "
+        "list); required by `nudge worker`; never change it: the list would forget",
+    )
+    erasure_tombstone_ttl: float = Field(
+        90 * 86400.0,
+        gt=0,
+        description="seconds an erasure tombstone lasts: events dated before an erasure "
+        "are ignored while it does (keep it above the events topic's retention)",
+    )
+    profile_retention: float | None = Field(
+        None,
+        gt=0,
+        description="seconds without an event after which a profile and its timers are "
+        "deleted (unset: kept)",
+    )
+
     # --- rules (triggers slice) ----------------------------------------------------------
     config_dir: Path = Path("config")
     timer_interval: float = Field(1.0, gt=0, description="seconds between timer sweeps")
@@ -89,6 +110,14 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="health and /metrics")
     data_dir: Path = Field(Path(".nudge"), description="Faust's local state directory")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def pseudonyms(self) -> Pseudonyms:
+        """The keyed hashes of erased users and addresses (the development key if unset:
+        ``nudge worker`` refuses that)."""
+        if self.erasure_key is None:
+            return Pseudonyms()
+        return Pseudonyms(self.erasure_key.get_secret_value().encode())
 
     @property
     def catalog_path(self) -> Path:
