@@ -52,8 +52,10 @@ class Pseudonyms:
         return self._hash(b"user\x1f" + user_id.encode())
 
     def address(self, address: str) -> str:
-        """Of an address as :func:`profiles.addresses.normalise_address` returns it."""
-        return self._hash(b"address\x1f" + address.encode())
+        """Of an address as :func:`profiles.addresses.normalise_address` returns it,
+        case-folded: mailbox providers ignore the case of the local part, so ``Ann@`` and
+        ``ann@`` are one address to the suppression list."""
+        return self._hash(b"address\x1f" + address.casefold().encode())
 
     def _hash(self, message: bytes) -> str:
         return hmac.digest(self.key, message, hashlib.sha256)[:16].hex()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from profiles import (
     InMemoryProfileStore,
@@ -83,14 +84,56 @@ async def test_stale_version_is_refused_and_reported(profile_store: ProfileStore
     assert snaps["u2"].version == 1
 
 
-async def test_erase_removes_profile_but_remembers_applied_events(
+async def test_erasure_deletes_profile_and_dedup_records_and_keeps_a_tombstone(
     profile_store: ProfileStore,
 ) -> None:
-    await profile_store.save([ProfileWrite("u1", 0, profile(), (("e1", 1),))])
-    await profile_store.save([ProfileWrite("u1", 1, None, (("e2", 2),))])
-    snap = (await profile_store.load({"u1": ["e1", "e2"]}))["u1"]
-    assert snap.profile is None
-    assert snap.seen == {"e1", "e2"}  # a redelivered erase stays a no-op
+    await profile_store.save([ProfileWrite("u1", 0, profile(), (("e1", 1_000),))])
+    assert await profile_store.save([ProfileWrite("u1", 1, None, erased_ms=5_000)]) == []
+    snap = (await profile_store.load({"u1": ["e1"]}))["u1"]
+    assert (snap.profile, snap.version, snap.seen) == (None, 0, frozenset())
+    assert snap.erased_ms == 5_000
+    assert (await profile_store.load({"u2": []}))["u2"].erased_ms is None
+
+
+async def test_a_tombstone_keeps_the_latest_erasure_and_outlives_a_new_profile(
+    profile_store: ProfileStore,
+) -> None:
+    await profile_store.save([ProfileWrite("u1", 0, None, erased_ms=9_000)])
+    await profile_store.save([ProfileWrite("u1", 0, None, erased_ms=4_000)])  # a replay
+    # the user came back after the erasure: a new profile beside the tombstone
+    await profile_store.save([ProfileWrite("u1", 0, profile(), (("e9", 10_000),))])
+    snap = (await profile_store.load({"u1": ["e9"]}))["u1"]
+    assert snap.profile is not None
+    assert snap.seen == {"e9"}
+    assert snap.erased_ms == 9_000
+
+
+async def test_an_erasure_with_later_events_keeps_only_those(
+    profile_store: ProfileStore,
+) -> None:
+    await profile_store.save([ProfileWrite("u1", 0, profile(), (("old", 1_000),))])
+    after = profile(email="back@example.com")
+    await profile_store.save([ProfileWrite("u1", 1, after, (("new", 9_000),), erased_ms=5_000)])
+    snap = (await profile_store.load({"u1": ["old", "new"]}))["u1"]
+    assert snap.profile == after
+    assert snap.seen == {"new"}
+    assert snap.erased_ms == 5_000
+
+
+async def test_nothing_of_an_erased_user_stays_under_their_hash_tag(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys, tombstone_ms=60_000)
+    user = "user:{42} x"  # characters that matter in Redis keys
+    await store.save([ProfileWrite(user, 0, profile(user), (("e1", 1_000),))])
+    assert await redis_client.keys(f"{keys.prefix}:{{{user}}}*")
+    await store.save([ProfileWrite(user, 1, None, erased_ms=2_000)])
+    left = await redis_client.keys(f"{keys.prefix}:*")
+    assert not [k for k in left if user.encode() in k]
+    (tombstone,) = left  # named by a keyed hash, not the id
+    assert b":erased:" in tombstone
+    assert 0 < await redis_client.pttl(tombstone) <= 60_000
+    assert key_slot(tombstone) == key_slot(keys.profile(user).encode())
 
 
 async def test_dedup_window_keeps_the_newest_event_ids(profile_store: ProfileStore) -> None:
