@@ -41,6 +41,8 @@ from triggers.rules import Rule
 from triggers.timeline import Timeline
 
 __all__ = [
+    "ALL_RULES",
+    "FOR_KNOWN_USERS",
     "Observed",
     "Probed",
     "UserStep",
@@ -126,6 +128,9 @@ def apply_user_events(
             step.ignored += 1
             step.decisions.append(_erased(step, event, now))
             continue
+        if step.profile is None and event.type in FOR_KNOWN_USERS:
+            step.ignored += 1
+            continue
         _apply_one(ruleset, step, event, partition, now, lookups)
         if event.type != "erase":  # an erasure forgets the events applied before it
             step.applied.append((event.event_id, event.ts_ms))
@@ -135,6 +140,11 @@ def apply_user_events(
 
 #: the rule id of decisions about an event rather than a rule (every rule alike)
 ALL_RULES = "*"
+
+#: events nudge raises itself for users it knows (a price drop for a product's watcher):
+#: for a user without a profile (erased or expired since) they are dropped, not the
+#: start of a new one
+FOR_KNOWN_USERS = frozenset({"price.alert"})  # streams.catalog.ALERT_EVENT
 
 
 def _erased(step: UserStep, event: Event, now: datetime) -> Decision:

@@ -51,9 +51,7 @@ async def test_the_list_ignores_the_case_of_an_address(suppression: SuppressionL
 async def test_a_fresh_consent_takes_an_address_off(suppression: SuppressionList) -> None:
     await suppression.apply(SuppressionOps(add={"a@example.com": 5_000, "b@example.com": 6_000}))
     await suppression.apply(SuppressionOps(remove={"a@example.com"}))
-    assert await suppression.erased(["a@example.com", "b@example.com"]) == {
-        "b@example.com": 6_000
-    }
+    assert await suppression.erased(["a@example.com", "b@example.com"]) == {"b@example.com": 6_000}
 
 
 async def test_redis_holds_keyed_hashes_not_addresses(

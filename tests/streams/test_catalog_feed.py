@@ -78,3 +78,11 @@ async def test_the_last_record_of_a_product_in_a_batch_wins() -> None:
     [(_, alert)] = result.alerts
     assert orjson.loads(alert)["properties"]["price"] == 18.0
     assert (await feed.catalog.get(["mug"]))["mug"].price == 18.0
+
+
+def test_price_alerts_never_start_a_profile() -> None:
+    # a watcher erased (or expired) since the view must not come back through an alert
+    from streams.catalog import ALERT_EVENT
+    from triggers.fold import FOR_KNOWN_USERS
+
+    assert ALERT_EVENT in FOR_KNOWN_USERS

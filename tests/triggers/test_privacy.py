@@ -197,3 +197,12 @@ async def test_simulate_replays_an_erasure(make_config: Callable[[str], Path]) -
         rules, [orjson.dumps(line) for line in lines], until=T0 + timedelta(days=2)
     )
     assert [s.rule_id for s in result.sends] == ["welcome"]
+
+
+async def test_a_price_alert_for_an_erased_watcher_does_not_start_a_profile(
+    p: PrivacyHarness,
+) -> None:
+    await p.send(signup(p), p.message("erase", T0 + timedelta(minutes=5)))
+    alert = p.message("price.alert", T0 + timedelta(hours=1), product_id="mug")
+    await p.send(alert)
+    assert not p.profiles.holds("u1")
