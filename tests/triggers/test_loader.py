@@ -263,6 +263,7 @@ def with_condition(condition: str, events: str = "purchase") -> str:
         "profile.cart.item_count > 0 and user.cart.total > 5 and cart.lines",
         "profile.traits.anything == 'x' and profile['traits']['plan'] and profile.counts.x",
         "profile.score > 50 and profile.fired.welcome and profile.affinity.kitchen > 1",
+        "'offers' not in profile.unsubscribed and profile.consent_log[-1].source == 'signup'",
     ],
 )
 def test_fields_that_exist(make_config: Callable[[str], Path], condition: str) -> None:
