@@ -51,7 +51,7 @@ __all__ = [
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9_.]+$")
 #: a subscription name (``consent.category``, ``unsubscribe.category``, ``subscriptions:``
 #: in ``rules.yaml``)
-SUBSCRIPTION_PATTERN = r"^[a-z0-9_]{1,40}$"
+SUBSCRIPTION_PATTERN = re.compile(r"^[a-z0-9_]{1,40}$")
 
 
 def _check_zone(value: str | None) -> str | None:
@@ -173,14 +173,14 @@ class Consent(_Props):
     channel: Literal["email"]
     granted: bool
     #: the subscription it concerns; absent: the global email consent
-    category: str | None = Field(default=None, pattern=SUBSCRIPTION_PATTERN)
+    category: str | None = Field(default=None, pattern=SUBSCRIPTION_PATTERN.pattern)
     #: where the change was made (``preference_centre``, ``import``, ...)
     source: str | None = Field(default=None, max_length=40)
 
 
 class Unsubscribe(_Props):
     #: the subscription left; absent: every marketing mail (the global email consent)
-    category: str | None = Field(default=None, pattern=SUBSCRIPTION_PATTERN)
+    category: str | None = Field(default=None, pattern=SUBSCRIPTION_PATTERN.pattern)
     #: where it was asked for (``unsubscribe_link``, ``support``, ...)
     source: str | None = Field(default=None, max_length=40)
 

@@ -11,7 +11,6 @@ check, so no problem is reported twice.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, get_args
 
@@ -186,7 +185,7 @@ class _Checker:
     def subscription(self, rule: _RawRule) -> None:
         """``subscription`` names one of ``subscriptions:``, on marketing mail only."""
         name = rule.get("subscription")
-        if not isinstance(name, str) or not re.match(SUBSCRIPTION_PATTERN, name):
+        if not isinstance(name, str) or not SUBSCRIPTION_PATTERN.fullmatch(name):
             return  # absent, or malformed (the schema check reports it)
         at = (*rule.at, "subscription")
         if rule.data.get("category") == "transactional":

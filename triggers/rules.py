@@ -17,9 +17,9 @@ Trigger kinds:
 Every rule has a ``category``: ``marketing`` sends need email consent and obey the
 frequency cap and quiet hours; ``transactional`` ones do not. A marketing rule may belong
 to one of the ``subscriptions`` the file declares (``subscription: offers``): users who
-left that subscription get none of its mail. A marketing rule (or one
-step of a sequence) with ``send_at: best_hour`` waits up to ``max_delay`` for the hour at
-which the user usually reads mail (see :mod:`profiles.hours`).
+left that subscription get none of its mail. A marketing rule (or one step of a
+sequence) with ``send_at: best_hour`` waits up to ``max_delay`` for the hour at which the
+user usually reads mail (see :mod:`profiles.hours`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _check_event_types(values: list[str] | None) -> list[str] | None:
 
 def _check_subscriptions(values: list[str] | str | None) -> list[str] | str | None:
     for value in [values] if isinstance(values, str) else values or []:
-        if not re.match(SUBSCRIPTION_PATTERN, value):
+        if not SUBSCRIPTION_PATTERN.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a subscription name (lowercase [a-z0-9_], at most 40)"
             )
