@@ -22,6 +22,7 @@ from profiles.lookups import NO_LOOKUPS, Lookups, LookupSource, Ranked
 from profiles.model import (
     Cart,
     CartLine,
+    ConsentChange,
     FeaturedSend,
     LastCart,
     Predicted,
@@ -52,6 +53,7 @@ __all__ = [
     "CartLine",
     "Catalog",
     "CatalogError",
+    "ConsentChange",
     "CorruptProfile",
     "Event",
     "FeaturedSend",

@@ -43,11 +43,15 @@ __all__ = [
     "RemoveFromCart",
     "Signup",
     "SignupConsent",
+    "Unsubscribe",
     "event_json_schema",
     "parse_event",
 ]
 
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9_.]+$")
+#: a subscription name (``consent.category``, ``unsubscribe.category``, ``subscriptions:``
+#: in ``rules.yaml``)
+SUBSCRIPTION_PATTERN = re.compile(r"^[a-z0-9_]{1,40}$")
 
 
 def _check_zone(value: str | None) -> str | None:
@@ -168,6 +172,17 @@ class Empty(_Props):
 class Consent(_Props):
     channel: Literal["email"]
     granted: bool
+    #: the subscription it concerns; absent: the global email consent
+    category: str | None = Field(default=None, pattern=SUBSCRIPTION_PATTERN.pattern)
+    #: where the change was made (``preference_centre``, ``import``, ...)
+    source: str | None = Field(default=None, max_length=40)
+
+
+class Unsubscribe(_Props):
+    #: the subscription left; absent: every marketing mail (the global email consent)
+    category: str | None = Field(default=None, pattern=SUBSCRIPTION_PATTERN.pattern)
+    #: where it was asked for (``unsubscribe_link``, ``support``, ...)
+    source: str | None = Field(default=None, max_length=40)
 
 
 #: Typed properties per known event type. Everything else is a custom event.
@@ -182,7 +197,7 @@ KNOWN_EVENT_TYPES: dict[str, type[_Props]] = {
     "purchase": Purchase,
     "email_open": EmailOpen,
     "email_click": EmailClick,
-    "unsubscribe": Empty,
+    "unsubscribe": Unsubscribe,
     "consent": Consent,
     "erase": Empty,
 }

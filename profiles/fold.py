@@ -17,6 +17,7 @@ import orjson
 from profiles.addresses import InvalidAddress, normalise_address
 from profiles.behaviour import keep_last_cart, observe
 from profiles.catalog import Product
+from profiles.consent import apply_consent, consent_change
 from profiles.events import (
     AddToCart,
     CheckoutStarted,
@@ -26,6 +27,7 @@ from profiles.events import (
     Purchase,
     RemoveFromCart,
     Signup,
+    Unsubscribe,
 )
 from profiles.hours import note_hour
 from profiles.model import (
@@ -92,7 +94,7 @@ def _apply_typed(profile: Profile, event: Event) -> None:
         profile.last_name = props.last_name or profile.last_name
         profile.locale = props.locale or profile.locale
         profile.timezone = props.timezone or profile.timezone
-        profile.email_consent = props.consent.email
+        apply_consent(profile, consent_change(event, props))
         profile.signed_up_at = min(profile.signed_up_at or event.ts, event.ts)
     elif isinstance(props, ProfileUpdate):
         _apply_traits(profile, props.traits)
@@ -109,10 +111,8 @@ def _apply_typed(profile: Profile, event: Event) -> None:
         profile.last_purchase_at = max(profile.last_purchase_at or event.ts, event.ts)
         keep_last_cart(profile, event.ts, "bought", profile.cart.lines or _lines(props))
         profile.cart = Cart()
-    elif isinstance(props, Consent):
-        profile.email_consent = props.granted
-    elif event.type == "unsubscribe":
-        profile.email_consent = False
+    elif isinstance(props, Consent | Unsubscribe):
+        apply_consent(profile, consent_change(event, props))
 
 
 #: traits that map onto first-class profile fields
@@ -254,5 +254,5 @@ def _grants_consent(event: Event) -> bool:
     return (
         isinstance(props, Consent)
         and props.granted
-        and getattr(props, "category", None) is None  # a category is no global grant
+        and props.category is None  # a category grant is not a global one
     )

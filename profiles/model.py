@@ -16,14 +16,17 @@ from profiles.hours import HourHistogram, HoursConfig
 
 __all__ = [
     "MAX_CART_LINES",
+    "MAX_CONSENT_LOG",
     "MAX_COUNTS",
     "MAX_DECISIONS",
     "MAX_FEATURED",
     "MAX_FIRED",
     "MAX_SENDS",
     "MAX_TRAITS",
+    "MAX_UNSUBSCRIBED",
     "Cart",
     "CartLine",
+    "ConsentChange",
     "FeaturedSend",
     "LastCart",
     "Predicted",
@@ -97,6 +100,11 @@ MAX_FIRED = 64
 MAX_CART_LINES = 50
 #: marketing sends whose featured products and categories are remembered (feedback)
 MAX_FEATURED = 20
+#: consent changes kept per profile; past it the oldest (by time) is dropped
+MAX_CONSENT_LOG = 50
+#: subscriptions a user may be opted out of; past it a new one is not recorded (the
+#: change stays in the consent log)
+MAX_UNSUBSCRIBED = 32
 
 
 class LastCart(BaseModel):
@@ -151,6 +159,24 @@ class Predicted(BaseModel):
     scored_at: datetime
 
 
+class ConsentChange(BaseModel):
+    """One change of a user's email consent, as a signup, ``consent`` or ``unsubscribe``
+    event made it (``profile.consent_log``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the event's time
+    at: datetime
+    channel: Literal["email"] = "email"
+    #: the subscription it concerns; ``None``: the global email consent
+    category: str | None = None
+    granted: bool
+    #: where it was made: the event's ``source``, else ``signup``, ``consent`` or
+    #: ``unsubscribe``
+    source: str
+    event_id: str
+
+
 class SendRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -181,6 +207,10 @@ class Profile(BaseModel):
     timezone: str | None = None
     traits: dict[str, Any] = {}
     email_consent: bool = False
+    #: every consent change, oldest first by time (see :mod:`profiles.consent`)
+    consent_log: list[ConsentChange] = []
+    #: the subscriptions the user opted out of, sorted
+    unsubscribed: list[str] = []
     first_seen: datetime
     last_seen: datetime
     counts: dict[str, int] = {}

@@ -15,10 +15,13 @@ from triggers.context import memberships
 from triggers.firing import RECHECK
 
 __all__ = [
+    "CONSENT_CHANGES_SHOWN",
     "NOT_SCORED",
+    "explain_consent",
     "explain_predictions",
     "explain_user",
     "narrow_to_rule",
+    "render_consent",
     "render_explanation",
     "render_predictions",
     "verdict",
@@ -26,6 +29,10 @@ __all__ = [
 
 #: what a profile without scores says
 NOT_SCORED = "not scored yet (no model loaded, or no event since it was)"
+#: the most recent consent changes the report shows (the profile keeps more)
+CONSENT_CHANGES_SHOWN = 5
+#: profile fields the report shows elsewhere, or not at all
+_NOT_IN_PROFILE = ("timers", "decisions", "sends", "consent_log")
 
 
 async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict[str, Any] | None:
@@ -51,7 +58,8 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
     return {
         "user_id": user_id,
         "version": snapshot.version,
-        "profile": {k: data[k] for k in data if k not in ("timers", "decisions", "sends")},
+        "profile": {k: data[k] for k in data if k not in _NOT_IN_PROFILE},
+        "consent": explain_consent(profile),
         "score_now": round(profile.score_now(now, rules.config.scoring), 2),
         "segments_now": memberships(rules, profile, now).segments,
         "pending_timers": [
@@ -70,6 +78,40 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
         "recent_decisions": profile.decisions,
         "predictions": explain_predictions(profile, rules.config.scoring, model=rules.model),
     }
+
+
+def explain_consent(profile: Profile) -> dict[str, Any]:
+    """The user's consent now (global, and the subscriptions they left) and its latest
+    changes, oldest first."""
+    return {
+        "email_consent": profile.email_consent,
+        "unsubscribed": list(profile.unsubscribed),
+        "changes": len(profile.consent_log),
+        "recent_changes": [
+            change.model_dump(mode="json")
+            for change in profile.consent_log[-CONSENT_CHANGES_SHOWN:]
+        ],
+    }
+
+
+def render_consent(consent: dict[str, Any]) -> list[str]:
+    """The lines of :func:`explain_consent`'s report."""
+    left = ", ".join(consent["unsubscribed"]) or "none"
+    recent = consent["recent_changes"]
+    lines = [
+        f"consent: email {'yes' if consent['email_consent'] else 'no'}, subscriptions left: {left}",
+        f"  last {len(recent)} of {consent['changes']} change(s), oldest first:"
+        if recent
+        else "  no change recorded",
+    ]
+    for change in recent:
+        scope = change["category"] or "all marketing mail"
+        verb = "granted" if change["granted"] else "revoked"
+        lines.append(
+            f"  {change['at']}  {scope}: {verb} (source {change['source']}, "
+            f"event {change['event_id']})"
+        )
+    return lines
 
 
 def explain_predictions(
@@ -240,6 +282,7 @@ def render_explanation(report: dict[str, Any]) -> str:
             f"purchases {p['purchase_count']} ({p['total_spent']:.2f})",
             f"  score now {report['score_now']}  affinity {p['affinity']}",
             f"  segments {', '.join(report['segments_now']) or '-'}",
+            *(render_consent(report["consent"]) if "consent" in report else []),
             *(render_predictions(report["predictions"]) if "predictions" in report else []),
             "pending timers:",
             *timers,

@@ -12,6 +12,7 @@ EXPECTED = {
         "NO_LOOKUPS",
         "Cart",
         "CartLine",
+        "ConsentChange",
         "CorruptProfile",
         "Event",
         "FeaturedSend",

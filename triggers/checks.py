@@ -3,8 +3,8 @@
 The checks run on the document as read, not on the validated models, so a schema error
 anywhere (a bad duration, an unknown field) hides none of them: unknown event types,
 missing or broken templates, condition syntax, fields that do not exist (in conditions
-and templates, see :mod:`triggers.fields`), duplicate rule ids, unknown segments, and
-``send_at`` / ``max_delay`` where they cannot apply.
+and templates, see :mod:`triggers.fields`), duplicate rule ids, unknown segments and
+subscriptions, and ``send_at`` / ``max_delay`` / ``subscription`` where they cannot apply.
 Each looks only at values of the right shape and leaves malformed ones to the schema
 check, so no problem is reported twice.
 """
@@ -17,7 +17,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from profiles import KNOWN_EVENT_TYPES
-from profiles.events import EVENT_TYPE_PATTERN
+from profiles.events import EVENT_TYPE_PATTERN, SUBSCRIPTION_PATTERN
 from render import Renderer, RenderError
 from triggers.conditions import (
     ConditionSyntaxError,
@@ -92,6 +92,11 @@ class _Checker:
         segments = data.get("segments", {})
         #: ``None`` when malformed (the schema check reports it)
         self.segments: Mapping[Any, Any] | None = segments if isinstance(segments, dict) else None
+        subscriptions = data.get("subscriptions", [])
+        #: ``None`` when malformed (the schema check reports it)
+        self.subscriptions: list[Any] | None = (
+            subscriptions if isinstance(subscriptions, list) else None
+        )
 
     def run(self) -> None:
         free = field_roots(None)
@@ -109,6 +114,7 @@ class _Checker:
         self.event_types(rule)
         self.segment(rule)
         self.send_at(rule)
+        self.subscription(rule)
         roots = field_roots(rule.trigger_events())
         self.conditions(rule, roots)
         self.template((*rule.at, "template"), rule.get("template"), roots)
@@ -175,6 +181,21 @@ class _Checker:
                 self.source.issue(
                     (*at, "max_delay"), "max_delay without send_at: nothing waits for it"
                 )
+
+    def subscription(self, rule: _RawRule) -> None:
+        """``subscription`` names one of ``subscriptions:``, on marketing mail only."""
+        name = rule.get("subscription")
+        if not isinstance(name, str) or not SUBSCRIPTION_PATTERN.fullmatch(name):
+            return  # absent, or malformed (the schema check reports it)
+        at = (*rule.at, "subscription")
+        if rule.data.get("category") == "transactional":
+            self.source.issue(
+                at, "subscription applies to marketing mail only; this rule is transactional"
+            )
+        if self.subscriptions is not None and name not in self.subscriptions:
+            known = ", ".join(map(str, self.subscriptions)) or "none declared under subscriptions"
+            rule_id = rule.data.get("id")
+            self.source.issue(at, f"rule {rule_id!r} names unknown subscription {name!r} ({known})")
 
     def unique_ids(self, rules: list[_RawRule]) -> None:
         seen: set[str] = set()

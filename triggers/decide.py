@@ -10,14 +10,16 @@ Every firing passes the guards in this order, and the first that objects decides
 5. marketing mail needs email consent (``no_consent``);
 6. marketing mail does not go to an address that was erased and has not been consented
    afresh since (``erased_address``, see :mod:`profiles.privacy`);
-7. re-entry ``once``: the rule never sent to this user before (``already_sent``);
-8. the rule's ``cooldown`` has passed since its last send (``cooldown``);
-9. marketing mail stays under the frequency cap (``frequency_cap``);
-10. marketing mail of a rule (or sequence step) with ``send_at: best_hour`` is
+7. marketing mail of a rule with a ``subscription`` the user left is not sent
+   (``unsubscribed_category``, the detail names it);
+8. re-entry ``once``: the rule never sent to this user before (``already_sent``);
+9. the rule's ``cooldown`` has passed since its last send (``cooldown``);
+10. marketing mail stays under the frequency cap (``frequency_cap``);
+11. marketing mail of a rule (or sequence step) with ``send_at: best_hour`` is
     **deferred** to the user's next best hour within ``max_delay`` (``best_hour``), see
     :func:`_best_hour`;
-11. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
-12. among the marketing firings left at the same moment, the highest priority sends and
+12. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
+13. among the marketing firings left at the same moment, the highest priority sends and
     the others are suppressed (``arbitration``).
 
 A deferred firing comes back as a timer marked ``deferred`` and passes the guards again
@@ -42,7 +44,7 @@ from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.picks import Picks
 from triggers.predict import used_model
-from triggers.rules import DateRule, SequenceRule
+from triggers.rules import DateRule, Rule, SequenceRule
 from triggers.schedule import best_hour, quiet_until, user_zone
 from triggers.timeline import Timeline
 
@@ -84,11 +86,9 @@ def _guard(
     if profile.email_invalid is not None:
         return _Verdict("invalid_email", f"not an address: {profile.email_invalid!r}")
     marketing = rule.category == "marketing"
-    if marketing and not profile.email_consent:
-        return _Verdict("no_consent")
-    if marketing and profile.address_erased_at is not None:
-        erased = profile.address_erased_at.isoformat()
-        return _Verdict("erased_address", f"erased {erased}; no fresh consent since")
+    refused = _consent(rule, profile) if marketing else None
+    if refused is not None:
+        return refused
     last = profile.fired.get(rule.id)
     if rule.reentry == "once" and last is not None and not isinstance(rule, SequenceRule):
         return _Verdict("already_sent", f"sent {last.isoformat()}")
@@ -106,6 +106,19 @@ def _guard(
         until = quiet_until(now, user_zone(profile, guards), guards.quiet_hours)
         if until is not None:
             return _Verdict("quiet_hours", f"deferred to {until.isoformat()}", until)
+    return None
+
+
+def _consent(rule: Rule, profile: Profile) -> _Verdict | None:
+    """The guards of marketing mail on what the user agreed to, in order."""
+    if not profile.email_consent:
+        return _Verdict("no_consent")
+    if profile.address_erased_at is not None:
+        erased = profile.address_erased_at.isoformat()
+        return _Verdict("erased_address", f"erased {erased}; no fresh consent since")
+    left = rule.subscription
+    if left is not None and left in profile.unsubscribed:
+        return _Verdict("unsubscribed_category", f"unsubscribed from {left!r}")
     return None
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from profiles import Event, Profile, Timer, timer_id
+from profiles.events import Unsubscribe
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.rules import (
@@ -28,8 +29,18 @@ from triggers.timeline import Logged
 
 __all__ = ["Before", "EventOutcome", "entered", "evaluate_event", "key_values"]
 
-#: events after which a user gets no new timers, and loses the pending ones
+#: events after which a user gets no new timers, and loses the pending ones; an
+#: ``unsubscribe`` from one subscription does that to that subscription's rules only
 STOP_EVENTS = frozenset({"unsubscribe", "erase"})
+
+
+def left_subscription(event: Event) -> str | None:
+    """The one subscription an ``unsubscribe`` event leaves (``None``: not such an event,
+    or it leaves every marketing mail)."""
+    if event.type != "unsubscribe":
+        return None
+    props = event.typed
+    return props.category if isinstance(props, Unsubscribe) else None
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,7 @@ class _Evaluation:
         self.after = after
         self.partition = partition
         self.outcome = EventOutcome()
+        self.left = left_subscription(event)
         self._payload: dict[str, Any] | None = None
         self._dates_unchanged: bool | None = None
 
@@ -222,13 +234,16 @@ class _Evaluation:
             self.schedule(first, ms(self.event.ts + rule.steps[0].delay))
 
     def run(self) -> EventOutcome:
-        stop = self.event.type in STOP_EVENTS
+        # an erase or an unsubscribe from everything stops every rule, an unsubscribe from
+        # one subscription that subscription's rules: they schedule nothing
+        left = self.left
+        stop = left is None and self.event.type in STOP_EVENTS
         entries = {rule.id for rule in entered(self.ruleset, self.before, self.after)}
         for rule in self.ruleset.affected_by(self.event.type):
             if isinstance(rule, OnEventRule):
                 if self.event.type in rule.events:
                     self.outcome.firings.append(self.firing(rule))
-            elif stop:
+            elif stop or (left is not None and rule.subscription == left):
                 continue
             elif isinstance(rule, AbsenceRule):
                 self.on_absence(rule)
@@ -259,7 +274,13 @@ def evaluate_event(
     """
     if after is None:  # erased
         return EventOutcome(cancel=dict.fromkeys(before.pending(), event.type))
-    outcome = _Evaluation(ruleset, event, before, after, partition, cancels).run()
-    if event.type in STOP_EVENTS:
-        outcome.cancel = {**dict.fromkeys(before.pending(), event.type), **outcome.cancel}
+    evaluation = _Evaluation(ruleset, event, before, after, partition, cancels)
+    outcome, left = evaluation.run(), evaluation.left
+    if left is not None:
+        stopped = [tid for rule in ruleset.subscribed(left) for tid in _pending(after, rule)]
+    elif event.type in STOP_EVENTS:
+        stopped = before.pending()
+    else:
+        return outcome
+    outcome.cancel = {**dict.fromkeys(stopped, event.type), **outcome.cancel}
     return outcome

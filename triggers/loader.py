@@ -121,6 +121,18 @@ class RuleSet:
         return self._by_id.get(rule_id)
 
     @cached_property
+    def _by_subscription(self) -> dict[str, list[Rule]]:
+        found: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            if rule.subscription is not None:
+                found.setdefault(rule.subscription, []).append(rule)
+        return found
+
+    def subscribed(self, name: str) -> list[Rule]:
+        """The rules whose mail belongs to subscription ``name``, in file order."""
+        return self._by_subscription.get(name, [])
+
+    @cached_property
     def watching(self) -> list[SegmentEntryRule | ThresholdRule]:
         """The segment_entry and threshold rules, in file order."""
         return [r for r in self.rules if isinstance(r, SegmentEntryRule | ThresholdRule)]

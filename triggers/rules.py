@@ -15,9 +15,11 @@ Trigger kinds:
   template and condition, ended early by ``exit`` events.
 
 Every rule has a ``category``: ``marketing`` sends need email consent and obey the
-frequency cap and quiet hours; ``transactional`` ones do not. A marketing rule (or one
-step of a sequence) with ``send_at: best_hour`` waits up to ``max_delay`` for the hour at
-which the user usually reads mail (see :mod:`profiles.hours`).
+frequency cap and quiet hours; ``transactional`` ones do not. A marketing rule may belong
+to one of the ``subscriptions`` the file declares (``subscription: offers``): users who
+left that subscription get none of its mail. A marketing rule (or one step of a
+sequence) with ``send_at: best_hour`` waits up to ``max_delay`` for the hour at which the
+user usually reads mail (see :mod:`profiles.hours`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from profiles.aggregates import RecommendationConfig
-from profiles.events import EVENT_TYPE_PATTERN
+from profiles.events import EVENT_TYPE_PATTERN, SUBSCRIPTION_PATTERN
 from profiles.features import LifecycleConfig
 from profiles.model import MAX_SENDS, ScoringConfig
 from triggers.durations import Duration, format_duration
@@ -83,6 +85,15 @@ def _check_event_types(values: list[str] | None) -> list[str] | None:
     return values
 
 
+def _check_subscriptions(values: list[str] | str | None) -> list[str] | str | None:
+    for value in [values] if isinstance(values, str) else values or []:
+        if not SUBSCRIPTION_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a subscription name (lowercase [a-z0-9_], at most 40)"
+            )
+    return values
+
+
 # --- conditions ----------------------------------------------------------------------------
 
 
@@ -129,8 +140,11 @@ class _RuleBase(BaseModel):
     send_at: Literal["best_hour"] | None = None
     #: the longest ``send_at`` holds a send back (:data:`DEFAULT_MAX_DELAY` if not given)
     max_delay: Duration | None = None
+    #: the subscription (one of ``subscriptions:``) this marketing rule's mail belongs to
+    subscription: str | None = None
 
     _max_delay = field_validator("max_delay")(_check_max_delay)
+    _subscription = field_validator("subscription")(_check_subscriptions)
 
     def best_hour_delay(self, step: int | None = None) -> timedelta | None:
         """How long a send (of sequence ``step``) may wait for the user's best hour;
@@ -374,6 +388,9 @@ class RulesConfig(BaseModel):
     segments: dict[str, Condition] = {}
     #: custom event types rules may name (known types need no declaration)
     custom_events: list[str] = []
+    #: the subscriptions users may leave one by one (``consent`` / ``unsubscribe`` events
+    #: with a ``category``); a marketing rule names its own with ``subscription``
+    subscriptions: list[str] = []
     #: the prediction model conditions and templates read as ``profile.predicted``
     predictions: Predictions = Predictions()
     #: the longest a timer may stay leased by a worker that died before completing it
@@ -381,6 +398,15 @@ class RulesConfig(BaseModel):
     rules: list[Rule] = []
 
     _types = field_validator("custom_events")(_check_event_types)
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        _check_subscriptions(names)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"subscriptions named more than once: {repeated}")
+        return names
 
     @model_validator(mode="after")
     def _hours_zone(self) -> RulesConfig:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from profiles import InvalidEvent, parse_event
-from profiles.events import Signup
+from profiles.events import Consent, Signup, Unsubscribe, event_json_schema
 
 
 def raw(**fields: object) -> bytes:
@@ -100,3 +100,54 @@ def test_key_must_match_user_id() -> None:
 def test_unknown_extra_top_level_field_is_rejected() -> None:
     with pytest.raises(InvalidEvent, match="surprise"):
         parse_event(raw(surprise=1))
+
+
+# --- consent and unsubscribe ------------------------------------------------------------
+
+
+def test_consent_and_unsubscribe_may_name_a_category_and_a_source() -> None:
+    consent = parse_event(
+        raw(
+            type="consent",
+            properties={"channel": "email", "granted": False, "category": "offers", "x": 1},
+        )
+    )
+    assert isinstance(consent.typed, Consent)
+    assert (consent.typed.category, consent.typed.source) == ("offers", None)
+    assert consent.typed.model_extra == {"x": 1}  # unknown extra keys are kept
+    unsubscribe = parse_event(
+        raw(type="unsubscribe", properties={"category": "news_2", "source": "unsubscribe_link"})
+    )
+    assert isinstance(unsubscribe.typed, Unsubscribe)
+    assert (unsubscribe.typed.category, unsubscribe.typed.source) == ("news_2", "unsubscribe_link")
+    bare = parse_event(raw(type="unsubscribe", properties={}))
+    assert isinstance(bare.typed, Unsubscribe) and bare.typed.category is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "props", "mentions"),
+    [
+        ("consent", {"channel": "email", "granted": True, "category": "Offers"}, "category"),
+        ("consent", {"channel": "email", "granted": True, "category": ""}, "category"),
+        ("unsubscribe", {"category": "x" * 41}, "properties.category"),
+        ("unsubscribe", {"category": "news-letter"}, "properties.category"),
+        ("unsubscribe", {"source": "s" * 41}, "properties.source"),
+        ("consent", {"channel": "email", "granted": True, "source": 7}, "properties.source"),
+    ],
+)
+def test_bad_categories_and_sources_are_schema_violations(
+    kind: str, props: dict[str, object], mentions: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw(type=kind, properties=props))
+    assert caught.value.reason == "schema_violation"
+    assert mentions in caught.value.detail
+
+
+def test_the_json_schema_describes_the_unsubscribe_properties() -> None:
+    [branch] = [
+        b["then"]["properties"]["properties"]
+        for b in event_json_schema()["allOf"]
+        if b["if"]["properties"]["type"]["const"] == "unsubscribe"
+    ]
+    assert set(branch["properties"]) == {"category", "source"}

@@ -22,9 +22,12 @@ from profiles import (
 )
 from profiles.predictions import FEATURES, TARGETS, feature_vector
 from streams.explain import (
+    CONSENT_CHANGES_SHOWN,
     NOT_SCORED,
+    explain_consent,
     explain_predictions,
     explain_user,
+    render_consent,
     render_explanation,
     render_predictions,
     verdict,
@@ -146,6 +149,46 @@ def test_reasons_from_another_model_version_are_labelled(stub_model: Any) -> Non
     )
 
 
+# --- consent -----------------------------------------------------------------------------
+
+
+def test_consent_shows_the_state_and_the_latest_changes() -> None:
+    profile = _shopper(scored_by=None)
+    changes = [
+        ("unsubscribe", {"category": "offers", "source": "unsubscribe_link"}),
+        ("consent", {"channel": "email", "granted": False, "category": "reminders"}),
+    ] * 3 + [("consent", {"channel": "email", "granted": True, "category": "reminders"})]
+    for n, (kind, props) in enumerate(changes):
+        at = T0 + timedelta(days=1, minutes=n)
+        event = Event(event_id=f"c{n}", type=kind, user_id="ada", ts=at, properties=props)
+        updated = apply_event(profile, event, SCORING)
+        assert updated is not None
+        profile = updated
+    report = explain_consent(profile)
+    assert (report["email_consent"], report["unsubscribed"], report["changes"]) == (
+        True,
+        ["offers"],
+        8,
+    )
+    assert len(report["recent_changes"]) == CONSENT_CHANGES_SHOWN
+    lines = render_consent(report)
+    assert lines[:2] == [
+        "consent: email yes, subscriptions left: offers",
+        "  last 5 of 8 change(s), oldest first:",
+    ]
+    assert lines[-1] == ("  2026-03-02T12:06:00Z  reminders: granted (source consent, event c6)")
+    assert "offers: revoked (source unsubscribe_link, event c4)" in lines[-3]
+    orjson.dumps(report)
+
+
+def test_a_profile_without_consent_changes_says_so() -> None:
+    profile = Profile(user_id="old", first_seen=T0, last_seen=T0)
+    assert render_consent(explain_consent(profile)) == [
+        "consent: email no, subscriptions left: none",
+        "  no change recorded",
+    ]
+
+
 async def test_explain_user_reads_the_stored_scores_and_asks_the_model_why(
     redis_url: str, redis_client: Any, keys: Keys, stub_model: Any
 ) -> None:
@@ -160,4 +203,6 @@ async def test_explain_user_reads_the_stored_scores_and_asks_the_model_why(
     text = render_explanation(report)
     assert "predictions (model m-3, scored 2026-03-01 13:00 UTC):" in text
     assert "      cart_value = 14  effect +7.000" in text
+    assert "consent: email yes, subscriptions left: none" in text
+    assert "consent_log" not in report["profile"]
     orjson.dumps(report)

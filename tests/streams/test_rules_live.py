@@ -461,3 +461,61 @@ async def test_explain_rule_gives_a_one_line_verdict(
     assert cancelled.startswith("cart_abandonment: cancelled by purchase at ")
     suppressed = _explain_rule(env, worker, "sol", "welcome")
     assert suppressed.startswith("welcome: suppressed: no_consent")
+
+
+async def test_leaving_a_subscription_stops_only_its_mail(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    # no quiet hours in this config: the marketing mail goes out whatever the time of day
+    env = worker_env(
+        rules=HEAD.replace("rules:\n", "subscriptions: [newsletter, reminders]\nrules:\n")
+        + """\
+  - id: cart
+    kind: absence
+    start: [add_to_cart]
+    cancel: [purchase]
+    key: cart_id
+    wait: 2s
+    subscription: reminders
+    template: cart_abandonment
+  - id: browse
+    kind: on_event
+    events: [product_view]
+    subscription: reminders
+    template: browse_abandonment
+  - id: news
+    kind: on_event
+    events: [page_view]
+    subscription: newsletter
+    template: welcome
+"""
+    )
+    start_worker(env)
+    view = redis_view(env.keys)
+    cart = {"product_id": "mug", "name": "Mug", "price": 14.0}
+    await kafka.produce(
+        env.events_topic,
+        signup("uma"),
+        ev("add_to_cart", "uma", cart_id="c1", **cart),
+        ev("unsubscribe", "uma", category="reminders", source="unsubscribe_link"),
+        ev("product_view", "uma", product_id="mug", name="Mug"),
+        ev("page_view", "uma", url="/"),
+        signup("val"),  # the same, without leaving reminders
+        ev("add_to_cart", "val", cart_id="c2", **cart),
+        ev("product_view", "val", product_id="mug", name="Mug"),
+    )
+    cancelled = ("cart", "cancelled", "unsubscribe")
+    assert cancelled in await kafka.wait_for_decision(env.decisions_topic, "uma", cancelled)
+    suppressed = ("browse", "suppressed", "unsubscribed_category")
+    assert suppressed in await kafka.wait_for_decision(env.decisions_topic, "uma", suppressed)
+    assert await kafka.wait_for_sends(env.send_topic, "uma", "news")
+    # val's cart reminder was due after uma's would have been: by now uma's would be out
+    assert await kafka.wait_for_sends(env.send_topic, "val", "cart")
+    await marker(kafka, env, "uma")
+    assert {s["rule_id"] for s in await kafka.sends(env.send_topic, "uma")} == {"news", "marker"}
+    assert {s["rule_id"] for s in await kafka.sends(env.send_topic, "val")} == {"cart", "browse"}
+    assert not await _has_timer(view, "uma", "cart")
+    profile = (await view.profile("uma")).profile
+    assert profile is not None
+    assert (profile.email_consent, profile.unsubscribed) == (True, ["reminders"])
+    assert [c.source for c in profile.consent_log] == ["signup", "unsubscribe_link"]

@@ -5,7 +5,8 @@ worker (real broker, real Redis) with the wall clock as event time, and the very
 lines are replayed by the simulator. Both must publish the same set of
 (user, rule, request id). The waits are longer than a stream lasts, so every timer falls
 due after the last event in both; what is compared is rule logic, dedup, cancellation,
-keys, sequences, segments and the frequency cap, not clock races.
+keys, sequences, segments, subscriptions left and rejoined, and the frequency cap, not
+clock races.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ guards:
   frequency_cap: {max: 4, window: 1h}
 segments:
   big_cart: "profile.cart.item_count >= 3"
+subscriptions: [newsletter, reminders]
 rules:
   - id: welcome
     kind: on_event
@@ -45,6 +47,7 @@ rules:
     wait: 4s
     condition: "profile.cart.item_count > 0"
     priority: 5
+    subscription: reminders
     template: cart_abandonment
   - id: browse
     kind: absence
@@ -52,6 +55,7 @@ rules:
     cancel: [add_to_cart, purchase]
     key: product_id
     wait: 4s
+    subscription: reminders
     template: browse_abandonment
   - id: quiet_user
     kind: inactivity
@@ -65,6 +69,7 @@ rules:
     kind: sequence
     start: [signup]
     exit: [purchase]
+    subscription: newsletter
     steps:
       - template: welcome
       - delay: 4s
@@ -98,6 +103,8 @@ def streams(draw: st.DrawFn) -> list[tuple[int, str, dict[str, Any]]]:
             "purchase",
             "page_view",
             "email_open",
+            "leave",
+            "rejoin",
             "repeat",
         ]
     )
@@ -124,6 +131,11 @@ def streams(draw: st.DrawFn) -> list[tuple[int, str, dict[str, Any]]]:
             )
         elif kind == "page_view":
             out.append((user, kind, {"url": "/"}))
+        elif kind == "leave":
+            out.append((user, "unsubscribe", {"category": "reminders"}))
+        elif kind == "rejoin":
+            consent = {"channel": "email", "granted": True, "category": "reminders"}
+            out.append((user, "consent", consent))
         else:
             out.append((user, kind, {"message_id": "m"}))
     return out

@@ -671,3 +671,82 @@ def test_ordering_a_missing_field_is_false_not_an_error(rules: Callable[..., Rul
     user.event("profile_update", traits={"age": 30})
     user.event("page_view", url="/again")
     assert "adults_only" in user.rules_sent()
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+NEWS = """\
+  - id: news
+    kind: on_event
+    events: [page_view]
+    subscription: newsletter
+    template: welcome
+"""
+
+
+@pytest.fixture
+def subscribed(make_config: Callable[[str], Path]) -> User:
+    """price_alert and browse in ``reminders``, the series and ``news`` in ``newsletter``."""
+    text = (
+        RULES.replace("rules:\n", "subscriptions: [newsletter, reminders]\nrules:\n")
+        .replace("    cooldown: 1d\n", "    cooldown: 1d\n    subscription: reminders\n")
+        .replace("    key: product_id\n", "    key: product_id\n    subscription: reminders\n")
+        .replace("    exit: [purchase]\n", "    exit: [purchase]\n    subscription: newsletter\n")
+    )
+    return User(load_rules(make_config(text + NEWS)))
+
+
+def test_leaving_a_subscription_stops_only_its_mail(subscribed: User) -> None:
+    user = subscribed
+    user.signup()
+    user.event("unsubscribe", T0 + timedelta(minutes=1), category="reminders")
+    step = user.event("price.alert", T0 + timedelta(hours=1), name="Kettle", price=39.0)
+    [decision] = step.decisions
+    assert (decision.rule_id, decision.outcome, decision.reason, decision.detail) == (
+        "price_alert",
+        "suppressed",
+        "unsubscribed_category",
+        "unsubscribed from 'reminders'",
+    )
+    user.event("page_view", T0 + timedelta(hours=2), url="/")  # another subscription
+    user.event("purchase", T0 + timedelta(hours=3), order_id="o1", total=150.0)  # transactional
+    assert user.rules_sent() == ["series", "news", "order_thanks"]
+    assert user.profile is not None and user.profile.email_consent
+
+
+def test_rejoining_a_subscription_lets_its_mail_through_again(subscribed: User) -> None:
+    user = subscribed
+    user.signup()
+    user.event("consent", T0, channel="email", granted=False, category="reminders")
+    user.event("price.alert", T0 + timedelta(hours=1), name="Kettle", price=39.0)
+    user.event(
+        "consent", T0 + timedelta(hours=2), channel="email", granted=True, category="reminders"
+    )
+    user.event("price.alert", T0 + timedelta(hours=3), name="Kettle", price=35.0)
+    assert user.rules_sent() == ["series", "price_alert"]
+
+
+def test_leaving_a_subscription_cancels_its_pending_timers_only(subscribed: User) -> None:
+    user = subscribed
+    user.signup()
+    user.event("product_view", product_id="p1")
+    assert {t.rule_id for t in user.timers.values()} == {"series", "browse"}
+    step = user.event("unsubscribe", T0 + timedelta(minutes=1), category="reminders")
+    cancelled = [(d.rule_id, d.outcome, d.reason, d.key) for d in step.decisions]
+    assert cancelled == [("browse", "cancelled", "unsubscribe", "p1")]
+    assert {t.rule_id for t in user.timers.values()} == {"series"}
+    # a later start event still schedules; the guard stops it when it falls due
+    user.event("product_view", T0 + timedelta(minutes=2), product_id="p2")
+    user.tick(T0 + timedelta(days=10))
+    assert user.rules_sent() == ["series", "series", "series"]
+    assert ("browse", "suppressed", "unsubscribed_category") in user.decisions
+
+
+def test_leaving_every_marketing_mail_still_stops_every_rule(subscribed: User) -> None:
+    user = subscribed
+    user.signup()
+    user.event("product_view", product_id="p1")
+    user.event("unsubscribe", T0 + timedelta(minutes=1))
+    assert user.timers == {}
+    assert user.profile is not None and not user.profile.email_consent
+    assert user.profile.unsubscribed == []

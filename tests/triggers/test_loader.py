@@ -39,6 +39,16 @@ def test_shipped_config_is_valid() -> None:
     assert {r.id for r in rules.rules} >= {"welcome", "cart_abandonment", "winback"}
 
 
+def test_every_shipped_marketing_rule_belongs_to_a_subscription() -> None:
+    rules = load_rules(REPO / "config")
+    assert rules.config.subscriptions == ["newsletter", "offers", "reminders"]
+    marketing = [r for r in rules.rules if r.category == "marketing"]
+    assert marketing and all(r.subscription is not None for r in marketing)
+    assert rules.subscribed("reminders") == [
+        rules.rule(rid) for rid in ("price_alert", "cart_abandonment", "browse_abandonment")
+    ]
+
+
 def test_valid_config_parses_durations(make_config: Callable[[str], Path]) -> None:
     rule = load_rules(make_config(GOOD)).rule("cart_abandonment")
     assert isinstance(rule, AbsenceRule)
@@ -253,6 +263,7 @@ def with_condition(condition: str, events: str = "purchase") -> str:
         "profile.cart.item_count > 0 and user.cart.total > 5 and cart.lines",
         "profile.traits.anything == 'x' and profile['traits']['plan'] and profile.counts.x",
         "profile.score > 50 and profile.fired.welcome and profile.affinity.kitchen > 1",
+        "'offers' not in profile.unsubscribed and profile.consent_log[-1].source == 'signup'",
     ],
 )
 def test_fields_that_exist(make_config: Callable[[str], Path], condition: str) -> None:
@@ -409,3 +420,86 @@ def test_send_at_only_on_marketing_mail_and_max_delay_only_with_it(
         "17: rules[1] (series).steps[1].send_at: send_at applies to marketing mail only; "
         "this rule is transactional",
     ]
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+SUBSCRIBED = """\
+version: 1
+subscriptions: [newsletter, reminders]
+rules:
+  - id: news
+    kind: on_event
+    events: [signup]
+    subscription: newsletter
+    template: welcome
+  - id: series
+    kind: sequence
+    start: [signup]
+    subscription: newsletter
+    steps:
+      - template: welcome
+  - id: cart
+    kind: absence
+    start: [add_to_cart]
+    cancel: [purchase]
+    wait: 1h
+    subscription: reminders
+    template: cart_abandonment
+"""
+
+
+def test_rules_name_the_subscription_their_mail_belongs_to(
+    make_config: Callable[[str], Path],
+) -> None:
+    rules = load_rules(make_config(SUBSCRIBED))
+    assert rules.config.subscriptions == ["newsletter", "reminders"]
+    assert [r.id for r in rules.subscribed("newsletter")] == ["news", "series"]
+    assert [r.id for r in rules.subscribed("reminders")] == ["cart"]
+    assert rules.subscribed("offers") == []
+
+
+def test_an_unknown_subscription_and_one_on_transactional_mail_are_refused(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = SUBSCRIBED.replace("subscription: reminders", "subscription: remindres").replace(
+        "    subscription: newsletter\n    steps:",
+        "    category: transactional\n    subscription: newsletter\n    steps:",
+    )
+    config = make_config(text)
+    assert issues(config) == [
+        f"{config}/rules.yaml:13: rules[1] (series).subscription: subscription applies to "
+        "marketing mail only; this rule is transactional",
+        f"{config}/rules.yaml:21: rules[2] (cart).subscription: rule 'cart' names unknown "
+        "subscription 'remindres' (newsletter, reminders)",
+    ]
+
+
+def test_a_subscription_needs_the_list_and_a_name_of_the_right_shape(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = SUBSCRIBED.replace("subscriptions: [newsletter, reminders]\n", "").replace(
+        "subscription: reminders", "subscription: Reminders!"
+    )
+    found = issues(make_config(text))
+    assert [f.split("rules.yaml:")[1] for f in found] == [
+        "6: rules[0] (news).subscription: rule 'news' names unknown subscription "
+        "'newsletter' (none declared under subscriptions)",
+        "11: rules[1] (series).subscription: rule 'series' names unknown subscription "
+        "'newsletter' (none declared under subscriptions)",
+        "19: rules[2] (cart).subscription: 'Reminders!' is not a subscription name "
+        "(lowercase [a-z0-9_], at most 40)",
+    ]
+
+
+def test_subscription_names_are_checked_and_unique(make_config: Callable[[str], Path]) -> None:
+    text = SUBSCRIBED.replace("[newsletter, reminders]", "[newsletter, reminders, newsletter, Bad]")
+    found = issues(make_config(text))
+    assert [f.split("rules.yaml:")[1] for f in found] == [
+        "2: subscriptions: 'Bad' is not a subscription name (lowercase [a-z0-9_], at most 40)",
+    ]
+    text = SUBSCRIBED.replace("[newsletter, reminders]", "[newsletter, reminders, newsletter]")
+    [repeated] = issues(make_config(text))
+    assert repeated.endswith(
+        "rules.yaml:2: subscriptions: subscriptions named more than once: ['newsletter']"
+    )

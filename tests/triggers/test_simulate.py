@@ -227,6 +227,26 @@ def test_a_cart_without_cart_id_is_reminded_once(tmp_path: Path) -> None:
     assert "cart_abandonment" in table
 
 
+def test_leaving_reminders_stops_only_the_shipped_reminders(tmp_path: Path) -> None:
+    """The shipped subscriptions: a user who leaves ``reminders`` gets neither the cart
+    reminder pending then nor a later price alert, and still the welcome series."""
+    events, out, decisions = tmp_path / "e.jsonl", tmp_path / "s.jsonl", tmp_path / "d.jsonl"
+    minutes = timedelta(minutes=1)
+    lines = [
+        signup("olga"),
+        ev(1, "add_to_cart", "olga", 5 * minutes, product_id="mug", price=14.0, cart_id="c1"),
+        ev(2, "unsubscribe", "olga", 10 * minutes, category="reminders", source="support"),
+        ev(3, "price.alert", "olga", 2 * timedelta(hours=1), name="Kettle", price=39.0),
+    ]
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    args = ["--events", str(events), "--until", "2026-03-12"]
+    run(*args, "--out", str(out), "--decisions", str(decisions))
+    assert [s["rule_id"] for s in read(out)] == ["welcome", "welcome", "welcome"]
+    olga = [(d["rule_id"], d["outcome"], d["reason"]) for d in read(decisions)]
+    assert ("cart_abandonment", "cancelled", "unsubscribe") in olga
+    assert ("price_alert", "suppressed", "unsubscribed_category") in olga
+
+
 def simulate_with_rule(
     tmp_path: Path,
     rule: dict[str, Any],
