@@ -231,9 +231,7 @@ def _send(
     picks = Picks(ruleset, settle_feedback(profile, now, ruleset.config.scoring), lookups, now)
     ctx.update(picks.functions())
     ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
-    ctx["unsubscribe_url"] = ruleset.config.sender.unsubscribe_url.replace(
-        "{user_id}", firing.user_id
-    )
+    ctx["unsubscribe_url"] = unsubscribe_url = _unsubscribe_url(ruleset, firing, now)
     try:
         email = ruleset.renderer.render(firing.template, ctx)
     except RenderError as exc:
@@ -243,7 +241,7 @@ def _send(
     sender = ruleset.config.sender
     headers = {}
     if rule.category == "marketing":
-        headers["List-Unsubscribe"] = f"<{ctx['unsubscribe_url']}>"
+        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     name = " ".join(p for p in (profile.first_name, profile.last_name) if p) or None
     out.sends.append(
@@ -274,6 +272,18 @@ def _send(
         profile.record_featured(rid, now, list(picks.shown), picks.categories)
     profile.record_send(SendRecord(at=now, rule_id=rule.id, category=rule.category, request_id=rid))
     _decide(out, profile, firing, now, "fired", "ok", rid=rid)
+
+
+def _unsubscribe_url(ruleset: RuleSet, firing: Firing, now: datetime) -> str:
+    """``sender.unsubscribe_url`` with ``{token}`` replaced by a token signed now for the
+    user and the rule's subscription (``None``: every marketing mail).
+
+    The token changes with ``now``; the request id does not depend on it.
+    """
+    # rules gain `subscription: str | None` with per-category consent; until then
+    # (and for rules without one) the link unsubscribes from every marketing mail
+    category = getattr(firing.rule, "subscription", None)
+    return ruleset.unsubscribe_url(firing.user_id, category, now)
 
 
 def _follow_up(
