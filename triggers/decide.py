@@ -28,10 +28,19 @@ profile so that caps, cooldowns and ``explain`` see them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from profiles import NO_LOOKUPS, Lookups, Profile, SendRecord, TimerOps, settle_feedback
+from profiles import (
+    NO_LOOKUPS,
+    Lookups,
+    Profile,
+    SendRecord,
+    TimerOps,
+    mask_address,
+    settle_feedback,
+)
 from render import RenderError
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
@@ -80,7 +89,9 @@ def _guard(
     if not profile.email and profile.email_invalid is None:
         return _Verdict("no_email")
     if profile.email_invalid is not None:
-        return _Verdict("invalid_email", f"not an address: {profile.email_invalid!r}")
+        # decisions carry no address: the rejected value shows masked
+        rejected = mask_address(profile.email_invalid)
+        return _Verdict("invalid_email", f"not an address: {rejected!r}")
     marketing = rule.category == "marketing"
     if marketing and not profile.email_consent:
         return _Verdict("no_consent")
@@ -235,7 +246,8 @@ def _send(
     try:
         email = ruleset.renderer.render(firing.template, ctx)
     except RenderError as exc:
-        _decide(out, profile, firing, now, "suppressed", "render_error", str(exc))
+        detail = _without_personal_data(str(exc), profile)  # an error may quote a value
+        _decide(out, profile, firing, now, "suppressed", "render_error", detail)
         return
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
@@ -284,6 +296,23 @@ def _unsubscribe_url(ruleset: RuleSet, firing: Firing, now: datetime) -> str:
     # (and for rules without one) the link unsubscribes from every marketing mail
     category = getattr(firing.rule, "subscription", None)
     return ruleset.unsubscribe_url(firing.user_id, category, now)
+
+
+def _without_personal_data(text: str, profile: Profile) -> str:
+    """``text`` with the profile's address and name masked wherever they appear."""
+    for address in (profile.email, profile.email_invalid):
+        if address:
+            text = text.replace(address, mask_address(address))
+    for name in (profile.first_name, profile.last_name):
+        if name:
+            text = _mask_word(text, name)
+    return text
+
+
+def _mask_word(text: str, word: str) -> str:
+    """``text`` with every whole-word ``word`` shown as its first character and ``***``."""
+    masked = f"{word[:1]}***"
+    return re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", lambda _: masked, text)
 
 
 def _follow_up(

@@ -223,6 +223,11 @@ async def test_an_invalid_address_from_profile_update_is_never_mailed(
     [sent] = await kafka.wait_for_sends(env.send_topic, "ivy", "promo")
     assert sent["to"] == "Ivy@example.com"
     assert [s["to"] for s in await kafka.sends(env.send_topic, "ivy")] == ["Ivy@example.com"]
+    # the decisions topic names users by id only: no address (valid or not), no name
+    published = b"".join(r.value for r in await kafka.read_all(env.decisions_topic))
+    assert b'"invalid_email"' in published and b'"ok"' in published
+    for personal in (b"ivy@example.com", b"Ivy@example.com", b"not an email", b"Ada"):
+        assert personal not in published, personal
 
 
 async def _address(view: RedisView, user: str, email: str | None, invalid: str | None) -> bool:

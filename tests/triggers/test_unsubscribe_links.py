@@ -1,4 +1,4 @@
-"""The send request's unsubscribe link and headers."""
+"""The send request's unsubscribe link and headers, and what decisions say about a user."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
-from profiles import Event, Snapshot, UnsubscribeSigner
-from triggers import ConfigError, SendRequest, load_rules
+from profiles import Event, InMemoryProfileStore, InMemoryTimerStore, Snapshot, UnsubscribeSigner
+from triggers import ConfigError, Engine, Incoming, InMemoryOutbox, SendRequest, load_rules
 from triggers.decide import _unsubscribe_url
 from triggers.fold import apply_user_events
 
@@ -131,3 +132,62 @@ def test_validate_refuses_an_unsigned_unsubscribe_url(
     [issue] = caught.value.issues
     assert str(issue).startswith(f"{config / 'rules.yaml'}:4: sender.unsubscribe_url: ")
     assert message in str(issue)
+
+
+# --- no address or name on the decisions topic ----------------------------------------------
+
+
+def message(offset: int, kind: str, user: str, **props: Any) -> Incoming:
+    event = {
+        "event_id": f"{user}-{offset}",
+        "type": kind,
+        "user_id": user,
+        "ts": (T0 + timedelta(minutes=offset)).isoformat(),
+        "properties": props,
+    }
+    return Incoming(orjson.dumps(event), user.encode(), "events", 0, offset)
+
+
+async def test_published_decisions_carry_no_address_or_name(
+    make_config: Callable[[str], Path],
+) -> None:
+    config = make_config(RULES)
+    broken = config / "templates" / "broken"
+    broken.mkdir()
+    (broken / "subject.txt").write_text("Hi")
+    (broken / "body.txt").write_text("")
+    (broken / "body.html").write_text("{{ (profile.email ~ ' ' ~ profile.last_name) | money }}")
+    rules_yaml = config / "rules.yaml"
+    rules_yaml.write_text(
+        rules_yaml.read_text()
+        + "  - id: broken\n    kind: on_event\n    events: [page_view]\n    template: broken\n"
+    )
+    outbox = InMemoryOutbox()
+    engine = Engine(
+        rules=load_rules(config),
+        profiles=InMemoryProfileStore(),
+        timers=InMemoryTimerStore(),
+        outbox=outbox,
+        clock=lambda: T0,
+    )
+    person = {"first_name": "Valentina", "last_name": "Tereshkova"}
+    yes = {"email": True}
+    await engine.process(
+        [
+            message(1, "signup", "valid", email="valentina@example.com", consent=yes, **person),
+            message(2, "page_view", "valid", url="/"),  # the broken template: render_error
+            message(3, "signup", "invalid", email="olga@example.com", consent=yes, **person),
+            message(4, "profile_update", "invalid", traits={"email": "olga.at.example.com"}),
+            message(5, "page_view", "invalid", url="/"),  # invalid_email
+            message(6, "purchase", "invalid", order_id="o", total=5.0),
+        ]
+    )
+    reasons = {(d.user_id, d.reason) for d in outbox.decisions}
+    assert {("valid", "ok"), ("valid", "render_error"), ("invalid", "invalid_email")} <= reasons
+    published = b"\n".join(d.to_json() for d in outbox.decisions).decode()
+    for personal in ("valentina", "olga", "Valentina", "Tereshkova"):
+        assert personal not in published, personal
+    [error] = [d.detail for d in outbox.decisions if d.reason == "render_error"]
+    assert error.endswith("could not convert string to float: 'v***@example.com T***'")
+    # the send requests carry the address: the mailer needs it (welcome, before the change)
+    assert [s.to for s in outbox.sends] == ["valentina@example.com", "olga@example.com"]
