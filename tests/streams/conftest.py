@@ -29,6 +29,8 @@ from streams.embedded import free_port
 
 NUDGE = Path(sys.executable).parent / "nudge"
 PARTITIONS = 4
+#: the key the test workers sign unsubscribe links with
+UNSUBSCRIBE_KEY = "test-workers-unsubscribe-key-not-secret"
 
 
 @dataclass
@@ -86,6 +88,7 @@ class WorkerEnv:
             "NUDGE_BATCH_WITHIN": "0.05",
             "NUDGE_SESSION_TIMEOUT": "6",
             "NUDGE_LOG_LEVEL": "info",
+            "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
         }
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import orjson
 
-from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+from profiles import UnsubscribeSigner
+
+from .conftest import UNSUBSCRIBE_KEY, Kafka, RedisView, WorkerEnv, WorkerProcess
 
 Env = Callable[..., WorkerEnv]
 Start = Callable[[WorkerEnv], WorkerProcess]
@@ -332,7 +334,11 @@ async def test_hot_reload_swaps_valid_rules_and_keeps_them_on_invalid_ones(
     )
     await _wait_metric(worker, "applied", 1)
     await kafka.produce(env.events_topic, signup("hal"), ev("page_view", "hal", url="/"))
-    assert await kafka.wait_for_sends(env.send_topic, "hal", "hello")
+    [hello] = await kafka.wait_for_sends(env.send_topic, "hal", "hello")
+    # the reloaded rules sign with the worker's key, not the development one
+    token = hello["text"].split("https://example.com/u/", 1)[1].split()[0]
+    signer = UnsubscribeSigner([UNSUBSCRIBE_KEY.encode()])
+    assert signer.verify(token, datetime.now(UTC)).user_id == "hal"
 
     rules_file.write_text(
         rules_file.read_text().replace(
