@@ -85,8 +85,10 @@ def worker(config_dir: Path | None) -> None:
     _run(settings, _load_or_exit(settings.config_dir, settings))
 
 
-def _secrets_or_exit(settings: Settings) -> None:
-    missing = missing_secrets(settings)
+def _secrets_or_exit(settings: Settings, *fields: str) -> None:
+    """Exit 2, saying how to make them, while secrets are missing (those of ``fields``
+    only, when given; else every one a worker needs)."""
+    missing = missing_secrets(settings, *fields)
     if missing:
         for line in missing_secrets_message(missing).splitlines():
             click.echo(f"error: {line}", err=True)
@@ -412,6 +414,47 @@ async def _put_catalog(settings: Settings, products: list[Any]) -> int:
         raise click.ClickException(str(exc)) from exc
     finally:
         await client.aclose()
+
+
+@cli.group()
+def unsubscribe() -> None:
+    """Signed one-click unsubscribe links (keys: NUDGE_UNSUBSCRIBE_KEY and
+    NUDGE_UNSUBSCRIBE_PREVIOUS_KEYS)."""
+
+
+@unsubscribe.command("verify")
+@click.argument("token")
+def unsubscribe_verify(token: str) -> None:
+    """Check TOKEN with the configured keys: print its user, category and issue time,
+    or exit 2 with the reason (malformed, bad_signature, expired, from_future)."""
+    from profiles import InvalidToken
+
+    settings = Settings()
+    _secrets_or_exit(settings, "unsubscribe_key")
+    try:
+        request = unsubscribe_signer(settings).verify(token, datetime.now(UTC))
+    except InvalidToken as exc:
+        click.echo(f"invalid token: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"user_id   {request.user_id}")
+    click.echo(f"category  {request.category or '(none: every marketing mail)'}")
+    click.echo(f"issued    {request.issued.isoformat()}")
+
+
+@unsubscribe.command("url")
+@click.argument("user_id")
+@click.option("--category", help="A subscription to leave (default: every marketing mail).")
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+def unsubscribe_url(user_id: str, category: str | None, config_dir: Path | None) -> None:
+    """Print a signed unsubscribe link for USER_ID (sender.unsubscribe_url of the rules),
+    valid from now for NUDGE_UNSUBSCRIBE_TOKEN_TTL."""
+    settings = Settings()
+    _secrets_or_exit(settings, "unsubscribe_key")
+    rules = _load_or_exit(config_dir or settings.config_dir, settings)
+    try:
+        click.echo(rules.unsubscribe_url(user_id, category, datetime.now(UTC)))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 cli.add_command(model)

@@ -50,9 +50,14 @@ REQUIRED_SECRETS = (
 )
 
 
-def missing_secrets(settings: Settings) -> list[RequiredSecret]:
-    """The required secrets ``settings`` lacks, in :data:`REQUIRED_SECRETS` order."""
-    return [secret for secret in REQUIRED_SECRETS if getattr(settings, secret.field) is None]
+def missing_secrets(settings: Settings, *fields: str) -> list[RequiredSecret]:
+    """The required secrets ``settings`` lacks (of ``fields`` only, when given), in
+    :data:`REQUIRED_SECRETS` order."""
+    return [
+        secret
+        for secret in REQUIRED_SECRETS
+        if getattr(settings, secret.field) is None and (not fields or secret.field in fields)
+    ]
 
 
 def missing_secrets_message(missing: list[RequiredSecret]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def test_without_a_key_the_signer_is_the_development_one() -> None:
 def test_missing_secrets_are_listed_with_how_to_make_them() -> None:
     assert [s.variable for s in missing_secrets(Settings())] == ["NUDGE_UNSUBSCRIBE_KEY"]
     assert missing_secrets(Settings(unsubscribe_key=KEY)) == []
+    assert missing_secrets(Settings(), "no_such_key") == []  # only those asked about
     message = missing_secrets_message(list(REQUIRED_SECRETS))
     assert "NUDGE_UNSUBSCRIBE_KEY is not set" in message and MAKE_A_KEY in message
 
@@ -157,3 +159,56 @@ def test_a_bad_setting_is_one_line_per_problem_and_never_the_value(tmp_path: Pat
     assert run.returncode == 2
     assert run.stderr.startswith("error: NUDGE_UNSUBSCRIBE_KEY: a key must be at least 32")
     assert "Traceback" not in run.stderr and "short-secret-value" not in run.stderr
+
+
+def test_unsubscribe_url_and_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUDGE_CONFIG_DIR", str(REPO / "config"))
+    monkeypatch.setenv("NUDGE_UNSUBSCRIBE_KEY", KEY)
+    made = CliRunner().invoke(cli, ["unsubscribe", "url", "ada:{1}", "--category", "offers"])
+    assert made.exit_code == 0, made.output
+    url = made.output.strip()
+    assert url.startswith("https://shop.example/u/")
+    token = url.removeprefix("https://shop.example/u/")
+    checked = CliRunner().invoke(cli, ["unsubscribe", "verify", token])
+    assert checked.exit_code == 0, checked.output
+    lines = checked.output.splitlines()
+    assert lines[:2] == ["user_id   ada:{1}", "category  offers"]
+    assert lines[2].startswith("issued    20")
+    everything = CliRunner().invoke(cli, ["unsubscribe", "url", "ada"]).output.strip()
+    verified = CliRunner().invoke(cli, ["unsubscribe", "verify", everything.rsplit("/", 1)[1]])
+    assert "category  (none: every marketing mail)" in verified.output
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("nonsense!", "malformed"),
+        (UnsubscribeSigner([OLD.encode()]).sign("ada", None, datetime.now(UTC)), "bad_signature"),
+        (UnsubscribeSigner([KEY.encode()]).sign("ada", None, T0 - timedelta(days=400)), "expired"),
+        (
+            UnsubscribeSigner([KEY.encode()]).sign("ada", None, datetime(2100, 1, 1, tzinfo=UTC)),
+            "from_future",
+        ),
+    ],
+)
+def test_unsubscribe_verify_exits_2_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, token: str, reason: str
+) -> None:
+    monkeypatch.setenv("NUDGE_UNSUBSCRIBE_KEY", KEY)
+    result = CliRunner().invoke(cli, ["unsubscribe", "verify", token])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"invalid token: {reason}")
+
+
+def test_unsubscribe_commands_need_the_key_and_a_valid_category(
+    monkeypatch: pytest.MonkeyPatch, make_config: Callable[[str], Path]
+) -> None:
+    result = CliRunner().invoke(cli, ["unsubscribe", "url", "ada"])
+    assert result.exit_code == 2 and "NUDGE_UNSUBSCRIBE_KEY is not set" in result.output
+    monkeypatch.setenv("NUDGE_UNSUBSCRIBE_KEY", KEY)
+    config = make_config("version: 1\nsender:\n  unsubscribe_url: https://x.example/?t={token}\n")
+    result = CliRunner().invoke(cli, ["unsubscribe", "url", "ada", "--config", str(config)])
+    assert result.output.startswith("https://x.example/?t=")
+    bad = ["unsubscribe", "url", "ada", "--config", str(config), "--category", "Not A Name"]
+    result = CliRunner().invoke(cli, bad)
+    assert result.exit_code == 2 and "is not a subscription name" in result.output
