@@ -63,8 +63,10 @@ def missing_secrets(settings: Settings, *fields: str) -> list[RequiredSecret]:
 def missing_secrets_message(missing: list[RequiredSecret]) -> str:
     """Why a worker will not start, and how to make each key it lacks."""
     lines = [f"{secret.variable} is not set: it {secret.purpose}." for secret in missing]
-    lines.append(f"Make a key with: {MAKE_A_KEY}")
-    lines.append("and keep it secret, and the same on every worker and on whatever verifies it.")
+    lines.append(
+        f"Make a key with: {MAKE_A_KEY} (keep it secret; every worker, and whatever "
+        "verifies the links, needs the same one)"
+    )
     return "\n".join(lines)
 
 
