@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -198,6 +199,9 @@ class WorkerSetup:
     events_topic: str
     work: Path
     unique: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    #: the run's unsubscribe key (a worker refuses to start without one)
+    unsubscribe_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    erasure_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
     @property
     def send_topic(self) -> str:
@@ -222,6 +226,8 @@ class WorkerSetup:
             "NUDGE_DATA_DIR": str(self.work / f"{name}-data"),
             "NUDGE_CONFIG_DIR": str(self.config.resolve()),
             "NUDGE_LOG_LEVEL": "warning",
+            "NUDGE_UNSUBSCRIBE_KEY": self.unsubscribe_key,
+            "NUDGE_ERASURE_KEY": self.erasure_key,
         }
 
 

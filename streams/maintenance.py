@@ -21,7 +21,9 @@ async def run_backfill(
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
         keys = Keys(settings.redis_prefix)
-        profiles = RedisProfileStore(client, keys=keys, cluster=settings.redis_cluster)
+        profiles = RedisProfileStore(
+            client, keys=keys, cluster=settings.redis_cluster, pseudonyms=settings.pseudonyms
+        )
         timers = RedisTimerStore(client, keys=keys)
         return await backfill(rules, profiles, timers, datetime.now(UTC), only=only)
     finally:

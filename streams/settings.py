@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from profiles import Pseudonyms
 
-__all__ = ["Settings"]
+__all__ = ["MAKE_A_KEY", "MIN_SECRET_LENGTH", "Settings"]
+
+#: the shortest secret key accepted (characters)
+MIN_SECRET_LENGTH = 32
+#: how to make a key, for messages
+MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NUDGE_", frozen=True, extra="ignore")
+    """Secrets are :class:`SecretStr` (their repr is stars), and no validation error
+    carries an input: a rejected value may be a key, and an error about the whole model
+    would carry every setting (see :meth:`__init__`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NUDGE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+            return
+        except ValidationError as exc:
+            clean = _without_inputs(exc)
+        raise clean  # outside the handler: the original error is not its context
 
     # --- Kafka -------------------------------------------------------------------------
     kafka_bootstrap: str = Field("localhost:9092", description="host:port[,host:port...]")
@@ -105,11 +126,55 @@ class Settings(BaseSettings):
         "0 keeps Python's defaults",
     )
 
+    # --- secrets (privacy) ----------------------------------------------------------------
+    unsubscribe_key: SecretStr | None = Field(
+        None,
+        description="signs (and verifies) one-click unsubscribe links; `nudge worker` requires it",
+    )
+    unsubscribe_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [],
+        description="comma-separated (or a JSON list): keys that signed earlier links, "
+        "verify only (rotation)",
+    )
+    unsubscribe_token_ttl: float = Field(
+        60 * 86400.0, gt=0, description="seconds an unsubscribe link stays valid"
+    )
+
     # --- ops -----------------------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="health and /metrics")
     data_dir: Path = Field(Path(".nudge"), description="Faust's local state directory")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("unsubscribe_previous_keys", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        """``NUDGE_UNSUBSCRIBE_PREVIOUS_KEYS``: ``key1,key2`` or a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("unsubscribe_key", "unsubscribe_previous_keys", "erasure_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | list[SecretStr] | None) -> Any:
+        keys = value if isinstance(value, list) else [value] if value is not None else []
+        if any(len(key.get_secret_value()) < MIN_SECRET_LENGTH for key in keys):
+            raise ValueError(
+                f"a key must be at least {MIN_SECRET_LENGTH} characters long; "
+                f"make one with: {MAKE_A_KEY}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _current_key(self) -> Settings:
+        if self.unsubscribe_previous_keys and self.unsubscribe_key is None:
+            raise ValueError(
+                "NUDGE_UNSUBSCRIBE_PREVIOUS_KEYS only verify: set NUDGE_UNSUBSCRIBE_KEY too "
+                "(the key that signs new links)"
+            )
+        return self
 
     @property
     def pseudonyms(self) -> Pseudonyms:
@@ -126,3 +191,12 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return [host.strip() for host in self.kafka_bootstrap.split(",") if host.strip()]
+
+
+def _without_inputs(exc: ValidationError) -> ValidationError:
+    """``exc`` with its messages and locations, and none of the values it was given."""
+    details: list[InitErrorDetails] = [
+        {"type": PydanticCustomError(e["type"], e["msg"]), "loc": e["loc"], "input": None}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    return ValidationError.from_exception_data(exc.title, details, hide_input=True)

@@ -66,6 +66,12 @@ EXPECTED = {
         "parse_event",
         "settle_feedback",
         "timer_id",
+        "mask_address",
+        "InvalidToken",
+        "UnsubscribeRequest",
+        "UnsubscribeSigner",
+        "development_signer",
+        "unsubscribe_event",
     },
     "profiles.predictions": {
         "FEATURES",

@@ -32,10 +32,19 @@ profile so that caps, cooldowns and ``explain`` see them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from profiles import NO_LOOKUPS, Lookups, Profile, SendRecord, TimerOps, settle_feedback
+from profiles import (
+    NO_LOOKUPS,
+    Lookups,
+    Profile,
+    SendRecord,
+    TimerOps,
+    mask_address,
+    settle_feedback,
+)
 from render import RenderError
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
@@ -84,7 +93,9 @@ def _guard(
     if not profile.email and profile.email_invalid is None:
         return _Verdict("no_email")
     if profile.email_invalid is not None:
-        return _Verdict("invalid_email", f"not an address: {profile.email_invalid!r}")
+        # decisions carry no address: the rejected value shows masked
+        rejected = mask_address(profile.email_invalid)
+        return _Verdict("invalid_email", f"not an address: {rejected!r}")
     marketing = rule.category == "marketing"
     refused = _consent(rule, profile) if marketing else None
     if refused is not None:
@@ -249,19 +260,18 @@ def _send(
     picks = Picks(ruleset, settle_feedback(profile, now, ruleset.config.scoring), lookups, now)
     ctx.update(picks.functions())
     ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
-    ctx["unsubscribe_url"] = ruleset.config.sender.unsubscribe_url.replace(
-        "{user_id}", firing.user_id
-    )
+    ctx["unsubscribe_url"] = unsubscribe_url = _unsubscribe_url(ruleset, firing, now)
     try:
         email = ruleset.renderer.render(firing.template, ctx)
     except RenderError as exc:
-        _decide(out, profile, firing, now, "suppressed", "render_error", str(exc))
+        detail = _without_personal_data(str(exc), profile)  # an error may quote a value
+        _decide(out, profile, firing, now, "suppressed", "render_error", detail)
         return
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
     headers = {}
     if rule.category == "marketing":
-        headers["List-Unsubscribe"] = f"<{ctx['unsubscribe_url']}>"
+        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     name = " ".join(p for p in (profile.first_name, profile.last_name) if p) or None
     out.sends.append(
@@ -292,6 +302,35 @@ def _send(
         profile.record_featured(rid, now, list(picks.shown), picks.categories)
     profile.record_send(SendRecord(at=now, rule_id=rule.id, category=rule.category, request_id=rid))
     _decide(out, profile, firing, now, "fired", "ok", rid=rid)
+
+
+def _unsubscribe_url(ruleset: RuleSet, firing: Firing, now: datetime) -> str:
+    """``sender.unsubscribe_url`` with ``{token}`` replaced by a token signed now for the
+    user and the rule's subscription (``None``: every marketing mail).
+
+    The token changes with ``now``; the request id does not depend on it.
+    """
+    # rules gain `subscription: str | None` with per-category consent; until then
+    # (and for rules without one) the link unsubscribes from every marketing mail
+    category = getattr(firing.rule, "subscription", None)
+    return ruleset.unsubscribe_url(firing.user_id, category, now)
+
+
+def _without_personal_data(text: str, profile: Profile) -> str:
+    """``text`` with the profile's address and name masked wherever they appear."""
+    for address in (profile.email, profile.email_invalid):
+        if address:
+            text = text.replace(address, mask_address(address))
+    for name in (profile.first_name, profile.last_name):
+        if name:
+            text = _mask_word(text, name)
+    return text
+
+
+def _mask_word(text: str, word: str) -> str:
+    """``text`` with every whole-word ``word`` shown as its first character and ``***``."""
+    masked = f"{word[:1]}***"
+    return re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", lambda _: masked, text)
 
 
 def _follow_up(

@@ -10,13 +10,16 @@ The rule set is built only from a config without a single issue.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import ValidationError
 
+from profiles import UnsubscribeSigner, development_signer
 from profiles.predictions import Model, ModelError
 from render import Renderer
 from triggers.checks import check_semantics
@@ -59,6 +62,9 @@ class RuleSet:
     model: Model | None = None
     #: the directory it was loaded from
     model_dir: Path | None = None
+    #: signs the unsubscribe link of every send; the default signs with the public
+    #: development key (tests, ``simulate``), the worker's with its configured keys
+    unsubscribe: UnsubscribeSigner = field(default_factory=development_signer)
 
     @cached_property
     def model_version(self) -> str | None:
@@ -164,6 +170,12 @@ class RuleSet:
     def _affected(self) -> dict[str, list[Rule]]:
         return {}
 
+    def unsubscribe_url(self, user_id: str, category: str | None, now: datetime) -> str:
+        """``sender.unsubscribe_url`` with ``{token}`` replaced by a token signed at ``now``
+        for ``user_id`` leaving ``category`` (``None``: every marketing mail)."""
+        token = self.unsubscribe.sign(user_id, category, now)
+        return self.config.sender.unsubscribe_url.replace("{token}", quote(token, safe=""))
+
     def rank(self, rule: Rule) -> tuple[int, int]:
         """Arbitration order: higher priority first, then earlier in the file."""
         return (-rule.priority, self.config.rules.index(rule))
@@ -183,12 +195,18 @@ def _names(rule: Rule, event_type: str) -> bool:
 
 
 def load_rules(
-    config_dir: Path, *, model_dir: Path | None = None, with_model: bool = True
+    config_dir: Path,
+    *,
+    model_dir: Path | None = None,
+    with_model: bool = True,
+    unsubscribe: UnsubscribeSigner | None = None,
 ) -> RuleSet:
     """The rule set of ``config_dir``, with the prediction model ``predictions.model``
     names (``model_dir`` overrides it); every problem, the model's included, is one
     :class:`ConfigError`. ``with_model=False`` leaves the model out (training reads only
-    the scoring settings, and must work while the configured model is missing)."""
+    the scoring settings, and must work while the configured model is missing).
+    ``unsubscribe`` signs the sends' unsubscribe links (default: the development key's
+    signer, whose links start with ``dev.`` and unsubscribe nobody in production)."""
     path = config_dir / RULES_FILE
     source = read_config(path)
     config = _validate(source)
@@ -209,6 +227,7 @@ def load_rules(
         compile_probe(_probed(config)),
         model=model,
         model_dir=named if model is not None else None,
+        unsubscribe=unsubscribe or development_signer(),
     )
 
 

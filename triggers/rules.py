@@ -336,15 +336,43 @@ class Guards(BaseModel):
         return _check_zone(value) or value
 
 
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
 class Sender(BaseModel):
-    """Who the mail is from, and where recipients unsubscribe (``{user_id}`` is filled in)."""
+    """Who the mail is from, and where recipients unsubscribe: ``unsubscribe_url`` is an
+    HTTPS URL with ``{token}`` where the signed unsubscribe token goes (see
+    :mod:`profiles.unsubscribe`); templates see it as ``unsubscribe_url``."""
 
     model_config = _FROZEN
 
     from_email: str = Field(default="hello@example.com", pattern=r"^[^@\s]+@[^@\s]+$")
     from_name: str = "nudge"
     reply_to: str | None = None
-    unsubscribe_url: str = "https://example.com/unsubscribe?user={user_id}"
+    unsubscribe_url: str = "https://example.com/u/{token}"
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _signed(cls, value: str) -> str:
+        placeholders = set(_PLACEHOLDER.findall(value))
+        if "{user_id}" in placeholders:
+            raise ValueError(
+                "{user_id} is refused: anyone could unsubscribe anyone by changing the id "
+                "in a link; put {token} where the signed token goes "
+                "(e.g. https://shop.example/u/{token}), and verify it where the link lands"
+            )
+        if "{token}" not in placeholders:
+            raise ValueError(
+                "must contain {token}, where the signed unsubscribe token goes "
+                "(e.g. https://shop.example/u/{token})"
+            )
+        if unknown := sorted(placeholders - {"{token}"}):
+            raise ValueError(
+                f"unknown placeholder {', '.join(unknown)}: only {{token}} is filled in"
+            )
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (one-click unsubscribe, RFC 8058)")
+        return value
 
 
 class Predictions(BaseModel):

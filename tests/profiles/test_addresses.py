@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from profiles import InvalidAddress, ProfileError, normalise_address
+from profiles import InvalidAddress, ProfileError, mask_address, normalise_address
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,22 @@ def test_what_is_not_an_address_is_rejected_with_the_reason(raw: str) -> None:
     assert str(caught.value)
     assert isinstance(caught.value, ProfileError)
     assert isinstance(caught.value, ValueError)  # pydantic validators report it
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("alice@example.com", "a***@example.com"),
+        ("Jörg@xn--bcher-kva.de", "J***@xn--bcher-kva.de"),
+        (" ann@example.com ", "a***@example.com"),
+        # what profile_update rejected: still only the first character and the domain
+        ("ann@@example.com", "a***@example.com"),
+        ("Ann <ann@example.com>", "A***@example.com>"),
+        ("not an email", "n***"),
+        ('{"a": 1}', "{***"),
+        ("@example.com", "***@example.com"),
+        ("", "***"),
+    ],
+)
+def test_a_masked_address_shows_its_first_character_and_domain(value: str, masked: str) -> None:
+    assert mask_address(value) == masked

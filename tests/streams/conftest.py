@@ -24,11 +24,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from profiles import Keys, RedisProfileStore, RedisTimerStore, Snapshot, Timer
+from profiles import Keys, Pseudonyms, RedisProfileStore, RedisTimerStore, Snapshot, Timer
 from streams.embedded import free_port
 
 NUDGE = Path(sys.executable).parent / "nudge"
 PARTITIONS = 4
+#: the key the test workers sign unsubscribe links with
+UNSUBSCRIBE_KEY = "test-workers-unsubscribe-key-not-secret"
+ERASURE_KEY = "test-workers-erasure-key-not-secret-at-all"
 
 
 @dataclass
@@ -86,6 +89,8 @@ class WorkerEnv:
             "NUDGE_BATCH_WITHIN": "0.05",
             "NUDGE_SESSION_TIMEOUT": "6",
             "NUDGE_LOG_LEVEL": "info",
+            "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
+            "NUDGE_ERASURE_KEY": ERASURE_KEY,
         }
 
 
@@ -231,7 +236,9 @@ class RedisView:
     """Read what the worker wrote to Redis."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
-        self.profiles = RedisProfileStore(client, keys=keys)
+        self.profiles = RedisProfileStore(
+            client, keys=keys, pseudonyms=Pseudonyms(ERASURE_KEY.encode())
+        )
         self.timers = RedisTimerStore(client, keys=keys)
 
     async def profile(self, user_id: str) -> Snapshot:

@@ -21,7 +21,7 @@ from streams.cli import cli
 from streams.embedded import free_port
 from triggers import Decision
 
-from .conftest import Kafka
+from .conftest import ERASURE_KEY, UNSUBSCRIBE_KEY, Kafka
 
 NUDGE = Path(sys.executable).parent / "nudge"
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +133,11 @@ def test_worker_refuses_invalid_config_with_file_and_line(
         "version: 1\nrules:\n  - id: x\n    kind: absence\n    template: welcome\n"
     )
     run = subprocess.run(
-        [str(NUDGE), "worker", "--config", str(config)], capture_output=True, text=True, timeout=60
+        [str(NUDGE), "worker", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY},
     )
     assert run.returncode == 2
     assert f"{config}/rules.yaml:3: rules[0] (x).start: Field required" in run.stderr
@@ -184,6 +188,8 @@ def test_dev_demo_starts_its_own_services_and_prints_emails(tmp_path: Path) -> N
         "NUDGE_DATA_DIR": str(tmp_path / "data"),
         "NUDGE_CONFIG_DIR": str(REPO / "config"),
     }
+    for made in ("NUDGE_UNSUBSCRIBE_KEY", "NUDGE_ERASURE_KEY"):
+        env.pop(made, None)  # dev makes the keys for the run
     log = tmp_path / "dev.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -203,6 +209,8 @@ def test_dev_demo_starts_its_own_services_and_prints_emails(tmp_path: Path) -> N
         assert "started tansu broker" in text
         assert "started redis-server" in text
         assert "edsger@example.com" not in text  # no consent, no marketing mail
+        assert "NUDGE_UNSUBSCRIBE_KEY is not set; using a key made for this run" in text
+        assert "will not verify after it stops" in text
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -214,6 +222,8 @@ def test_worker_without_a_broker_says_so(tmp_path: Path) -> None:
         **os.environ,
         "NUDGE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "NUDGE_CONFIG_DIR": str(REPO / "config"),
+        "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
+        "NUDGE_ERASURE_KEY": ERASURE_KEY,
     }
     run = subprocess.run(
         [str(NUDGE), "worker"], env=env, capture_output=True, text=True, timeout=60

@@ -19,7 +19,9 @@ from typing import Any
 
 import orjson
 
-from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+from profiles import UnsubscribeSigner
+
+from .conftest import UNSUBSCRIBE_KEY, Kafka, RedisView, WorkerEnv, WorkerProcess
 
 Env = Callable[..., WorkerEnv]
 Start = Callable[[WorkerEnv], WorkerProcess]
@@ -223,6 +225,11 @@ async def test_an_invalid_address_from_profile_update_is_never_mailed(
     [sent] = await kafka.wait_for_sends(env.send_topic, "ivy", "promo")
     assert sent["to"] == "Ivy@example.com"
     assert [s["to"] for s in await kafka.sends(env.send_topic, "ivy")] == ["Ivy@example.com"]
+    # the decisions topic names users by id only: no address (valid or not), no name
+    published = b"".join(r.value for r in await kafka.read_all(env.decisions_topic))
+    assert b'"invalid_email"' in published and b'"ok"' in published
+    for personal in (b"ivy@example.com", b"Ivy@example.com", b"not an email", b"Ada"):
+        assert personal not in published, personal
 
 
 async def _address(view: RedisView, user: str, email: str | None, invalid: str | None) -> bool:
@@ -327,7 +334,11 @@ async def test_hot_reload_swaps_valid_rules_and_keeps_them_on_invalid_ones(
     )
     await _wait_metric(worker, "applied", 1)
     await kafka.produce(env.events_topic, signup("hal"), ev("page_view", "hal", url="/"))
-    assert await kafka.wait_for_sends(env.send_topic, "hal", "hello")
+    [hello] = await kafka.wait_for_sends(env.send_topic, "hal", "hello")
+    # the reloaded rules sign with the worker's key, not the development one
+    token = hello["text"].split("https://example.com/u/", 1)[1].split()[0]
+    signer = UnsubscribeSigner([UNSUBSCRIBE_KEY.encode()])
+    assert signer.verify(token, datetime.now(UTC)).user_id == "hal"
 
     rules_file.write_text(
         rules_file.read_text().replace(
