@@ -79,10 +79,9 @@ def _guard(
         condition = ruleset.conditions.get(key)
         if condition is not None and not condition(ctx):
             return _Verdict("condition_false")
-    if not profile.email and profile.email_invalid is None:
-        return _Verdict("no_email")
-    if profile.email_invalid is not None:
-        return _Verdict("invalid_email", f"not an address: {profile.email_invalid!r}")
+    unreachable = _unreachable(profile)
+    if unreachable is not None:
+        return unreachable
     marketing = rule.category == "marketing"
     if marketing and not profile.email_consent:
         return _Verdict("no_consent")
@@ -106,6 +105,16 @@ def _guard(
         until = quiet_until(now, user_zone(profile, guards), guards.quiet_hours)
         if until is not None:
             return _Verdict("quiet_hours", f"deferred to {until.isoformat()}", until)
+    return None
+
+
+def _unreachable(profile: Profile) -> _Verdict | None:
+    """No address to send to: none given (``no_email``), or one nudge rejected
+    (``invalid_email``)."""
+    if profile.email_invalid is not None:
+        return _Verdict("invalid_email", f"not an address: {profile.email_invalid!r}")
+    if not profile.email:
+        return _Verdict("no_email")
     return None
 
 
