@@ -210,7 +210,10 @@ class Nudge:
     async def reload_rules(self, why: str) -> bool:
         """Swap in the rules on disk if they are valid; keep the running ones if not."""
         try:
-            loaded = load_rules(self.settings.config_dir, model_dir=self.settings.model_dir)
+            settings = self.settings
+            loaded = load_rules(
+                settings.config_dir, model_dir=settings.model_dir, retention=settings.retention
+            )
             rules = self.adapt_rules(loaded)
         except ConfigError as exc:
             self.metrics.reloads.labels("rejected").inc()

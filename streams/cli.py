@@ -29,8 +29,9 @@ def _echo_issues(issues: Sequence[object]) -> None:
 
 
 def _load_or_exit(config_dir: Path) -> RuleSet:
+    settings = Settings()
     try:
-        return load_rules(config_dir, model_dir=Settings().model_dir)
+        return load_rules(config_dir, model_dir=settings.model_dir, retention=settings.retention)
     except ConfigError as exc:
         _echo_issues(exc.issues)
         click.echo(f"{len(exc.issues)} error(s); fix the config and try again.", err=True)

@@ -10,6 +10,7 @@ The rule set is built only from a config without a single issue.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ class RuleSet:
     model: Model | None = None
     #: the directory it was loaded from
     model_dir: Path | None = None
+    #: how long a profile without events is kept (``None``: for good)
+    retention: timedelta | None = None
 
     @cached_property
     def model_version(self) -> str | None:
@@ -171,12 +174,17 @@ def _names(rule: Rule, event_type: str) -> bool:
 
 
 def load_rules(
-    config_dir: Path, *, model_dir: Path | None = None, with_model: bool = True
+    config_dir: Path,
+    *,
+    model_dir: Path | None = None,
+    with_model: bool = True,
+    retention: timedelta | None = None,
 ) -> RuleSet:
     """The rule set of ``config_dir``, with the prediction model ``predictions.model``
     names (``model_dir`` overrides it); every problem, the model's included, is one
     :class:`ConfigError`. ``with_model=False`` leaves the model out (training reads only
-    the scoring settings, and must work while the configured model is missing)."""
+    the scoring settings, and must work while the configured model is missing).
+    ``retention``: how long profiles without events are kept (a setting, not config)."""
     path = config_dir / RULES_FILE
     source = read_config(path)
     config = _validate(source)
@@ -197,6 +205,7 @@ def load_rules(
         compile_probe(_probed(config)),
         model=model,
         model_dir=named if model is not None else None,
+        retention=retention,
     )
 
 
