@@ -24,6 +24,7 @@ from profiles import (
 )
 from streams.cli import cli
 from triggers import Engine, Incoming, InMemoryOutbox, RuleSet, load_rules, simulate
+from triggers.backfill import backfill
 from triggers.firing import RETENTION, from_ms, ms
 from triggers.fold import UserStep, apply_user_events, fire_user_timers
 from triggers.replan import replan_timer
@@ -299,10 +300,13 @@ async def test_the_engine_deletes_an_expired_profile_and_a_later_event_starts_af
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _event(user: str, n: int, kind: str, at: timedelta, **props: Any) -> bytes:
+def _json(user: str, n: int, kind: str, at: timedelta, **props: Any) -> dict[str, Any]:
     ts = (T0 + at).isoformat()
-    event = {"event_id": f"{user}-{n}", "type": kind, "user_id": user, "ts": ts}
-    return orjson.dumps({**event, "properties": props}) + b"\n"
+    return {"event_id": f"{user}-{n}", "type": kind, "user_id": user, "ts": ts, "properties": props}
+
+
+def _event(user: str, n: int, kind: str, at: timedelta, **props: Any) -> bytes:
+    return orjson.dumps(_json(user, n, kind, at, **props)) + b"\n"
 
 
 def test_nudge_simulate_expires_a_profile_over_a_long_gap(tmp_path: Path) -> None:
@@ -346,3 +350,37 @@ def test_nudge_simulate_expires_a_profile_over_a_long_gap(tmp_path: Path) -> Non
     profile = asyncio.run(sim.profiles.load({"ada": []}))["ada"].profile
     assert profile is not None
     assert (profile.first_seen, profile.email) == (T0 + 100 * DAY, None)
+
+
+async def test_backfill_brings_the_retention_timers_in_line_with_the_setting(
+    rules: Callable[[timedelta | None], RuleSet],
+) -> None:
+    profiles, timers, outbox = InMemoryProfileStore(), InMemoryTimerStore(), InMemoryOutbox()
+    engine = Engine(rules=rules(None), profiles=profiles, timers=timers, outbox=outbox)
+    ada = _json("ada", 0, "page_view", timedelta(0), url="/")
+    bob = _json("bob", 0, "page_view", 20 * DAY, url="/")
+    result = await engine.process(
+        [Incoming(orjson.dumps(e), None, "events", 0, n) for n, e in enumerate((ada, bob))]
+    )
+    assert result.events == 2
+
+    async def due() -> dict[str, int]:
+        pending = await timers.pending(0)
+        return {t.user_id: t.due_ms for t in pending if t.rule_id == RETENTION}
+
+    now = T0 + 25 * DAY
+    report = await backfill(rules(RETAINED), profiles, timers, now)  # turned on
+    assert (report.scheduled, report.cancelled) == (2, 0)
+    assert await due() == {"ada": ms(T0 + RETAINED), "bob": ms(T0 + 20 * DAY + RETAINED)}
+    assert (await backfill(rules(RETAINED), profiles, timers, now)).scheduled == 0
+    shorter = rules(10 * DAY)
+    assert (await backfill(shorter, profiles, timers, now)).scheduled == 2  # they move
+    assert await due() == {"ada": ms(T0 + 10 * DAY), "bob": ms(T0 + 30 * DAY)}
+    engine.rules = shorter
+    await engine.fire_due(0, now)  # ada's is due already: she expires, bob is kept
+    assert not profiles.holds("ada") and profiles.holds("bob")
+    report = await backfill(rules(None), profiles, timers, now)  # turned off
+    assert (report.users, report.scheduled, report.cancelled) == (1, 0, 1)
+    assert await due() == {}
+    snap = (await profiles.load({"bob": []}))["bob"]
+    assert snap.profile is not None and timer_id(RETENTION, "bob") not in snap.profile.timers
