@@ -156,8 +156,10 @@ class RedisProfileStore:
                     doc = dump_profile(write.profile) if write.profile else b""
                     applied = write.applied
                     cutoff = dedup_cutoff(applied, self._dedup_max_age_ms) if applied else 0
+                    forget = 1 if write.forgets else ""
                     erased = "" if write.erased_ms is None else write.erased_ms
-                    args += [write.expected_version, doc, dedup_records(applied), cutoff, erased]
+                    records = dedup_records(applied)
+                    args += [write.expected_version, doc, records, cutoff, forget, erased]
                 await self._save(keys=self._keys_of(users), args=args, client=pipe)
             replies = await pipe.execute()
         return [

@@ -5,8 +5,9 @@
 -- ARGV[1]: the dedup window (records kept per user); ARGV[2]: how long a tombstone lasts (ms)
 -- then per user: expected version, profile ('' deletes it), the applied events' records
 -- packed into one string, the age cutoff (epoch seconds): records older than it are
--- dropped from the oldest-applied end, and the erase time (epoch ms; '' when not erased):
--- an erased user's dedup records go and the tombstone keeps the latest erase time
+-- dropped from the oldest-applied end, whether the stored dedup records go first ('1';
+-- '' keeps them), and the erase time (epoch ms; '' when not erased): the tombstone keeps
+-- the latest erase time
 -- Returns per user: 1 written, 0 refused (the version moved: another writer was first)
 local RECORD = 12
 local keep = tonumber(ARGV[1]) * RECORD
@@ -26,8 +27,7 @@ local function remember(key, legacy, applied, cutoff)
   redis.call('ZREMRANGEBYSCORE', legacy, '-inf', '(' .. string.format('%.0f', cutoff * 1000))
 end
 
-local function erase(dedup, legacy, tombstone, erased)
-  redis.call('DEL', dedup, legacy)
+local function bury(tombstone, erased)
   local before = tonumber(redis.call('GET', tombstone) or '0')
   redis.call('SET', tombstone, string.format('%.0f', math.max(before, tonumber(erased))),
     'PX', tombstone_ms)
@@ -37,14 +37,17 @@ local out = {}
 local a = 3
 for i = 1, #KEYS, 4 do
   local expected, doc, applied = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local cutoff, erased = tonumber(ARGV[a + 3]), ARGV[a + 4]
-  a = a + 5
+  local cutoff, forget, erased = tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5]
+  a = a + 6
   local current = redis.call('HGET', KEYS[i], 'v') or '0'
   if current ~= expected then
     out[#out + 1] = 0
   else
+    if forget ~= '' then
+      redis.call('DEL', KEYS[i + 1], KEYS[i + 2])
+    end
     if erased ~= '' then
-      erase(KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], erased)
+      bury(KEYS[i + 3], erased)
     end
     if doc == '' then
       redis.call('DEL', KEYS[i])

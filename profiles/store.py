@@ -78,7 +78,8 @@ class ProfileWrite:
 
     With ``erased_ms`` the user was erased since the read: their dedup records go too,
     and a tombstone keeps the erase time; ``profile`` and ``applied`` then hold only what
-    came after the erasure.
+    came after the erasure. With ``forget`` the dedup records go without a tombstone (a
+    profile deleted for want of activity: a later event builds a fresh one).
     """
 
     user_id: str
@@ -87,6 +88,12 @@ class ProfileWrite:
     #: (event id, event time in epoch ms) of every event applied since the read
     applied: tuple[tuple[str, int], ...] = ()
     erased_ms: int | None = None
+    forget: bool = False
+
+    @property
+    def forgets(self) -> bool:
+        """Whether the stored dedup records go (before ``applied`` is added)."""
+        return self.forget or self.erased_ms is not None
 
 
 class ProfileStore(Protocol):
@@ -149,8 +156,10 @@ class InMemoryProfileStore:
             if entry.version != write.expected_version:
                 conflicts.append(write.user_id)
                 continue
+            if write.forgets:
+                entry.seen = b""
             if write.erased_ms is not None:
-                self._erase(write.user_id, entry, write.erased_ms)
+                self._tombstone(write.user_id, write.erased_ms)
             if write.profile is None:
                 entry.version, entry.document = 0, None
             else:
@@ -163,8 +172,7 @@ class InMemoryProfileStore:
                 del self._users[write.user_id]
         return conflicts
 
-    def _erase(self, user_id: str, entry: _Entry, erased_ms: int) -> None:
-        entry.seen = b""
+    def _tombstone(self, user_id: str, erased_ms: int) -> None:
         hashed = self._pseudonyms.user(user_id)
         self._tombstones[hashed] = max(erased_ms, self._tombstones.get(hashed, erased_ms))
 

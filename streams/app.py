@@ -210,9 +210,11 @@ class Nudge:
     async def reload_rules(self, why: str) -> bool:
         """Swap in the rules on disk if they are valid; keep the running ones if not."""
         try:
+            settings = self.settings
             loaded = load_rules(
-                self.settings.config_dir,
-                model_dir=self.settings.model_dir,
+                settings.config_dir,
+                model_dir=settings.model_dir,
+                retention=settings.retention,
                 unsubscribe=self.engine.rules.unsubscribe,  # the keys stay those started with
             )
             rules = self.adapt_rules(loaded)

@@ -36,10 +36,14 @@ def _echo_issues(issues: Sequence[object]) -> None:
 
 
 def _load_or_exit(config_dir: Path, settings: Settings) -> RuleSet:
-    """The rules of ``config_dir`` with the model and unsubscribe keys ``settings`` name."""
+    """The rules of ``config_dir`` with the model, unsubscribe keys and retention
+    ``settings`` name."""
     try:
         return load_rules(
-            config_dir, model_dir=settings.model_dir, unsubscribe=unsubscribe_signer(settings)
+            config_dir,
+            model_dir=settings.model_dir,
+            unsubscribe=unsubscribe_signer(settings),
+            retention=settings.retention,
         )
     except ConfigError as exc:
         _echo_issues(exc.issues)
@@ -351,10 +355,13 @@ def explain(user_id: str, config_dir: Path | None, as_json: bool, rule_id: str |
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
 @click.option("--rule", "rule_ids", multiple=True, help="Only these rules (repeatable).")
 def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:
-    """Schedule the date and inactivity timers stored profiles imply but lack.
+    """Schedule the date and inactivity timers stored profiles imply but lack, and the
+    retention timers of NUDGE_PROFILE_RETENTION.
 
-    Run it after adding such a rule: otherwise a user gets its timer only with their next
-    event. Idempotent, and safe while workers run.
+    Run it after adding such a rule, or turning the retention on or changing it: otherwise
+    a user gets their timer only with their next event (profiles idle for longer than the
+    retention then expire at once). With the retention off, it cancels the retention
+    timers left. Idempotent, and safe while workers run.
     """
     from streams.maintenance import run_backfill
 
@@ -364,8 +371,9 @@ def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:
     if unknown:
         raise click.ClickException(f"no enabled rule named {', '.join(map(repr, unknown))}")
     report = asyncio.run(run_backfill(settings, rules, rule_ids))
+    off = f", cancelled {report.cancelled} retention timer(s)" if report.cancelled else ""
     click.echo(
-        f"{report.users} profiles: scheduled {report.scheduled} timer(s); "
+        f"{report.users} profiles: scheduled {report.scheduled} timer(s){off}; "
         f"{report.conflicts} changed meanwhile (their worker schedules them); "
         f"{report.no_partition} without a known partition (scheduled at their next event)"
     )

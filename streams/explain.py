@@ -12,7 +12,7 @@ from profiles.predictions import TARGETS, Model, feature_vector
 from streams.settings import Settings
 from triggers import RuleSet
 from triggers.context import memberships
-from triggers.firing import RECHECK
+from triggers.firing import RECHECK, RETENTION
 
 __all__ = [
     "CONSENT_CHANGES_SHOWN",
@@ -220,6 +220,8 @@ def narrow_to_rule(report: dict[str, Any], rule_id: str) -> dict[str, Any]:
 def _timer_line(t: dict[str, Any]) -> str:
     if t["rule_id"] == RECHECK:
         return f"  {t['due']}  {RECHECK} (segments and thresholds that change with time)"
+    if t["rule_id"] == RETENTION:
+        return f"  {t['due']}  {RETENTION} (the profile expires unless an event comes first)"
     line = f"  {t['due']}  {t['rule_id']}"
     line += f" key={t['key']}" if t["key"] else ""
     line += f" step={t['step']}" if t["step"] is not None else ""

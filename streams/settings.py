@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -183,6 +184,13 @@ class Settings(BaseSettings):
         if self.erasure_key is None:
             return Pseudonyms()
         return Pseudonyms(self.erasure_key.get_secret_value().encode())
+
+    @property
+    def retention(self) -> timedelta | None:
+        """``profile_retention`` as the rules carry it (``None``: profiles are kept)."""
+        if self.profile_retention is None:
+            return None
+        return timedelta(seconds=self.profile_retention)
 
     @property
     def catalog_path(self) -> Path:

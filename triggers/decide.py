@@ -90,12 +90,9 @@ def _guard(
         condition = ruleset.conditions.get(key)
         if condition is not None and not condition(ctx):
             return _Verdict("condition_false")
-    if not profile.email and profile.email_invalid is None:
-        return _Verdict("no_email")
-    if profile.email_invalid is not None:
-        # decisions carry no address: the rejected value shows masked
-        rejected = mask_address(profile.email_invalid)
-        return _Verdict("invalid_email", f"not an address: {rejected!r}")
+    unreachable = _unreachable(profile)
+    if unreachable is not None:
+        return unreachable
     marketing = rule.category == "marketing"
     refused = _consent(rule, profile) if marketing else None
     if refused is not None:
@@ -117,6 +114,17 @@ def _guard(
         until = quiet_until(now, user_zone(profile, guards), guards.quiet_hours)
         if until is not None:
             return _Verdict("quiet_hours", f"deferred to {until.isoformat()}", until)
+    return None
+
+
+def _unreachable(profile: Profile) -> _Verdict | None:
+    """No address to send to: none given (``no_email``), or one nudge rejected
+    (``invalid_email``; decisions carry no address: the rejected value shows masked)."""
+    if profile.email_invalid is not None:
+        rejected = mask_address(profile.email_invalid)
+        return _Verdict("invalid_email", f"not an address: {rejected!r}")
+    if not profile.email:
+        return _Verdict("no_email")
     return None
 
 

@@ -436,11 +436,12 @@ def _products_named(events: Iterable[Event | dict[str, Any]]) -> Iterator[str]:
 
 
 def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) -> list[ProfileWrite]:
-    """The profile writes of timer work: every user who still has a profile."""
+    """The profile writes of timer work: every user who still has a profile, and the
+    deletion of every expired one (with its dedup records)."""
     return [
-        ProfileWrite(user_id, snapshots[user_id].version, step.profile)
+        ProfileWrite(user_id, snapshots[user_id].version, step.profile, forget=step.expired)
         for user_id, step in steps.items()
-        if step.profile is not None
+        if step.profile is not None or step.expired
     ]
 
 

@@ -3,14 +3,16 @@
 A :class:`Firing` is a rule that wants to send now, for one user, because of one trigger
 event; :meth:`Firing.timer` parks it until a due time and :meth:`Firing.from_timer`
 brings it back. Besides the rules' own timers, each user may have one *re-check* timer
-(:data:`RECHECK`): the moment a time-based segment or threshold can next change.
+(:data:`RECHECK`): the moment a time-based segment or threshold can next change, and,
+with a profile retention set, one *retention* timer (:data:`RETENTION`): the moment the
+profile, untouched since, expires.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from profiles import Profile, Timer
@@ -20,12 +22,16 @@ from triggers.schedule import date_value, next_anniversary, user_zone
 
 __all__ = [
     "MOMENT_MS",
+    "OWN_TIMERS",
     "RECHECK",
+    "RETENTION",
     "Firing",
     "date_timer",
     "from_ms",
     "ms",
     "recheck_timer",
+    "retention_due_ms",
+    "retention_timer",
     "whole_moment_ms",
 ]
 
@@ -34,6 +40,13 @@ MOMENT_MS = 1000
 
 #: the rule id of re-check timers (rule ids start with a letter, so it cannot clash)
 RECHECK = "~recheck"
+#: the rule id of retention timers
+RETENTION = "~retention"
+#: the engine's own timers: no rule's, so reloads leave them be and their scheduling,
+#: moves and cancellations are no decisions
+OWN_TIMERS = frozenset({RECHECK, RETENTION})
+
+_MS = timedelta(milliseconds=1)
 
 
 def ms(moment: datetime) -> int:
@@ -142,3 +155,16 @@ def recheck_timer(user_id: str, due: datetime, partition: int) -> Timer:
     due_ms = whole_moment_ms(ms(due))
     trigger = {"event_id": f"recheck:{due_ms}", "type": "recheck"}
     return Timer(RECHECK, user_id, due_ms, partition, trigger)
+
+
+def retention_due_ms(last_seen: datetime, retention: timedelta) -> int:
+    """When a profile last seen at ``last_seen`` expires: the whole moment at or after
+    ``last_seen + retention`` (events within one second leave it where it is)."""
+    return whole_moment_ms(ms(last_seen) + retention // _MS)
+
+
+def retention_timer(user_id: str, due_ms: int, partition: int) -> Timer:
+    """The expiry of ``user_id``'s profile at ``due_ms`` (see :func:`retention_due_ms`),
+    unless an event of theirs moves it."""
+    trigger = {"event_id": f"retention:{due_ms}", "type": "retention"}
+    return Timer(RETENTION, user_id, due_ms, partition, trigger)

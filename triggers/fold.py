@@ -3,6 +3,10 @@
 Both functions are pure: the same snapshot, events and time give the same profile,
 timer changes, decisions and send requests. The engine makes the results durable; the
 simulator keeps them in memory.
+
+With a profile retention (:attr:`RuleSet.retention`), every event keeps the user's
+retention timer at their last event plus the retention; when it falls due the profile
+expires (:func:`_expire`) unless the user came back meanwhile.
 """
 
 from __future__ import annotations
@@ -34,7 +38,17 @@ from triggers.context import Memberships, context, memberships
 from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
-from triggers.firing import MOMENT_MS, RECHECK, Firing, from_ms, ms, recheck_timer
+from triggers.firing import (
+    MOMENT_MS,
+    RECHECK,
+    RETENTION,
+    Firing,
+    from_ms,
+    ms,
+    recheck_timer,
+    retention_due_ms,
+    retention_timer,
+)
 from triggers.loader import RuleSet
 from triggers.predict import prediction_trigger, rescore_at, used_model
 from triggers.rules import Rule
@@ -91,8 +105,11 @@ class UserStep:
     ignored: int = 0
     #: addresses to put on (an erasure) or take off (a fresh consent) the suppression list
     suppression: SuppressionOps = field(default_factory=SuppressionOps)
-    #: user id -> products whose watcher lists must forget them (an erasure)
+    #: user id -> products whose watcher lists must forget them (an erasure, an expiry)
     forget: dict[str, set[str]] = field(default_factory=dict)
+    #: the profile expired (no event for the retention): it is deleted with its dedup
+    #: records, and without a tombstone (see :class:`profiles.ProfileWrite`)
+    expired: bool = False
 
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
@@ -215,6 +232,8 @@ def _apply_one(
             timeline.cancel(where, tid, reason, by=event.event_id)
     for timer, log in outcome.schedule:
         timeline.schedule(timer, event.type, log=log)
+    if ruleset.retention is not None and after is not None:
+        _retain(ruleset.retention, step, after, partition, now)
     step.absorb(resolve(ruleset, outcome.firings, after, now, lookups))
     step.profile = after
 
@@ -285,6 +304,17 @@ def _refresh(
     return held
 
 
+def _retain(
+    retention: timedelta, step: UserStep, profile: Profile, partition: int, now: datetime
+) -> None:
+    """Keep the user's retention timer at their last event plus ``retention`` (an op only
+    when it moves)."""
+    due_ms = retention_due_ms(profile.last_seen, retention)
+    if profile.timers.get(timer_id(RETENTION, profile.user_id)) != due_ms:
+        timer = retention_timer(profile.user_id, due_ms, partition)
+        step.timeline(profile, now).schedule(timer, "")
+
+
 def fire_user_timers(
     ruleset: RuleSet,
     profile: Profile | None,
@@ -295,13 +325,16 @@ def fire_user_timers(
     """Resolve one user's due timers, a moment at a time.
 
     Timers due within the same second are one moment: they arbitrate against each other,
-    as the firings of one event do. Moments resolve in due order.
+    as the firings of one event do. Moments resolve in due order; once the profile has
+    expired, the later ones are left (the expiry cancelled their timers).
     """
     step = UserStep(profile=profile, model=ruleset.model_version)
     moments: dict[int, list[Timer]] = {}
     for timer in sorted(timers, key=lambda t: (t.due_ms, t.id)):
         moments.setdefault(timer.due_ms // MOMENT_MS, []).append(timer)
     for moment in moments.values():
+        if step.expired:
+            break
         _fire_moment(ruleset, step, moment, now, lookups)
     return step
 
@@ -311,11 +344,15 @@ def _fire_moment(
 ) -> None:
     profile = step.profile
     firings = []
+    retention: Timer | None = None
     for timer in timers:
         if profile is not None and profile.timers.get(timer.id) == timer.due_ms:
             del profile.timers[timer.id]
         if timer.rule_id == RECHECK:
             firings += _recheck(ruleset, step, timer, now)
+            continue
+        if timer.rule_id == RETENTION:
+            retention = timer  # after the moment's sends: an expiry takes their follow-ups
             continue
         rule = ruleset.rule(timer.rule_id)
         stale = rule is None or (
@@ -339,6 +376,48 @@ def _fire_moment(
             continue
         firings.append(Firing.from_timer(rule, timer))
     step.absorb(resolve(ruleset, firings, profile, now, lookups))
+    if retention is not None:
+        _retention_due(ruleset, step, retention, now)
+
+
+def _retention_due(ruleset: RuleSet, step: UserStep, timer: Timer, now: datetime) -> None:
+    """The user's retention timer fell due: their profile expires, unless an event came
+    since (or the retention grew): then the timer moves to the new expiry. With retention
+    turned off it does nothing."""
+    profile, retention = step.profile, ruleset.retention
+    if profile is None or retention is None:
+        return
+    due_ms = retention_due_ms(profile.last_seen, retention)
+    if due_ms <= ms(now):
+        _expire(step, profile, timer, now)
+    elif profile.timers.get(timer.id) != due_ms:
+        partition = timer.partition if profile.partition is None else profile.partition
+        step.timeline(profile, now).schedule(retention_timer(timer.user_id, due_ms, partition), "")
+
+
+#: the reason of the cancellations an expiry makes
+RETENTION_REASON = "retention"
+
+
+def _expire(step: UserStep, profile: Profile, timer: Timer, now: datetime) -> None:
+    """Delete the profile of a user without an event for the retention: their pending
+    timers are cancelled (reason ``retention``), and their dedup records and their places
+    on watcher lists go with the profile.
+
+    It is no erasure: no tombstone and no suppression list entry. A later event of the
+    user builds a fresh profile (a redelivered old one too: its dedup record is gone).
+    """
+    timeline = step.timeline(profile, now)
+    detail = f"no event since {profile.last_seen.isoformat()}"
+    partitions = {timer.partition}
+    if profile.partition is not None:
+        partitions.add(profile.partition)
+    for tid in sorted(profile.timers):
+        for where in sorted(partitions):
+            timeline.cancel(where, tid, RETENTION_REASON, by=timer.trigger_event_id, detail=detail)
+    step.forget.setdefault(profile.user_id, set()).update(personal_products(profile))
+    step.profile = None
+    step.expired = True
 
 
 def _recheck(ruleset: RuleSet, step: UserStep, timer: Timer, now: datetime) -> list[Firing]:

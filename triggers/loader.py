@@ -10,7 +10,7 @@ The rule set is built only from a config without a single issue.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,8 @@ class RuleSet:
     #: signs the unsubscribe link of every send; the default signs with the public
     #: development key (tests, ``simulate``), the worker's with its configured keys
     unsubscribe: UnsubscribeSigner = field(default_factory=development_signer)
+    #: how long a profile without events is kept (``None``: for good)
+    retention: timedelta | None = None
 
     @cached_property
     def model_version(self) -> str | None:
@@ -200,13 +202,15 @@ def load_rules(
     model_dir: Path | None = None,
     with_model: bool = True,
     unsubscribe: UnsubscribeSigner | None = None,
+    retention: timedelta | None = None,
 ) -> RuleSet:
     """The rule set of ``config_dir``, with the prediction model ``predictions.model``
     names (``model_dir`` overrides it); every problem, the model's included, is one
     :class:`ConfigError`. ``with_model=False`` leaves the model out (training reads only
     the scoring settings, and must work while the configured model is missing).
     ``unsubscribe`` signs the sends' unsubscribe links (default: the development key's
-    signer, whose links start with ``dev.`` and unsubscribe nobody in production)."""
+    signer, whose links start with ``dev.`` and unsubscribe nobody in production).
+    ``retention``: how long profiles without events are kept (a setting, not config)."""
     path = config_dir / RULES_FILE
     source = read_config(path)
     config = _validate(source)
@@ -228,6 +232,7 @@ def load_rules(
         model=model,
         model_dir=named if model is not None else None,
         unsubscribe=unsubscribe or development_signer(),
+        retention=retention,
     )
 
 

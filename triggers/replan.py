@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from profiles import Timer
-from triggers.firing import RECHECK
+from triggers.firing import OWN_TIMERS
 from triggers.loader import RuleSet
 from triggers.rules import AbsenceRule, InactivityRule, Rule, SequenceRule
 
@@ -40,7 +40,7 @@ def _delay(rule: Rule, step: int | None) -> timedelta | None:
 
 def replan_timer(previous: RuleSet, current: RuleSet, timer: Timer) -> Replan | None:
     """What switching from ``previous`` to ``current`` does to ``timer`` (``None``: nothing)."""
-    if timer.rule_id == RECHECK:
+    if timer.rule_id in OWN_TIMERS:  # no rule's: a reload leaves them be
         return None
     rule = current.rule(timer.rule_id)
     if rule is None:

@@ -4,7 +4,9 @@ A timer change has three parts that must not drift apart: the store op (:class:`
 the profile's own copy of its pending timers (``profile.timers``, which lets
 ``unsubscribe`` cancel them without scanning partitions) and the decision that tells
 ``explain`` and the ``nudge.decisions`` topic what happened (``scheduled``,
-``rescheduled``, ``cancelled``). :class:`Timeline` makes all three together.
+``rescheduled``, ``cancelled``). :class:`Timeline` makes all three together. The
+engine's own timers (re-check, retention: :data:`triggers.firing.OWN_TIMERS`) make no
+decisions.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Literal
 
 from profiles import Profile, Timer, TimerOps
 from triggers.contracts import Decision, Outcome
-from triggers.firing import RECHECK, from_ms
+from triggers.firing import OWN_TIMERS, from_ms
 from triggers.predict import used_model
 
 __all__ = ["Logged", "Timeline"]
@@ -47,7 +49,7 @@ class Timeline:
         self.ops.add(timer)
         if self.profile is not None:
             self.profile.timers[timer.id] = timer.due_ms
-        if log == "none" or timer.rule_id == RECHECK or previous == timer.due_ms:
+        if log == "none" or timer.rule_id in OWN_TIMERS or previous == timer.due_ms:
             return
         if previous is not None and log == "first":
             return
@@ -74,7 +76,7 @@ class Timeline:
         pending = self.profile is not None and self.profile.timers.pop(tid, None) is not None
         self.ops.remove(partition, tid)
         rule_id, _, rest = tid.partition("|")
-        if not pending or rule_id == RECHECK or self.profile is None:
+        if not pending or rule_id in OWN_TIMERS or self.profile is None:
             return
         key = rest.removeprefix(f"{self.profile.user_id}|")
         self._log(

@@ -17,6 +17,7 @@ from profiles import (
     ProfileWrite,
     RedisProfileStore,
     RedisTimerStore,
+    Snapshot,
     Timer,
     TimerOps,
     TimerStore,
@@ -134,6 +135,44 @@ async def test_nothing_of_an_erased_user_stays_under_their_hash_tag(
     assert b":erased:" in tombstone
     assert 0 < await redis_client.pttl(tombstone) <= 60_000
     assert key_slot(tombstone) == key_slot(keys.profile(user).encode())
+
+
+async def test_a_forgetting_delete_leaves_nothing_of_the_user_and_no_tombstone(
+    profile_store: ProfileStore, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    await profile_store.save(
+        [
+            ProfileWrite("u1", 0, profile(email="a@example.com"), (("e1", 1000),)),
+            ProfileWrite("u2", 0, profile("u2"), (("e2", 1000),)),
+        ]
+    )
+    if isinstance(profile_store, RedisProfileStore):
+        await redis_client.zadd(keys.legacy_seen("u1"), {"e0": 1000})  # raw ids go too
+    assert await profile_store.save([ProfileWrite("u1", 1, None, forget=True)]) == []
+    snaps = await profile_store.load({"u1": ["e0", "e1"], "u2": ["e2"]})
+    assert snaps["u1"] == Snapshot(None)  # no profile, no dedup record, no tombstone
+    assert snaps["u2"].seen == {"e2"}  # other users keep theirs
+    if isinstance(profile_store, RedisProfileStore):
+        assert [k async for k in redis_client.scan_iter(match=f"{keys.prefix}:*{{u1}}*")] == []
+        assert [k async for k in redis_client.scan_iter(match=f"{keys.prefix}:*:erased:*")] == []
+    else:
+        assert isinstance(profile_store, InMemoryProfileStore)
+        assert not profile_store.holds("u1")
+    # not an erasure: a later event builds a fresh profile, and a redelivery of an event
+    # the old profile held is applied again
+    await profile_store.save([ProfileWrite("u1", 0, profile(), (("e1", 1000),))])
+    snap = (await profile_store.load({"u1": ["e1"]}))["u1"]
+    assert (snap.profile, snap.version, snap.seen) == (profile(), 1, {"e1"})
+
+
+async def test_an_erasing_write_drops_the_dedup_records_and_leaves_a_tombstone(
+    profile_store: ProfileStore,
+) -> None:
+    await profile_store.save([ProfileWrite("u1", 0, profile(), (("e1", 1000),))])
+    erase = ProfileWrite("u1", 1, None, (("e2", 3000),), erased_ms=2000)
+    assert await profile_store.save([erase]) == []
+    snap = (await profile_store.load({"u1": ["e1", "e2"]}))["u1"]
+    assert (snap.profile, snap.seen, snap.erased_ms) == (None, {"e2"}, 2000)
 
 
 async def test_dedup_window_keeps_the_newest_event_ids(profile_store: ProfileStore) -> None:

@@ -137,7 +137,11 @@ def test_worker_refuses_invalid_config_with_file_and_line(
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY},
+        env={
+            **os.environ,
+            "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
+            "NUDGE_ERASURE_KEY": ERASURE_KEY,
+        },
     )
     assert run.returncode == 2
     assert f"{config}/rules.yaml:3: rules[0] (x).start: Field required" in run.stderr
