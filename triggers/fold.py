@@ -101,8 +101,6 @@ class UserStep:
     #: when an ``erase`` among the events erased the user (epoch ms; see
     #: :class:`profiles.ProfileWrite`)
     erased_ms: int | None = None
-    #: events not applied because they are dated before the user's erasure
-    ignored: int = 0
     #: addresses to put on (an erasure) or take off (a fresh consent) the suppression list
     suppression: SuppressionOps = field(default_factory=SuppressionOps)
     #: user id -> products whose watcher lists must forget them (an erasure, an expiry)
@@ -142,11 +140,9 @@ def apply_user_events(
             continue
         seen.add(event.event_id)
         if step.tombstone_ms is not None and event.ts_ms <= step.tombstone_ms:
-            step.ignored += 1
             step.decisions.append(_erased(step, event, now))
             continue
         if step.profile is None and event.type in FOR_KNOWN_USERS:
-            step.ignored += 1
             continue
         _apply_one(ruleset, step, event, partition, now, lookups)
         if event.type != "erase":  # an erasure forgets the events applied before it
@@ -194,7 +190,19 @@ def _erase(step: UserStep, profile: Profile | None, event: Event) -> None:
     if profile is not None:
         if profile.email is not None:
             step.suppression.suppress(profile.email, at)
-        step.forget.setdefault(profile.user_id, set()).update(personal_products(profile))
+        _forget_watching(step, profile)
+
+
+def _forget_watching(step: UserStep, profile: Profile) -> None:
+    """Take the leaving user off the watcher lists their profile knows of."""
+    step.forget.setdefault(profile.user_id, set()).update(personal_products(profile))
+
+
+def _partitions(partition: int, profile: Profile) -> list[int]:
+    """Where a leaving user's timers may be: ``partition`` and the one their profile
+    recorded (their events may have moved since it was scheduled)."""
+    known = {partition} if profile.partition is None else {partition, profile.partition}
+    return sorted(known)
 
 
 def _apply_one(
@@ -224,11 +232,11 @@ def _apply_one(
     # an erased user's timers are cancelled against the profile they had, in the
     # partition of this event and the one their timers were scheduled in
     timeline = step.timeline(after if after is not None else previous, now)
-    partitions = {partition}
-    if after is None and previous is not None and previous.partition is not None:
-        partitions.add(previous.partition)
+    partitions = (
+        [partition] if after is not None or previous is None else _partitions(partition, previous)
+    )
     for tid, reason in outcome.cancel.items():
-        for where in sorted(partitions):
+        for where in partitions:
             timeline.cancel(where, tid, reason, by=event.event_id)
     for timer, log in outcome.schedule:
         timeline.schedule(timer, event.type, log=log)
@@ -409,13 +417,10 @@ def _expire(step: UserStep, profile: Profile, timer: Timer, now: datetime) -> No
     """
     timeline = step.timeline(profile, now)
     detail = f"no event since {profile.last_seen.isoformat()}"
-    partitions = {timer.partition}
-    if profile.partition is not None:
-        partitions.add(profile.partition)
     for tid in sorted(profile.timers):
-        for where in sorted(partitions):
+        for where in _partitions(timer.partition, profile):
             timeline.cancel(where, tid, RETENTION_REASON, by=timer.trigger_event_id, detail=detail)
-    step.forget.setdefault(profile.user_id, set()).update(personal_products(profile))
+    _forget_watching(step, profile)
     step.profile = None
     step.expired = True
 
