@@ -73,11 +73,10 @@ async def export_user(settings: Settings, user_id: str) -> dict[str, Any]:
 def _consent(profile: Profile | None) -> dict[str, Any]:
     if profile is None:
         return {}
-    data = profile.model_dump(mode="json")
     return {
         "email": profile.email_consent,
-        "unsubscribed_categories": data.get("unsubscribed", []),
-        "history": data.get("consent_log", []),
+        "unsubscribed_categories": profile.unsubscribed,
+        "history": [change.model_dump(mode="json") for change in profile.consent_log],
     }
 
 
