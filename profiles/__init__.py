@@ -3,6 +3,7 @@ and the signed unsubscribe tokens a mailer or web app verifies with nothing but 
 
 from profiles.addresses import InvalidAddress, mask_address, normalise_address
 from profiles.aggregates import Activity, InMemoryStatistics, RecommendationConfig, Statistics
+from profiles.attribution import Credit, Exposure, attribute, expose
 from profiles.behaviour import settle_feedback
 from profiles.catalog import (
     Catalog,
@@ -63,7 +64,9 @@ __all__ = [
     "CatalogError",
     "ConsentChange",
     "CorruptProfile",
+    "Credit",
     "Event",
+    "Exposure",
     "FeaturedSend",
     "FeedbackConfig",
     "InMemoryCatalog",
@@ -108,7 +111,9 @@ __all__ = [
     "UnsubscribeRequest",
     "UnsubscribeSigner",
     "apply_event",
+    "attribute",
     "development_signer",
+    "expose",
     "load_catalog",
     "mask_address",
     "normalise_address",

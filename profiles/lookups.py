@@ -38,6 +38,9 @@ class Lookups:
     #: address -> when it was erased (epoch ms), for the addresses the batch's events set
     #: that are on the suppression list (see :mod:`profiles.privacy`)
     erased_addresses: Mapping[str, int] = field(default_factory=dict)
+    #: the store's experiment counters, as of a recent read (``strategy: thompson``
+    #: samples from them; see :mod:`triggers.experiments`); empty when no rule needs them
+    counters: Mapping[str, float] = field(default_factory=dict)
 
 
 #: nothing known: cold start, and callers that render without a catalog

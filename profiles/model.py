@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from profiles.attribution import Exposure
 from profiles.features import ActivityBucket, DayBucket, FeedbackConfig, decay_factor, strongest
 from profiles.hours import HourHistogram, HoursConfig
 
@@ -236,6 +237,9 @@ class Profile(BaseModel):
     last_cart: LastCart | None = None
     #: what recent marketing sends featured, oldest first
     featured: list[FeaturedSend] = []
+    #: the latest sends and withheld (holdout) sends, oldest first, with the opens,
+    #: clicks and purchases counted for them (see :mod:`profiles.attribution`)
+    exposures: list[Exposure] = []
     score: float = 0.0
     score_at: datetime | None = None
     #: the prediction model's scores (``None`` until scored)
@@ -277,10 +281,15 @@ class Profile(BaseModel):
         return self.last_purchase_at or self.last_seen
 
     def record_send(self, record: SendRecord) -> None:
-        self.fired[record.rule_id] = max(self.fired.get(record.rule_id, record.at), record.at)
+        self.record_fired(record.rule_id, record.at)
+        self.sends = [*self.sends, record][-MAX_SENDS:]
+
+    def record_fired(self, rule_id: str, at: datetime) -> None:
+        """Note that ``rule_id`` fired ``at`` (re-entry, cooldown), without a send record
+        (a holdout's withheld send: the frequency cap does not count it)."""
+        self.fired[rule_id] = max(self.fired.get(rule_id, at), at)
         if len(self.fired) > MAX_FIRED:
             del self.fired[min(self.fired, key=lambda rule: (self.fired[rule], rule))]
-        self.sends = [*self.sends, record][-MAX_SENDS:]
 
     def record_featured(
         self, request_id: str, at: datetime, products: list[str], categories: list[str]

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,6 +286,7 @@ def simulate(
         until = until.replace(tzinfo=UTC)
     result = asyncio.run(run_simulation(rules, lines, until=until, catalog=catalog))
     _print_table(result.table(), len(lines), len(result.sends), len(result.dead_letters))
+    _print_arms(result.arms())
     if out is not None:
         out.write(b"".join(send.to_json() + b"\n" for send in result.sends))
     if decisions is not None:
@@ -314,6 +316,14 @@ def _print_table(table: dict[str, Any], events: int, sends: int, dead: int) -> N
             f"{rule_id:<24}{counts['fired']:>7}{counts['deferred']:>10}"
             f"{counts['scheduled']:>11}  {held}"
         )
+
+
+def _print_arms(arms: dict[str, Counter[str]]) -> None:
+    """Each experiment's split: sends per arm, with its share."""
+    for experiment, counts in arms.items():
+        total = sum(counts.values())
+        split = ", ".join(f"{arm} {n} ({n / total:.1%})" for arm, n in sorted(counts.items()))
+        click.echo(f"experiment {experiment}: {split}")
 
 
 def _with_reasons(counts: dict[str, int], outcome: str) -> str:

@@ -124,6 +124,28 @@ class _Checker:
                 at = (*rule.at, "steps", index)
                 self.template((*at, "template"), step.get("template"), roots)
                 self.condition((*at, "condition"), step.get("condition"), roots)
+        self.experiments(rule, roots)
+
+    def experiments(self, rule: _RawRule, roots: Mapping[str, Shape]) -> None:
+        """Variant templates exist and compile; transactional mail is never held out."""
+        steps = rule.get("steps")
+        places: list[tuple[YamlPath, dict[str, Any]]] = [(rule.at, rule.data)]
+        for index, step in enumerate(steps if isinstance(steps, list) else ()):
+            if isinstance(step, dict):
+                places.append(((*rule.at, "steps", index), step))
+        transactional = rule.data.get("category") == "transactional"
+        for at, data in places:
+            variants = data.get("variants")
+            for index, variant in enumerate(variants if isinstance(variants, list) else ()):
+                if isinstance(variant, dict):
+                    where = (*at, "variants", index, "template")
+                    self.template(where, variant.get("template"), roots)
+            holdout = data.get("holdout")
+            if transactional and isinstance(holdout, int | float) and holdout > 0:
+                self.source.issue(
+                    (*at, "holdout"),
+                    "transactional mail cannot be held out: users are owed it",
+                )
 
     def conditions(self, rule: _RawRule, roots: Mapping[str, Shape]) -> None:
         """The rule's condition, threshold value and ``cancel_when`` conditions."""

@@ -29,14 +29,18 @@ class SendRequest(BaseModel):
     """One email for the mailer to deliver. Keyed by ``user_id`` on the outbound topic.
 
     The mailer must deliver each ``request_id`` at most once (the engine is at-least-once
-    and may repeat a request after a crash) and should use ``request_id`` as the
-    ``message_id`` of the ``email_open``/``email_click`` events it reports back.
+    and may repeat a request after a crash). Opens and clicks reported back as
+    ``email_open``/``email_click`` events carry ``message_id``: they count for the mail,
+    and for its experiment's arm (see :mod:`profiles.attribution`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
     request_id: str = Field(description="deterministic idempotency key of the trigger instance")
+    message_id: str = Field(
+        description="the id email_open and email_click events report back (the request id)"
+    )
     user_id: str
     to: str = Field(description="recipient email address")
     to_name: str | None = None
@@ -55,6 +59,12 @@ class SendRequest(BaseModel):
     trigger_event_id: str
     trigger_event_type: str
     locale: str | None = None
+    experiment_id: str | None = Field(
+        default=None, description="the experiment the mail belongs to, if the rule has one"
+    )
+    variant: str | None = Field(
+        default=None, description="the experiment's variant this mail is (its name)"
+    )
     tags: list[str] = []
     products: list[str] = Field(
         default=[],
@@ -120,6 +130,9 @@ class Decision:
     #: the prediction model version the decision used (see
     #: :func:`triggers.predict.used_model`); ``None`` while no model is loaded
     model_version: str | None = None
+    #: a send's (or a holdout's withheld send's) experiment and arm
+    experiment: str | None = None
+    arm: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +148,8 @@ class Decision:
             "at": _iso(self.at),
             "due": None if self.due is None else _iso(self.due),
             "model_version": self.model_version,
+            "experiment": self.experiment,
+            "arm": self.arm,
         }
 
     def to_json(self) -> bytes:

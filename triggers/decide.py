@@ -20,7 +20,10 @@ Every firing passes the guards in this order, and the first that objects decides
     :func:`_best_hour`;
 12. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
 13. among the marketing firings left at the same moment, the highest priority sends and
-    the others are suppressed (``arbitration``).
+    the others are suppressed (``arbitration``);
+14. a rule (or step) with an experiment assigns the winner an arm (see
+    :mod:`triggers.experiments`): the ``holdout`` arm is not sent (``holdout``; the
+    decision names the request it withheld), the others send their variant.
 
 A deferred firing comes back as a timer marked ``deferred`` and passes the guards again
 when it falls due, but is not deferred to a best hour twice: it sends then (unless
@@ -38,17 +41,21 @@ from datetime import datetime, timedelta
 
 from profiles import (
     NO_LOOKUPS,
+    Exposure,
     Lookups,
     Profile,
     SendRecord,
     TimerOps,
+    expose,
     mask_address,
     settle_feedback,
 )
 from render import RenderError
+from triggers.arms import DEFAULT_ARM, arm_counts, counter_field
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
 from triggers.durations import format_duration
+from triggers.experiments import Assignment, assign, experiment_of
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
 from triggers.picks import Picks
@@ -68,6 +75,8 @@ class Resolution:
     ops: TimerOps = field(default_factory=TimerOps)
     #: the loaded prediction model's version (decisions record the one they used)
     model: str | None = None
+    #: store counter increments (experiment exposures, see :mod:`triggers.arms`)
+    counters: dict[str, float] = field(default_factory=dict)
 
     def timeline(self, profile: Profile | None, now: datetime) -> Timeline:
         return Timeline(profile, self.ops, self.decisions, now, self.model)
@@ -232,6 +241,8 @@ def _decide(
     detail: str = "",
     rid: str | None = None,
     due: datetime | None = None,
+    *,
+    assignment: Assignment | None = None,
 ) -> None:
     decision = Decision(
         firing.rule.id,
@@ -245,6 +256,8 @@ def _decide(
         firing.step,
         due=due,
         model_version=used_model(out.model, profile),
+        experiment=assignment.experiment if assignment else None,
+        arm=assignment.arm if assignment else None,
     )
     out.decisions.append(decision)
     if profile is not None:
@@ -263,6 +276,12 @@ def _send(
     rid = request_id(
         rule.id, firing.user_id, firing.key, firing.trigger_event_id, firing.instance_id
     )
+    assignment = _assign(firing, rid, lookups)
+    if assignment.held_out:
+        _withhold(out, profile, firing, now, rid, assignment)
+        return
+    variant = assignment.variant
+    template = (variant.template if variant else None) or firing.template
     ctx = context(ruleset, profile, now, firing.trigger_event)
     # recommendations see the mail the user ignored since their last event
     picks = Picks(ruleset, settle_feedback(profile, now, ruleset.config.scoring), lookups, now)
@@ -270,11 +289,12 @@ def _send(
     ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
     ctx["unsubscribe_url"] = unsubscribe_url = _unsubscribe_url(ruleset, firing, now)
     try:
-        email = ruleset.renderer.render(firing.template, ctx)
+        email = ruleset.renderer.render(template, ctx)
     except RenderError as exc:
         detail = _without_personal_data(str(exc), profile)  # an error may quote a value
         _decide(out, profile, firing, now, "suppressed", "render_error", detail)
         return
+    experimental = assignment.variant is not None or assignment.arm != DEFAULT_ARM
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
     headers = {}
@@ -285,6 +305,7 @@ def _send(
     out.sends.append(
         SendRequest(
             request_id=rid,
+            message_id=rid,
             user_id=firing.user_id,
             to=profile.email,
             to_name=name,
@@ -292,7 +313,7 @@ def _send(
             from_name=sender.from_name,
             reply_to=sender.reply_to,
             rule_id=rule.id,
-            template=firing.template,
+            template=template,
             subject=email.subject,
             html=email.html,
             text=email.text,
@@ -301,6 +322,8 @@ def _send(
             trigger_event_id=firing.trigger_event_id,
             trigger_event_type=str(firing.trigger_event.get("type", "")),
             locale=profile.locale,
+            experiment_id=assignment.experiment if experimental else None,
+            variant=assignment.arm if experimental else None,
             tags=[rule.id, rule.kind],
             products=list(picks.shown),
             created_at=now,
@@ -309,7 +332,49 @@ def _send(
     if rule.category == "marketing" and picks.shown:
         profile.record_featured(rid, now, list(picks.shown), picks.categories)
     profile.record_send(SendRecord(at=now, rule_id=rule.id, category=rule.category, request_id=rid))
-    _decide(out, profile, firing, now, "fired", "ok", rid=rid)
+    _expose(out, profile, rid, assignment, now)
+    _decide(out, profile, firing, now, "fired", "ok", rid=rid, assignment=assignment)
+
+
+def _assign(firing: Firing, rid: str, lookups: Lookups) -> Assignment:
+    """The experiment arm of the send ``rid`` (``default`` without an experiment)."""
+    spec = experiment_of(firing.rule, firing.step)
+    live = None
+    if spec.settings.strategy == "thompson":
+        live = arm_counts(lookups.counters).get(spec.id, {})
+    return assign(spec, firing.user_id, rid, live)
+
+
+def _withhold(
+    out: Resolution,
+    profile: Profile,
+    firing: Firing,
+    now: datetime,
+    rid: str,
+    assignment: Assignment,
+) -> None:
+    """Keep a held-out user from the mail, as if it were sent: the rule's re-entry and
+    cooldown count it, and the exposure collects the user's purchases for the holdout
+    arm. The frequency cap does not (other rules' mail reaches them as it would without
+    this rule)."""
+    profile.record_fired(firing.rule.id, now)
+    _expose(out, profile, rid, assignment, now)
+    detail = f"withheld {firing.template}"
+    _decide(
+        out, profile, firing, now, "suppressed", "holdout", detail, rid=rid, assignment=assignment
+    )
+
+
+def _expose(
+    out: Resolution, profile: Profile, rid: str, assignment: Assignment, now: datetime
+) -> None:
+    exposure = Exposure(
+        message_id=rid, experiment=assignment.experiment, arm=assignment.arm, at=now
+    )
+    profile.exposures, credit = expose(profile.exposures, exposure)
+    if credit is not None:
+        name = counter_field(credit.experiment, credit.arm, credit.metric)
+        out.counters[name] = out.counters.get(name, 0.0) + credit.amount
 
 
 def _unsubscribe_url(ruleset: RuleSet, firing: Firing, now: datetime) -> str:

@@ -45,6 +45,7 @@ from profiles import (
     parse_event,
 )
 from profiles.fold import ADDRESS_EVENTS, address_set_by
+from triggers.arms import COUNTER_PREFIX
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
 from triggers.firing import RECHECK
@@ -58,6 +59,9 @@ __all__ = ["BatchResult", "Engine", "InMemoryOutbox", "Incoming", "Outbox"]
 
 log = logging.getLogger(__name__)
 
+#: how often the experiment counters are read again for ``strategy: thompson`` (seconds
+#: of the engine's clock): a fresher posterior is worth little more than a read per batch
+COUNTERS_REFRESH_S = 5.0
 #: statistics count events dated at most this far ahead of the engine's clock (ms) ...
 STATS_FUTURE_MS = 86_400_000
 #: ... and at most this many half-lives behind it (their weight would be below 2**-200)
@@ -143,6 +147,8 @@ class Engine:
         self.lookups = lookups
         self.statistics = statistics
         self._recording: asyncio.Task[None] | None = None
+        #: the experiment counters last read, and when (``strategy: thompson``)
+        self._counters: tuple[datetime, dict[str, float]] | None = None
         self.profiles = profiles
         self.timers = timers
         self.outbox = outbox
@@ -182,10 +188,10 @@ class Engine:
         snapshots, erased = await asyncio.gather(
             self.profiles.load(wanted), self.suppression.erased(_addresses_set(incoming))
         )
-        lookups = await self._lookups(incoming, snapshots.values())
+        now = self.clock()
+        lookups = await self._lookups(incoming, snapshots.values(), now)
         if erased:
             lookups = replace(lookups, erased_addresses=erased)
-        now = self.clock()
         steps = {}
         for user_id, events in by_user.items():
             snapshot = snapshots[user_id]
@@ -202,6 +208,7 @@ class Engine:
                 step.profile,
                 tuple(step.applied),
                 step.erased_ms,
+                counters=tuple(step.counters.items()),
             )
             for user_id, step in steps.items()
             if step.applied or step.erased_ms is not None
@@ -318,7 +325,8 @@ class Engine:
             ]
             profiles = [p for p in rechecked if p is not None]
             result.scored += score_rechecked(self.rules, profiles, now)
-        lookups = await self._lookups((t.trigger_event for t in claimed), snapshots.values())
+        events = (t.trigger_event for t in claimed)
+        lookups = await self._lookups(events, snapshots.values(), now)
         steps = {
             user_id: fire_user_timers(self.rules, snapshots[user_id].profile, timers, now, lookups)
             for user_id, timers in by_user.items()
@@ -387,17 +395,34 @@ class Engine:
         return result
 
     async def _lookups(
-        self, events: Iterable[Event | dict[str, Any]], snapshots: Iterable[Snapshot]
+        self,
+        events: Iterable[Event | dict[str, Any]],
+        snapshots: Iterable[Snapshot],
+        now: datetime,
     ) -> Lookups:
         """What the folds and renders of ``events`` for these users may read: the
-        products the events name and those the users' recommendations start from."""
-        if self.lookups is None:
-            return NO_LOOKUPS
-        wanted = set(_products_named(events))
-        for snapshot in snapshots:
-            if snapshot.profile is not None:
-                wanted.update(seed_products(snapshot.profile))
-        return await self.lookups.lookups(wanted)
+        products the events name and those the users' recommendations start from, and
+        the experiment counters when a rule samples its variants from them."""
+        found = NO_LOOKUPS
+        if self.lookups is not None:
+            wanted = set(_products_named(events))
+            for snapshot in snapshots:
+                if snapshot.profile is not None:
+                    wanted.update(seed_products(snapshot.profile))
+            found = await self.lookups.lookups(wanted)
+        if self.rules.samples_arms:
+            found = replace(found, counters=await self._live_counters(now))
+        return found
+
+    async def _live_counters(self, now: datetime) -> dict[str, float]:
+        """The experiment counters, read again when older than :data:`COUNTERS_REFRESH_S`."""
+        if self._counters is not None:
+            read_at, counters = self._counters
+            if 0 <= (now - read_at).total_seconds() < COUNTERS_REFRESH_S:
+                return counters
+        counters = await self.profiles.counters(COUNTER_PREFIX)
+        self._counters = (now, counters)
+        return counters
 
     async def _load_for_timers(
         self, user_ids: list[str]
@@ -439,7 +464,13 @@ def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) ->
     """The profile writes of timer work: every user who still has a profile, and the
     deletion of every expired one (with its dedup records)."""
     return [
-        ProfileWrite(user_id, snapshots[user_id].version, step.profile, forget=step.expired)
+        ProfileWrite(
+            user_id,
+            snapshots[user_id].version,
+            step.profile,
+            forget=step.expired,
+            counters=tuple(step.counters.items()),
+        )
         for user_id, step in steps.items()
         if step.profile is not None or step.expired
     ]

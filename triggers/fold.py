@@ -28,11 +28,13 @@ from profiles import (
     Timer,
     TimerOps,
     apply_event,
+    attribute,
     personal_products,
     timer_id,
 )
 from profiles.fold import ADDRESS_EVENTS, check_address
 from profiles.hours import local_hour
+from triggers.arms import counter_field
 from triggers.conditions import CompiledProbe
 from triggers.context import Memberships, context, memberships
 from triggers.contracts import Decision, SendRequest
@@ -108,11 +110,18 @@ class UserStep:
     #: the profile expired (no event for the retention): it is deleted with its dedup
     #: records, and without a tombstone (see :class:`profiles.ProfileWrite`)
     expired: bool = False
+    #: store counter increments written with the profile (see :mod:`triggers.arms`)
+    counters: dict[str, float] = field(default_factory=dict)
 
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
         self.decisions += resolution.decisions
         self.ops.merge(resolution.ops)
+        self.count(resolution.counters)
+
+    def count(self, counters: dict[str, float]) -> None:
+        for name, amount in counters.items():
+            self.counters[name] = self.counters.get(name, 0.0) + amount
 
     def timeline(self, profile: Profile | None, now: datetime) -> Timeline:
         return Timeline(profile, self.ops, self.decisions, now, self.model)
@@ -225,6 +234,8 @@ def _apply_one(
             released = check_address(after, event, lookups.erased_addresses)
             if released is not None:
                 step.suppression.release(released)
+        if event.type in _ATTRIBUTED:
+            _attribute(ruleset, step, after, event)
         cancels = _refresh(ruleset, step, after, event.ts, partition).cancels
     elif event.type == "erase":
         _erase(step, previous, event)
@@ -244,6 +255,17 @@ def _apply_one(
         _retain(ruleset.retention, step, after, partition, now)
     step.absorb(resolve(ruleset, outcome.firings, after, now, lookups))
     step.profile = after
+
+
+#: events counted for the mail before them (see :mod:`profiles.attribution`)
+_ATTRIBUTED = frozenset({"email_open", "email_click", "purchase"})
+
+
+def _attribute(ruleset: RuleSet, step: UserStep, profile: Profile, event: Event) -> None:
+    window = ruleset.config.attribution.window
+    for credit in attribute(profile.exposures, event, window):
+        name = counter_field(credit.experiment, credit.arm, credit.metric)
+        step.counters[name] = step.counters.get(name, 0.0) + credit.amount
 
 
 #: events whose local hour the statistics count (the population's best send hour)

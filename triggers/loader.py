@@ -74,6 +74,16 @@ class RuleSet:
         return None if self.model is None else self.model.version
 
     @cached_property
+    def samples_arms(self) -> bool:
+        """Whether a rule or step assigns variants by ``strategy: thompson``: then the
+        engine reads the experiment counters now and then (``Lookups.counters``)."""
+        for rule in self.config.rules:
+            for part in [rule, *getattr(rule, "steps", ())]:
+                if getattr(part, "strategy", "fixed") == "thompson":
+                    return True
+        return False
+
+    @cached_property
     def _reading_scores(self) -> dict[str, Condition]:
         """The probe's conditions that read ``profile.predicted``, by probe key."""
         probed = _probed(self.config)

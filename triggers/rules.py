@@ -42,8 +42,10 @@ __all__ = [
     "AbsenceRule",
     "AllOf",
     "AnyOf",
+    "Attribution",
     "Condition",
     "DateRule",
+    "Experimental",
     "FrequencyCap",
     "Guards",
     "InactivityRule",
@@ -58,6 +60,7 @@ __all__ = [
     "SequenceRule",
     "SequenceStep",
     "ThresholdRule",
+    "Variant",
 ]
 
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -154,7 +157,72 @@ class _RuleBase(BaseModel):
         return self.max_delay or DEFAULT_MAX_DELAY
 
 
-class _Templated(_RuleBase):
+# --- experiments ---------------------------------------------------------------------------
+
+#: arm names the engine gives itself (see :mod:`triggers.arms`)
+_RESERVED_ARMS = ("holdout", "default")
+
+
+class Variant(BaseModel):
+    """One arm of an experiment: the rule's mail with another subject line or template."""
+
+    model_config = _FROZEN
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,31}$")
+    #: relative share of the users not held out (``strategy: fixed``)
+    weight: float = Field(default=1.0, gt=0)
+    #: a Jinja subject line replacing the template's ``subject.txt``
+    subject: str | None = Field(default=None, min_length=1)
+    #: another template for this arm
+    template: str | None = Field(default=None, min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in _RESERVED_ARMS:
+            raise ValueError(f"{value!r} is the name of an arm nudge keeps for itself")
+        return value
+
+
+class Experimental(BaseModel):
+    """What a rule, or a sequence step, may declare to test its mail (see
+    :mod:`triggers.experiments`)."""
+
+    model_config = _FROZEN
+
+    #: the experiment's id in counters and reports; default: the rule id (a sequence
+    #: step: ``rule#step``). A new id starts a new experiment (users are re-assigned)
+    experiment: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_#.-]{0,63}$")
+    variants: list[Variant] = []
+    #: the share of users kept from the mail, to measure what it changes
+    holdout: float = Field(default=0.0, ge=0, lt=1)
+    #: ``fixed``: variants by weight; ``thompson``: Thompson sampling on ``goal``
+    strategy: Literal["fixed", "thompson"] = "fixed"
+    #: what ``thompson`` maximises, per exposure
+    goal: Literal["open", "click", "conversion"] = "click"
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, variants: list[Variant]) -> list[Variant]:
+        names = [v.name for v in variants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"variants named more than once: {repeated}")
+        return variants
+
+    @model_validator(mode="after")
+    def _sampled(self) -> Experimental:
+        if self.strategy == "thompson" and len(self.variants) < 2:
+            raise ValueError("strategy thompson needs at least two variants")
+        return self
+
+    @property
+    def experimental(self) -> bool:
+        """Whether there is anything to assign (variants or a holdout)."""
+        return bool(self.variants) or self.holdout > 0
+
+
+class _Templated(_RuleBase, Experimental):
     template: str = Field(min_length=1)
 
 
@@ -232,7 +300,7 @@ class ThresholdRule(_Templated):
         return f"(({self.value}) or 0) < {self.below!r}"
 
 
-class SequenceStep(BaseModel):
+class SequenceStep(Experimental):
     model_config = _FROZEN
 
     #: time from the start event; the first step usually has none
@@ -375,6 +443,15 @@ class Sender(BaseModel):
         return value
 
 
+class Attribution(BaseModel):
+    """Which purchases count for a mail (see :mod:`profiles.attribution`)."""
+
+    model_config = _FROZEN
+
+    #: a purchase this long after a send (or a holdout's withheld send) counts for it
+    window: Duration = timedelta(days=5)
+
+
 class Predictions(BaseModel):
     """Where the trained model lives, and how long a user's scores count as fresh."""
 
@@ -421,6 +498,8 @@ class RulesConfig(BaseModel):
     subscriptions: list[str] = []
     #: the prediction model conditions and templates read as ``profile.predicted``
     predictions: Predictions = Predictions()
+    #: opens, clicks and purchases counted for the mail that preceded them
+    attribution: Attribution = Attribution()
     #: the longest a timer may stay leased by a worker that died before completing it
     timer_lease: Duration = timedelta(seconds=60)
     rules: list[Rule] = []

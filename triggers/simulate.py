@@ -28,6 +28,7 @@ from profiles import (
     Product,
     parse_event,
 )
+from triggers.arms import DEFAULT_ARM
 from triggers.contracts import DeadLetter, SendRequest
 from triggers.engine import Engine, Incoming, InMemoryOutbox
 from triggers.firing import MOMENT_MS
@@ -55,6 +56,17 @@ class Simulation(InMemoryOutbox):
             label = f"{d.outcome}:{d.reason}" if with_reason else d.outcome
             rows.setdefault(d.rule_id, Counter())[label] += 1
         return dict(sorted(rows.items()))
+
+    def arms(self) -> dict[str, Counter[str]]:
+        """Per experiment: the sends of each arm (``holdout``: the sends it withheld).
+        Rules without variants or holdout are left out."""
+        rows: dict[str, Counter[str]] = {}
+        for d in self.decisions:
+            assigned = d.outcome == "fired" or d.reason == "holdout"
+            if assigned and d.experiment is not None and d.arm is not None:
+                rows.setdefault(d.experiment, Counter())[d.arm] += 1
+        experimental = {e: arms for e, arms in rows.items() if set(arms) != {DEFAULT_ARM}}
+        return dict(sorted(experimental.items()))
 
 
 class _Clock:
