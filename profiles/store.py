@@ -104,15 +104,20 @@ class ProfileWrite:
     counters: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        # checked here, not in the store: Redis would refuse the increment halfway
-        # through a batch's script, after the writes before it were made
-        if self.counters and not all(math.isfinite(amount) for _, amount in self.counters):
-            raise ValueError(f"counter amounts must be finite: {self.counters!r}")
+        # checked here, not in the store: the save script would fail on the increment
+        # halfway through a batch, after the writes before it were made
+        if self.counters and not all(map(_is_amount, (amount for _, amount in self.counters))):
+            raise ValueError(f"counter amounts must be finite numbers: {self.counters!r}")
 
     @property
     def forgets(self) -> bool:
         """Whether the stored dedup records go (before ``applied`` is added)."""
         return self.forget or self.erased_ms is not None
+
+
+def _is_amount(amount: float) -> bool:
+    # a bool is an int to Python but not a number once encoded for the save script
+    return not isinstance(amount, bool) and math.isfinite(amount)
 
 
 class ProfileStore(Protocol):

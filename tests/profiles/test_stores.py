@@ -414,9 +414,9 @@ async def test_counters_add_fractional_amounts(profile_store: ProfileStore) -> N
     )
 
 
-def test_counter_amounts_must_be_finite() -> None:
-    for amount in (float("nan"), float("inf"), -float("inf")):
-        with pytest.raises(ValueError, match="finite"):
+def test_counter_amounts_must_be_finite_numbers() -> None:
+    for amount in (float("nan"), float("inf"), -float("inf"), True):
+        with pytest.raises(ValueError, match="finite numbers"):
             ProfileWrite("u1", 0, None, counters=(("sent", 1), ("revenue", amount)))
 
 
