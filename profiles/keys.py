@@ -5,8 +5,9 @@ touch several of them; a partition's timer keys share the tag ``{timers.<partiti
 The catalog and the shop-wide statistics share the tag ``{shop}``: one Lua call records
 a whole batch's statistics or reads a batch's lookups, on Redis Cluster too (the price:
 all of them live on one node). An erased user's tombstone is named by a keyed hash of
-the id, not the id, and put in the user's slot by a tag of its own (:func:`slot_tag`);
-the suppression list of erased addresses has the tag ``{privacy}``.
+the id, not the id, and put in the user's slot by a tag of its own (:func:`slot_tag`), as is the
+hash of shop-wide counters kept per slot (written in the same script call as the
+profile); the suppression list of erased addresses has the tag ``{privacy}``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _slot_tags() -> tuple[str, ...]:
 def slot_tag(key: str) -> str:
     """A hash tag that puts another key in ``key``'s hash slot without repeating its tag."""
     return _slot_tags()[key_slot(key.encode())]
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as a Redis ``MATCH`` pattern that matches only itself."""
+    return "".join(f"\\{c}" if c in "\\*?[]" else c for c in text)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,18 @@ class Keys:
         :mod:`profiles.privacy`). Named by ``hashed``, the keyed hash of the user id, not
         by the id, yet in the slot of the user's keys (the load script reads it)."""
         return f"{self.prefix}:{{{slot_tag(self.profile(user_id))}}}:erased:{hashed}"
+
+    def counters(self, user_id: str) -> str:
+        """Hash: counter field -> total (``HINCRBYFLOAT``), one hash per Redis Cluster hash
+        slot, the one of the user's keys: the save script adds a write's increments in the
+        same call as its profile (see :class:`profiles.store.ProfileWrite`); a total is the
+        sum over every slot's hash."""
+        return f"{self.prefix}:{{{slot_tag(self.profile(user_id))}}}:counters"
+
+    def counters_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern for every key :meth:`counters` makes (and for sorted
+        sets whose name ends in a product id ending in ``:counters``: scan by type too)."""
+        return f"{_glob_literal(self.prefix)}:{{*}}:counters"
 
     def suppressed(self) -> str:
         """Hash: keyed hash of an erased address -> when it was erased (epoch ms)."""

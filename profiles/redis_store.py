@@ -4,17 +4,20 @@ A whole batch's users are read by one Lua call (``load_profiles.lua``) and writt
 by another (``save_profiles.lua``): one round trip each, and the client encodes one
 command instead of a few per user. On Redis Cluster (``cluster=True``) a script may only
 touch one hash slot, so users are grouped by slot, one call per group, all in one
-pipeline.
+pipeline. The shop-wide counters a write brings are added by the same call, to the
+counters hash of the user's slot (:meth:`profiles.keys.Keys.counters`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from importlib import resources
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -83,18 +86,17 @@ class RedisProfileStore:
             by_slot.setdefault(key_slot(self._keys.profile(user_id).encode()), []).append(user_id)
         return list(by_slot.values())
 
-    def _keys_of(self, users: Sequence[str]) -> list[str]:
+    def _keys_of(self, users: Sequence[str], *, counters: bool = False) -> list[str]:
+        """Per user, the keys the load script reads (profile, dedup records, raw ids stored
+        before digests, tombstone) and, with ``counters``, the counters hash of the user's
+        slot, which only the save script writes."""
         keys, user = self._keys, self._pseudonyms.user
-        return [
-            key
-            for u in users
-            for key in (
-                keys.profile(u),
-                keys.seen(u),
-                keys.legacy_seen(u),
-                keys.tombstone(u, user(u)),
-            )
-        ]
+        out: list[str] = []
+        for u in users:
+            out += (keys.profile(u), keys.seen(u), keys.legacy_seen(u), keys.tombstone(u, user(u)))
+            if counters:
+                out.append(keys.counters(u))
+        return out
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
         groups = self._groups(list(wanted))
@@ -159,8 +161,11 @@ class RedisProfileStore:
                     forget = 1 if write.forgets else ""
                     erased = "" if write.erased_ms is None else write.erased_ms
                     records = dedup_records(applied)
-                    args += [write.expected_version, doc, records, cutoff, forget, erased]
-                await self._save(keys=self._keys_of(users), args=args, client=pipe)
+                    # most writes bring no counters: one empty argument
+                    counters = orjson.dumps(write.counters) if write.counters else ""
+                    args += [write.expected_version, doc, records, cutoff, forget, erased, counters]
+                keys = self._keys_of(users, counters=True)
+                await self._save(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
         return [
             user_id
@@ -180,6 +185,32 @@ class RedisProfileStore:
                     ids = []
         if ids:
             yield ids
+
+    async def counters(self, prefix: str = "", *, chunk: int = 500) -> dict[str, float]:
+        """The sum over every slot's counters hash (``SCAN`` by name and type, then
+        ``HGETALL`` of ``chunk`` hashes a round trip). Not a snapshot: increments made
+        while it reads may be in the sums or not."""
+        async with translate_errors():
+            # a set: SCAN may return a key more than once
+            found = {
+                key
+                async for key in self._redis.scan_iter(
+                    match=self._keys.counters_pattern(), count=chunk, _type="hash"
+                )
+            }
+            hashes = list(found)
+            parts: dict[str, list[float]] = {}
+            for start in range(0, len(hashes), chunk):
+                pipe = self._redis.pipeline(transaction=False)
+                for key in hashes[start : start + chunk]:
+                    pipe.hgetall(key)
+                for fields in await pipe.execute():
+                    for raw, total in fields.items():
+                        name = raw.decode() if isinstance(raw, bytes) else raw
+                        if name.startswith(prefix):
+                            parts.setdefault(name, []).append(float(total))
+        # fsum: the same totals whatever order the slots come in
+        return {name: math.fsum(amounts) for name, amounts in parts.items()}
 
     async def snapshot(self, user_id: str) -> Snapshot:
         """One user's current profile (for ``explain`` and tests)."""

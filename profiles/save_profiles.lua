@@ -1,13 +1,15 @@
--- Compare-and-set a batch of profiles, each with the events it applied.
+-- Compare-and-set a batch of profiles, each with the events it applied and the counter
+-- increments it brings.
 -- KEYS: per user, its profile hash (v = version, p = stored profile), its dedup string
--- (see load_profiles.lua), the sorted set of raw event ids stored before digests, and its
--- erasure tombstone
+-- (see load_profiles.lua), the sorted set of raw event ids stored before digests, its
+-- erasure tombstone, and the counters hash of its hash slot
 -- ARGV[1]: the dedup window (records kept per user); ARGV[2]: how long a tombstone lasts (ms)
 -- then per user: expected version, profile ('' deletes it), the applied events' records
 -- packed into one string, the age cutoff (epoch seconds): records older than it are
 -- dropped from the oldest-applied end, whether the stored dedup records go first ('1';
--- '' keeps them), and the erase time (epoch ms; '' when not erased): the tombstone keeps
--- the latest erase time
+-- '' keeps them), the erase time (epoch ms; '' when not erased): the tombstone keeps
+-- the latest erase time, and the counter increments as a JSON array of [field, amount]
+-- pairs ('' when none), added only if the write is made
 -- Returns per user: 1 written, 0 refused (the version moved: another writer was first)
 local RECORD = 12
 local keep = tonumber(ARGV[1]) * RECORD
@@ -33,12 +35,21 @@ local function bury(tombstone, erased)
     'PX', tombstone_ms)
 end
 
+-- counters are aggregate, not the user's: an erasure or a forgetting write leaves them
+local function count(key, increments)
+  for _, increment in ipairs(cjson.decode(increments)) do
+    -- %.17g: every double survives the trip to HINCRBYFLOAT (tostring keeps 14 digits)
+    redis.call('HINCRBYFLOAT', key, increment[1], string.format('%.17g', increment[2]))
+  end
+end
+
 local out = {}
 local a = 3
-for i = 1, #KEYS, 4 do
+for i = 1, #KEYS, 5 do
   local expected, doc, applied = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local cutoff, forget, erased = tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5]
-  a = a + 6
+  local increments = ARGV[a + 6]
+  a = a + 7
   local current = redis.call('HGET', KEYS[i], 'v') or '0'
   if current ~= expected then
     out[#out + 1] = 0
@@ -56,6 +67,9 @@ for i = 1, #KEYS, 4 do
     end
     if #applied > 0 then
       remember(KEYS[i + 1], KEYS[i + 2], applied, cutoff)
+    end
+    if #increments > 0 then
+      count(KEYS[i + 4], increments)
     end
     out[#out + 1] = 1
   end

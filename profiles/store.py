@@ -11,6 +11,7 @@ oldest end (a late event applied after newer ones stays until the window passes 
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,15 @@ class ProfileWrite:
     and a tombstone keeps the erase time; ``profile`` and ``applied`` then hold only what
     came after the erasure. With ``forget`` the dedup records go without a tombstone (a
     profile deleted for want of activity: a later event builds a fresh one).
+
+    ``counters`` are (field, amount) increments of the store's shop-wide counters (see
+    :meth:`ProfileStore.counters`), added in the same atomic step as the profile and its
+    dedup records, and only when the write is applied: a refused write adds nothing. So
+    a count is exactly-once with respect to the events that caused it: an event
+    redelivered after the write is a duplicate (its dedup record is there) and adds
+    nothing again; a crash before the write leaves neither the dedup record nor the
+    count, and the redelivered event adds it once. Counters are aggregates, not personal
+    data: an erasing or forgetting write leaves them as they are.
     """
 
     user_id: str
@@ -89,11 +99,25 @@ class ProfileWrite:
     applied: tuple[tuple[str, int], ...] = ()
     erased_ms: int | None = None
     forget: bool = False
+    #: (field, amount) to add to the shop-wide counters if the write is applied; a
+    #: field may appear more than once (the amounts add up)
+    counters: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        # checked here, not in the store: the save script would fail on the increment
+        # halfway through a batch, after the writes before it were made
+        if self.counters and not all(map(_is_amount, (amount for _, amount in self.counters))):
+            raise ValueError(f"counter amounts must be finite numbers: {self.counters!r}")
 
     @property
     def forgets(self) -> bool:
         """Whether the stored dedup records go (before ``applied`` is added)."""
         return self.forget or self.erased_ms is not None
+
+
+def _is_amount(amount: float) -> bool:
+    # a bool is an int to Python but not a number once encoded for the save script
+    return not isinstance(amount, bool) and math.isfinite(amount)
 
 
 class ProfileStore(Protocol):
@@ -107,6 +131,11 @@ class ProfileStore(Protocol):
 
     def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
         """Every user with a stored profile, a chunk of ids at a time (order unspecified)."""
+        ...
+
+    async def counters(self, prefix: str = "") -> dict[str, float]:
+        """The shop-wide counters whose field starts with ``prefix``: field -> total of
+        every amount the applied writes added to it (see :class:`ProfileWrite`)."""
         ...
 
 
@@ -135,6 +164,7 @@ class InMemoryProfileStore:
     ) -> None:
         self._users: dict[str, _Entry] = {}
         self._tombstones: dict[str, int] = {}
+        self._counters: dict[str, float] = {}
         self._pseudonyms = pseudonyms or Pseudonyms()
         self._dedup_window = dedup_window
         self._dedup_max_age_ms = dedup_max_age_ms
@@ -170,7 +200,13 @@ class InMemoryProfileStore:
                 entry.seen = self._trim(entry.seen + dedup_records(write.applied), cutoff)
             if entry.document is None and not entry.seen:
                 del self._users[write.user_id]
+            # counters are aggregate, not the user's: erasing or forgetting leaves them
+            for name, amount in write.counters:
+                self._counters[name] = self._counters.get(name, 0.0) + amount
         return conflicts
+
+    async def counters(self, prefix: str = "") -> dict[str, float]:
+        return {name: total for name, total in self._counters.items() if name.startswith(prefix)}
 
     def _tombstone(self, user_id: str, erased_ms: int) -> None:
         hashed = self._pseudonyms.user(user_id)

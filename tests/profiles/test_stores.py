@@ -351,3 +351,102 @@ async def test_a_profile_stored_as_plain_json_still_loads(
     await redis_client.hset(keys.profile("u1"), mapping={"v": 4, "p": before.model_dump_json()})
     snap = await store.snapshot("u1")
     assert (snap.profile, snap.version) == (before, 4)
+
+
+def counting(user_id: str, version: int, *counters: tuple[str, float]) -> ProfileWrite:
+    return ProfileWrite(user_id, version, profile(user_id), counters=counters)
+
+
+async def test_counters_add_up_across_users_and_writes(profile_store: ProfileStore) -> None:
+    users = [f"user-{n}" for n in range(20)]  # over many hash slots
+    await profile_store.save([counting(u, 0, ("sent", 1), ("opened", 1)) for u in users])
+    await profile_store.save([counting("user-0", 1, ("sent", 2), ("sent", 1))])
+    await profile_store.save([counting("user-1", 1)])  # brings none
+    assert await profile_store.counters() == {"sent": 23.0, "opened": 20.0}
+
+
+async def test_a_refused_write_adds_no_counters(profile_store: ProfileStore) -> None:
+    await profile_store.save([counting("u1", 0, ("sent", 1))])
+    conflicts = await profile_store.save(
+        [counting("u1", 0, ("sent", 5), ("refused", 1)), counting("u2", 0, ("sent", 1))]
+    )
+    assert conflicts == ["u1"]
+    assert await profile_store.counters() == {"sent": 2.0}
+
+
+async def test_counters_are_read_by_field_prefix(profile_store: ProfileStore) -> None:
+    exposed = "x\x1fcart_subject_test\x1fb\x1fexposed"
+    revenue = "x\x1fpromo-été\x1fholdout\x1frevenue"  # field names are opaque text
+    await profile_store.save([counting("u1", 0, (exposed, 1), (revenue, 30), ("y\x1fz", 4))])
+    assert await profile_store.counters("x\x1f") == {exposed: 1.0, revenue: 30.0}
+    assert await profile_store.counters("x\x1fpromo") == {revenue: 30.0}
+    assert await profile_store.counters("nothing") == {}
+    assert set(await profile_store.counters()) == {exposed, revenue, "y\x1fz"}
+
+
+async def test_counters_outlive_the_profiles_that_added_them(profile_store: ProfileStore) -> None:
+    await profile_store.save([counting("u1", 0, ("sent", 1)), counting("u2", 0, ("sent", 1))])
+    # aggregates, not personal data: neither an erasure nor a forgetting delete takes them
+    deletes = [
+        ProfileWrite("u1", 1, None, erased_ms=5_000, counters=(("erased", 1),)),
+        ProfileWrite("u2", 1, None, forget=True),
+    ]
+    assert await profile_store.save(deletes) == []
+    assert (await profile_store.load({"u1": []}))["u1"].profile is None
+    assert await profile_store.counters() == {"sent": 2.0, "erased": 1.0}
+
+
+async def test_counters_add_fractional_amounts(profile_store: ProfileStore) -> None:
+    totals = [19.99, 5.01, 0.1, 1234.56, 1e-3]
+    await profile_store.save(
+        [counting(f"u{n}", 0, ("revenue", t), ("revenue_sq", t * t)) for n, t in enumerate(totals)]
+    )
+    await profile_store.save([counting("u0", 1, ("revenue", 0.2), ("refund", -5.01))])
+    counters = await profile_store.counters()
+    # Redis adds in long double and keeps 17 digits: equal to a double sum, nearly
+    assert counters == pytest.approx(
+        {
+            "revenue": sum(totals) + 0.2,
+            "revenue_sq": sum(t * t for t in totals),
+            "refund": -5.01,
+        },
+        rel=1e-15,
+    )
+
+
+def test_counter_amounts_must_be_finite_numbers() -> None:
+    for amount in (float("nan"), float("inf"), -float("inf"), True):
+        with pytest.raises(ValueError, match="finite numbers"):
+            ProfileWrite("u1", 0, None, counters=(("sent", 1), ("revenue", amount)))
+
+
+async def test_counters_live_in_the_hash_slot_of_the_users_keys(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys, cluster=True)
+    users = ["u1", "user:{42} x", "ünïcode", "u2"]
+    await store.save([counting(u, 0, (f"by {u}", 1)) for u in users])
+    for user in users:
+        counters = keys.counters(user)
+        assert key_slot(counters.encode()) == key_slot(keys.profile(user).encode())
+        assert await redis_client.hget(counters, f"by {user}") == b"1"
+    found = {k async for k in redis_client.scan_iter(match=keys.counters_pattern())}
+    assert found == {keys.counters(u).encode() for u in users}
+
+
+async def test_counters_are_read_from_their_own_namespace_only(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    # "?" in a prefix matches any one character in a pattern that does not escape it
+    mine = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}?"))
+    other = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}x"))
+    try:
+        await other.save([counting("u1", 0, ("sent", 1))])
+        await redis_client.zadd(f"{keys.prefix}?:{{shop}}:watch:p:counters", {"u1": 1})
+        assert await mine.counters() == {}  # nor the sorted set named like a counters hash
+        await mine.save([counting("u1", 0, ("sent", 2))])
+        assert await mine.counters() == {"sent": 2.0}
+        assert await other.counters() == {"sent": 1.0}
+    finally:
+        async for key in redis_client.scan_iter(match=f"{keys.prefix}[?x]:*"):
+            await redis_client.delete(key)
