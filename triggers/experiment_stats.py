@@ -404,7 +404,7 @@ def _holdout_line(c: Comparison, m: int) -> str:
     if not c.significant:
         return (
             f"no significant difference in conversion between {subject} and the holdout "
-            f"yet (n = {c.n}, {_p(c, m)})"
+            f"yet (n = {c.n:,}, {_p(c, m)})"
         )
     direction = "lifts conversion over" if c.difference > 0 else "lowers conversion below"
     by = f" by {_percent(abs(c.difference) / c.against_rate, 0)}" if c.against_rate else ""
@@ -418,12 +418,12 @@ def _no_difference(among: list[Comparison], m: int, counts: Mapping[str, ArmCoun
     if len(among) == 1:
         return (
             f"no significant difference between {arms[0]} and {arms[1]} on {word} yet "
-            f"(n = {n}, {_p(among[0], m)})"
+            f"(n = {n:,}, {_p(among[0], m)})"
         )
     closest = min(among, key=lambda c: c.p_adjusted)
     return (
         f"no significant difference between variants {', '.join(arms)} on {word} yet "
-        f"(n = {n}, smallest {_p(closest, m)})"
+        f"(n = {n:,}, smallest {_p(closest, m)})"
     )
 
 

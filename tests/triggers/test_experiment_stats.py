@@ -284,11 +284,11 @@ def test_verdict_names_the_winner_with_raw_and_adjusted_p() -> None:
 
     # three tests: the clicks' tiny p times 3, the others' (0.75, 0.70) times 2 or 1 -> 1
     assert summary.verdict == (
-        f"no significant difference between a and b on opens yet (n = 4000, p {p(810, 800)}, "
+        f"no significant difference between a and b on opens yet (n = 4,000, p {p(810, 800)}, "
         "adjusted p = 1)",
         f"variant b beats a on clicks (6.5 % vs 4.2 %, p {p(130, 84)}, "
         f"adjusted p {format_p(3 * clicks.p)})",
-        f"no significant difference between a and b on conversion yet (n = 4000, "
+        f"no significant difference between a and b on conversion yet (n = 4,000, "
         f"p {p(33, 30)}, adjusted p = 1)",
     )
     assert summary.notes == ("no holdout: the lift over not mailing cannot be measured",)
@@ -341,7 +341,7 @@ def test_three_variants_compare_the_best_with_each_other() -> None:
     opens = [(c.arm, c.against) for c in summary.comparisons if c.metric == "opened"]
     assert opens == [("b", "a"), ("b", "c")]
     assert summary.verdict[0].startswith(
-        "no significant difference between variants a, b, c on opens yet (n = 1500, smallest p"
+        "no significant difference between variants a, b, c on opens yet (n = 1,500, smallest p"
     )
 
 
