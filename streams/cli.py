@@ -362,6 +362,56 @@ def explain(user_id: str, config_dir: Path | None, as_json: bool, rule_id: str |
 
 
 @cli.command()
+@click.option(
+    "--rule",
+    "rule_id",
+    help="Only this rule's experiments: its id, its sequence steps' (ID#n) and those it "
+    "names with `experiment:`.",
+)
+@click.option("--experiment", "experiment_id", help="Only this experiment.")
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+def report(
+    rule_id: str | None, experiment_id: str | None, config_dir: Path | None, as_json: bool
+) -> None:
+    """Per experiment and arm: exposures, open, click and conversion rates with 95%
+    intervals, revenue, lift over the holdout, significance tests and a verdict."""
+    from profiles import ProfileError
+    from streams.report import (
+        build_report,
+        render_report,
+        report_document,
+        rule_experiments,
+    )
+
+    settings = Settings()
+    named: set[str] = set()
+    if rule_id is not None:
+        named = rule_experiments(
+            _load_or_exit(config_dir or settings.config_dir, settings), rule_id
+        )
+    try:
+        summaries = asyncio.run(
+            build_report(settings, rule=rule_id, experiment=experiment_id, named=named)
+        )
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        document = report_document(summaries)
+        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    if not summaries:
+        only = [f"rule {rule_id!r}"] if rule_id is not None else []
+        only += [f"experiment {experiment_id!r}"] if experiment_id is not None else []
+        where = f" for {' and '.join(only)}" if only else ""
+        click.echo(
+            f"no experiments found{where} (an experiment's counts start with its first send)",
+            err=as_json,
+        )
+    elif not as_json:
+        click.echo(render_report(summaries))
+
+
+@cli.command()
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
 @click.option("--rule", "rule_ids", multiple=True, help="Only these rules (repeatable).")
 def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:
