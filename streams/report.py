@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -81,7 +81,7 @@ async def open_counters(settings: Settings) -> AsyncIterator[CounterSource]:
             cluster=settings.redis_cluster,
             pseudonyms=settings.pseudonyms,
         )
-        yield cast(CounterSource, store)
+        yield store
     finally:
         await client.aclose()
 
