@@ -56,6 +56,7 @@ from triggers.predict import used_model
 from triggers.rules import DateRule, Rule, SequenceRule
 from triggers.schedule import best_hour, quiet_until, user_zone
 from triggers.timeline import Timeline
+from triggers.tracking import track
 
 __all__ = ["Resolution", "resolve"]
 
@@ -275,6 +276,14 @@ def _send(
         detail = _without_personal_data(str(exc), profile)  # an error may quote a value
         _decide(out, profile, firing, now, "suppressed", "render_error", detail)
         return
+    html = track(
+        email.html,
+        user_id=firing.user_id,
+        message_id=rid,
+        tracking_config=ruleset.config.tracking,
+        signer=ruleset.links,
+        keep={unsubscribe_url},
+    )
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
     headers = {}
@@ -294,7 +303,7 @@ def _send(
             rule_id=rule.id,
             template=firing.template,
             subject=email.subject,
-            html=email.html,
+            html=html,
             text=email.text,
             headers=headers,
             category=rule.category,
