@@ -1,5 +1,6 @@
 """Live user profiles, dedup and durable timers (Redis implementations and in-memory twins),
-and the signed unsubscribe tokens a mailer or web app verifies with nothing but the keys."""
+and the signed unsubscribe tokens and click links a mailer or web app verifies with nothing
+but the keys."""
 
 from profiles.addresses import InvalidAddress, mask_address, normalise_address
 from profiles.aggregates import Activity, InMemoryStatistics, RecommendationConfig, Statistics
@@ -19,6 +20,15 @@ from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.features import FeedbackConfig, LifecycleConfig
 from profiles.fold import apply_event
 from profiles.keys import Keys
+from profiles.links import (
+    ClickLink,
+    InvalidLink,
+    LinkSigner,
+    OpenPixel,
+    click_event,
+    development_link_signer,
+    open_event,
+)
 from profiles.lookup_cache import LookupCache
 from profiles.lookups import NO_LOOKUPS, Lookups, LookupSource, Ranked
 from profiles.model import (
@@ -62,6 +72,7 @@ __all__ = [
     "CartLine",
     "Catalog",
     "CatalogError",
+    "ClickLink",
     "ConsentChange",
     "CorruptProfile",
     "Credit",
@@ -76,14 +87,17 @@ __all__ = [
     "InMemoryTimerStore",
     "InvalidAddress",
     "InvalidEvent",
+    "InvalidLink",
     "InvalidProduct",
     "InvalidToken",
     "Keys",
     "LastCart",
     "LifecycleConfig",
+    "LinkSigner",
     "LookupCache",
     "LookupSource",
     "Lookups",
+    "OpenPixel",
     "Predicted",
     "Product",
     "Profile",
@@ -112,11 +126,14 @@ __all__ = [
     "UnsubscribeSigner",
     "apply_event",
     "attribute",
+    "click_event",
+    "development_link_signer",
     "development_signer",
     "expose",
     "load_catalog",
     "mask_address",
     "normalise_address",
+    "open_event",
     "parse_event",
     "parse_product",
     "personal_products",

@@ -32,7 +32,8 @@ Keys: the first key signs, every key verifies (rotation: put the new key first a
 the old one among the others until the links it signed have expired). Keys are at least
 :data:`MIN_KEY_BYTES` bytes. A token is ``expired`` more than ``ttl`` after it was issued,
 and ``from_future`` when issued more than ``skew`` (default :data:`CLOCK_SKEW`) after the
-verifier's ``now`` (clocks disagree a little between machines).
+verifier's ``now`` (clocks disagree a little between machines). The click links of
+:mod:`profiles.links` sign with keys derived from these (:meth:`UnsubscribeSigner.derive`).
 
 Verification is constant-time in the MAC (:func:`hmac.compare_digest`); anything longer
 than :data:`MAX_TOKEN_LENGTH` is refused before it is decoded.
@@ -161,6 +162,18 @@ class UnsubscribeSigner:
         if request.issued - now > self.skew:
             raise InvalidToken("from_future", f"issued {request.issued.isoformat()}")
         return request
+
+    def derive(self, purpose: bytes) -> list[bytes]:
+        """HMAC-SHA256(key, ``purpose``) of every key, the signing key's first: keys for
+        another purpose (click links, :mod:`profiles.links`) from the same secrets, so
+        they rotate with them. One derived key reveals neither the key nor another
+        purpose's. ``purpose`` must start with neither the version byte nor the
+        development marker: every token's MAC covers bytes starting with one of them, so
+        no token's MAC can be a derived key."""
+        marker = DEVELOPMENT_MARKER.encode()
+        if purpose[:1] in (b"", bytes([VERSION])) or purpose.startswith(marker):
+            raise ValueError("a purpose label must not look like the start of a token")
+        return [self._mac(keyed, "", purpose) for keyed in self._macs]
 
     @staticmethod
     def _mac(keyed: hmac.HMAC, marker: str, body: bytes) -> bytes:

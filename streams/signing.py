@@ -44,7 +44,8 @@ class RequiredSecret:
 REQUIRED_SECRETS = (
     RequiredSecret(
         "unsubscribe_key",
-        "signs the one-click unsubscribe links of marketing mail",
+        "signs the one-click unsubscribe links of marketing mail (and, through a key "
+        "derived from it, the click links and open pixels)",
         "unsubscribe links sent while it runs will not verify after it stops",
     ),
     RequiredSecret(

@@ -76,6 +76,13 @@ EXPECTED = {
         "UnsubscribeSigner",
         "development_signer",
         "unsubscribe_event",
+        "ClickLink",
+        "InvalidLink",
+        "LinkSigner",
+        "OpenPixel",
+        "click_event",
+        "development_link_signer",
+        "open_event",
     },
     "profiles.predictions": {
         "FEATURES",

@@ -63,6 +63,7 @@ from triggers.predict import used_model
 from triggers.rules import DateRule, Rule, SequenceRule
 from triggers.schedule import best_hour, quiet_until, user_zone
 from triggers.timeline import Timeline
+from triggers.tracking import track
 
 __all__ = ["Resolution", "resolve"]
 
@@ -294,6 +295,14 @@ def _send(
         detail = _without_personal_data(str(exc), profile)  # an error may quote a value
         _decide(out, profile, firing, now, "suppressed", "render_error", detail)
         return
+    html = track(
+        email.html,
+        user_id=firing.user_id,
+        message_id=rid,
+        tracking_config=ruleset.config.tracking,
+        signer=ruleset.links,
+        keep={unsubscribe_url},
+    )
     experimental = assignment.variant is not None or assignment.arm != DEFAULT_ARM
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
@@ -315,7 +324,7 @@ def _send(
             rule_id=rule.id,
             template=template,
             subject=email.subject,
-            html=email.html,
+            html=html,
             text=email.text,
             headers=headers,
             category=rule.category,

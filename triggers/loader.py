@@ -19,7 +19,7 @@ from urllib.parse import quote
 import yaml
 from pydantic import ValidationError
 
-from profiles import UnsubscribeSigner, development_signer
+from profiles import LinkSigner, UnsubscribeSigner, development_signer
 from profiles.predictions import Model, ModelError
 from render import Renderer
 from triggers.checks import check_semantics
@@ -67,6 +67,12 @@ class RuleSet:
     unsubscribe: UnsubscribeSigner = field(default_factory=development_signer)
     #: how long a profile without events is kept (``None``: for good)
     retention: timedelta | None = None
+
+    @cached_property
+    def links(self) -> LinkSigner:
+        """Signs the click links and open pixels of every send, with keys derived from the
+        unsubscribe signer's (so the development key's when it has that one)."""
+        return LinkSigner.derived_from(self.unsubscribe)
 
     @cached_property
     def model_version(self) -> str | None:

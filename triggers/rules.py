@@ -28,7 +28,14 @@ import re
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from profiles.aggregates import RecommendationConfig
 from profiles.events import EVENT_TYPE_PATTERN, SUBSCRIPTION_PATTERN
@@ -60,6 +67,7 @@ __all__ = [
     "SequenceRule",
     "SequenceStep",
     "ThresholdRule",
+    "Tracking",
     "Variant",
 ]
 
@@ -407,6 +415,19 @@ class Guards(BaseModel):
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 
 
+def _check_token_url(value: str, token: str, example: str, https_why: str) -> str:
+    """``value`` if it is an ``https://`` URL with ``{token}`` and no other placeholder;
+    ``token`` says what the token is, ``example`` shows a URL, ``https_why`` why HTTPS."""
+    placeholders = set(_PLACEHOLDER.findall(value))
+    if "{token}" not in placeholders:
+        raise ValueError(f"must contain {{token}}, where the signed {token} goes (e.g. {example})")
+    if unknown := sorted(placeholders - {"{token}"}):
+        raise ValueError(f"unknown placeholder {', '.join(unknown)}: only {{token}} is filled in")
+    if not value.startswith("https://"):
+        raise ValueError(f"must be an https:// URL ({https_why})")
+    return value
+
+
 class Sender(BaseModel):
     """Who the mail is from, and where recipients unsubscribe: ``unsubscribe_url`` is an
     HTTPS URL with ``{token}`` where the signed unsubscribe token goes (see
@@ -429,18 +450,41 @@ class Sender(BaseModel):
                 "in a link; put {token} where the signed token goes "
                 "(e.g. https://shop.example/u/{token}), and verify it where the link lands"
             )
-        if "{token}" not in placeholders:
-            raise ValueError(
-                "must contain {token}, where the signed unsubscribe token goes "
-                "(e.g. https://shop.example/u/{token})"
-            )
-        if unknown := sorted(placeholders - {"{token}"}):
-            raise ValueError(
-                f"unknown placeholder {', '.join(unknown)}: only {{token}} is filled in"
-            )
-        if not value.startswith("https://"):
-            raise ValueError("must be an https:// URL (one-click unsubscribe, RFC 8058)")
-        return value
+        return _check_token_url(
+            value,
+            "unsubscribe token",
+            "https://shop.example/u/{token}",
+            "one-click unsubscribe, RFC 8058",
+        )
+
+
+class Tracking(BaseModel):
+    """Click and open tracking (see :mod:`profiles.links`). ``click_url``: every http(s)
+    link of a mail's HTML leads there instead, with ``{token}`` the signed token naming
+    the user, the mail and the link's own URL (the endpoint verifies it, counts the click
+    and redirects); ``open_url``: the address of a 1x1 image at the end of the HTML, its
+    ``{token}`` naming the user and the mail. Either absent: links stay as they are / no
+    image. Both are HTTPS URLs with ``{token}`` and no other placeholder."""
+
+    model_config = _FROZEN
+
+    click_url: str | None = None
+    open_url: str | None = None
+
+    @field_validator("click_url", "open_url")
+    @classmethod
+    def _signed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        example = _TRACKING_EXAMPLES[info.field_name or ""]
+        why = "the token names the user: it must not cross the network in the clear"
+        return _check_token_url(value, "token", example, why)
+
+
+_TRACKING_EXAMPLES = {
+    "click_url": "https://t.shop.example/c/{token}",
+    "open_url": "https://t.shop.example/o/{token}.gif",
+}
 
 
 class Attribution(BaseModel):
@@ -500,6 +544,8 @@ class RulesConfig(BaseModel):
     predictions: Predictions = Predictions()
     #: opens, clicks and purchases counted for the mail that preceded them
     attribution: Attribution = Attribution()
+    #: click links and the open pixel (none: links stay as they are, no pixel)
+    tracking: Tracking = Tracking()
     #: the longest a timer may stay leased by a worker that died before completing it
     timer_lease: Duration = timedelta(seconds=60)
     rules: list[Rule] = []
