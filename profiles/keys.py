@@ -84,6 +84,14 @@ class Keys:
         sum over every slot's hash."""
         return f"{self.prefix}:{{{slot_tag(self.profile(user_id))}}}:counters"
 
+    def all_counters(self) -> str:
+        """Hash: the counters of every user, on a single Redis node, where a script may
+        write any key: one hash instead of one per slot (16,384 hashes of the same fields
+        would cost far more memory, and reading them back far longer). Matched by
+        :meth:`counters_pattern` like the per-slot hashes, so both layouts sum together
+        (a move to Cluster keeps the totals)."""
+        return f"{self.prefix}:{{counters}}:counters"
+
     def counters_pattern(self) -> str:
         """A ``SCAN MATCH`` pattern for every key :meth:`counters` makes (and for sorted
         sets whose name ends in a product id ending in ``:counters``: scan by type too)."""

@@ -88,14 +88,14 @@ class RedisProfileStore:
 
     def _keys_of(self, users: Sequence[str], *, counters: bool = False) -> list[str]:
         """Per user, the keys the load script reads (profile, dedup records, raw ids stored
-        before digests, tombstone) and, with ``counters``, the counters hash of the user's
-        slot, which only the save script writes."""
+        before digests, tombstone) and, with ``counters``, the counters hash the save
+        script adds to: the one of the user's slot on Cluster, the single one otherwise."""
         keys, user = self._keys, self._pseudonyms.user
         out: list[str] = []
         for u in users:
             out += (keys.profile(u), keys.seen(u), keys.legacy_seen(u), keys.tombstone(u, user(u)))
             if counters:
-                out.append(keys.counters(u))
+                out.append(keys.counters(u) if self._cluster else keys.all_counters())
         return out
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:

@@ -450,3 +450,14 @@ async def test_counters_are_read_from_their_own_namespace_only(
     finally:
         async for key in redis_client.scan_iter(match=f"{keys.prefix}[?x]:*"):
             await redis_client.delete(key)
+
+
+async def test_on_a_single_node_every_users_counters_go_to_one_hash(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    users = [f"u{n}" for n in range(50)]
+    await store.save([counting(u, 0, ("sent", 1)) for u in users])
+    found = {k async for k in redis_client.scan_iter(match=keys.counters_pattern())}
+    assert found == {keys.all_counters().encode()}
+    assert await store.counters() == {"sent": 50.0}
