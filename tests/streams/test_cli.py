@@ -234,3 +234,45 @@ def test_worker_without_a_broker_says_so(tmp_path: Path) -> None:
     )
     assert run.returncode == 1
     assert "Error: cannot reach Kafka at 127.0.0.1:" in run.stderr
+
+
+EXPERIMENT_RULES = """\
+version: 1
+rules:
+  - id: hello
+    kind: on_event
+    events: [signup]
+    template: welcome
+    holdout: 0.3
+    variants:
+      - {name: plain}
+      - {name: tips, template: welcome_tips}
+"""
+
+
+def _signups(count: int) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "event_id": f"s{n}",
+                "type": "signup",
+                "user_id": f"user-{n}",
+                "ts": f"2026-03-02T12:{n // 60:02d}:{n % 60:02d}+00:00",
+                "properties": {"email": f"u{n}@example.com", "consent": {"email": True}},
+            }
+        )
+        for n in range(count)
+    ]
+
+
+def test_nudge_simulate_prints_each_experiments_split(
+    make_config: Callable[[str], Path], tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(_signups(200)))
+    config = make_config(EXPERIMENT_RULES)
+    result = CliRunner().invoke(cli, ["simulate", "--events", str(events), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("experiment hello:")]
+    for arm in ("holdout", "plain", "tips"):
+        assert f" {arm} " in line

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -17,6 +18,7 @@ from triggers.arms import ArmCounts, counter_field
 from triggers.experiments import ExperimentSpec, assign, experiment_of
 from triggers.fold import UserStep, apply_user_events
 from triggers.rules import Experimental, Variant
+from triggers.simulate import simulate
 
 USERS = [f"user-{n}" for n in range(20_000)]
 
@@ -230,3 +232,35 @@ def test_opens_clicks_and_purchases_count_for_the_arm(experiment_rules: RuleSet)
         counter_field("hello", arm, "revenue"): 20.0,
         counter_field("hello", arm, "revenue_sq"): 400.0,
     }
+
+
+# --- before launch: the split on recorded traffic -------------------------------------------
+
+
+def _recorded_signups(count: int) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "event_id": f"s{n}",
+                "type": "signup",
+                "user_id": f"user-{n}",
+                "ts": (T0 + timedelta(seconds=n)).isoformat(),
+                "properties": {"email": f"u{n}@example.com", "consent": {"email": True}},
+            }
+        )
+        for n in range(count)
+    ]
+
+
+async def test_simulate_shows_the_split_an_experiment_would_make(
+    experiment_rules: RuleSet,
+) -> None:
+    lines = _recorded_signups(400)
+    sim = await simulate(experiment_rules, lines)
+    arms = sim.arms()
+    assert set(arms) == {"hello"} and sum(arms["hello"].values()) == 400
+    # the same arms as assignment gives each user, so the worker will split alike
+    spec = experiment_of(experiment_rules.config.rules[0], None)
+    assert arms["hello"] == Counter(assign(spec, f"user-{n}", "").arm for n in range(400))
+    again = await simulate(experiment_rules, lines)
+    assert again.arms() == arms
