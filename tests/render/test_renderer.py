@@ -59,7 +59,7 @@ def test_missing_template_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "subject.txt").write_text("s")
     renderer = Renderer(tmp_path)
-    assert [p.name for p in renderer.missing_files("half")] == ["body.html", "body.txt"]
+    assert [p.name for p in renderer.missing_files("half")] == ["body.html"]
     with pytest.raises(TemplateMissing):
         renderer.render("half", {})
 
