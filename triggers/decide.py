@@ -26,6 +26,10 @@ A deferred firing comes back as a timer marked ``deferred`` and passes the guard
 when it falls due, but is not deferred to a best hour twice: it sends then (unless
 another guard objects; quiet hours never let it out inside them).
 
+A firing that passes renders its mail (:func:`triggers.compose.compose`): one whose
+template requires data the user lacks is suppressed (``missing_data``, the detail names
+the field), one that fails to render too (``render_error``).
+
 Every outcome becomes a :class:`Decision`; sends and decisions are recorded on the
 profile so that caps, cooldowns and ``explain`` see them.
 """
@@ -43,15 +47,14 @@ from profiles import (
     SendRecord,
     TimerOps,
     mask_address,
-    settle_feedback,
 )
-from render import RenderError
+from render import MissingData, RenderError
+from triggers.compose import compose
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
 from triggers.durations import format_duration
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
-from triggers.picks import Picks
 from triggers.predict import used_model
 from triggers.rules import DateRule, Rule, SequenceRule
 from triggers.schedule import best_hour, quiet_until, user_zone
@@ -263,23 +266,21 @@ def _send(
     rid = request_id(
         rule.id, firing.user_id, firing.key, firing.trigger_event_id, firing.instance_id
     )
-    ctx = context(ruleset, profile, now, firing.trigger_event)
-    # recommendations see the mail the user ignored since their last event
-    picks = Picks(ruleset, settle_feedback(profile, now, ruleset.config.scoring), lookups, now)
-    ctx.update(picks.functions())
-    ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
-    ctx["unsubscribe_url"] = unsubscribe_url = _unsubscribe_url(ruleset, firing, now)
     try:
-        email = ruleset.renderer.render(firing.template, ctx)
+        composed = compose(ruleset, profile, firing, now, lookups)
+    except MissingData as exc:  # never half-rendered: nothing of it was
+        _decide(out, profile, firing, now, "suppressed", "missing_data", str(exc))
+        return
     except RenderError as exc:
         detail = _without_personal_data(str(exc), profile)  # an error may quote a value
         _decide(out, profile, firing, now, "suppressed", "render_error", detail)
         return
+    email, picks = composed.email, composed.picks
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
     headers = {}
     if rule.category == "marketing":
-        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        headers["List-Unsubscribe"] = f"<{composed.unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     name = " ".join(p for p in (profile.first_name, profile.last_name) if p) or None
     out.sends.append(
@@ -294,6 +295,7 @@ def _send(
             rule_id=rule.id,
             template=firing.template,
             subject=email.subject,
+            preheader=email.preheader,
             html=email.html,
             text=email.text,
             headers=headers,
@@ -310,18 +312,6 @@ def _send(
         profile.record_featured(rid, now, list(picks.shown), picks.categories)
     profile.record_send(SendRecord(at=now, rule_id=rule.id, category=rule.category, request_id=rid))
     _decide(out, profile, firing, now, "fired", "ok", rid=rid)
-
-
-def _unsubscribe_url(ruleset: RuleSet, firing: Firing, now: datetime) -> str:
-    """``sender.unsubscribe_url`` with ``{token}`` replaced by a token signed now for the
-    user and the rule's subscription (``None``: every marketing mail).
-
-    The token changes with ``now``; the request id does not depend on it.
-    """
-    # rules gain `subscription: str | None` with per-category consent; until then
-    # (and for rules without one) the link unsubscribes from every marketing mail
-    category = getattr(firing.rule, "subscription", None)
-    return ruleset.unsubscribe_url(firing.user_id, category, now)
 
 
 def _without_personal_data(text: str, profile: Profile) -> str:
