@@ -52,7 +52,7 @@ TEMPLATE_FILES = {
 REQUIRED_FILES = ("subject.txt", "body.html")
 
 _STYLE = re.compile(r"<style", re.IGNORECASE)
-#: distinct reader locales remembered (each maps to one of few variant chains)
+#: (template, reader locale) pairs remembered (each maps to one of few variant chains)
 _CHAIN_CACHE = 4096
 
 
@@ -93,7 +93,7 @@ class Renderer:
         self._tree: TemplateTree | None = None
         self._envs: dict[tuple[str, ...], ImmutableSandboxedEnvironment] = {}
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
-        self._chains: dict[str | None, tuple[str, ...]] = {}
+        self._chains: dict[tuple[str, str | None], tuple[str, ...]] = {}
         self._subjects: dict[str, Template] = {}
         # built once: remote stylesheets are never fetched on the send path
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
@@ -120,7 +120,7 @@ class Renderer:
         Raises :class:`MissingData` (before rendering anything) when a required field is
         missing, :class:`RenderError` for anything else that fails.
         """
-        chain = self._chain(locale)
+        chain = self._chain(name, locale)
         compiled = self._compiled.get((name, chain)) or self._compile(name, chain)
         missing = first_missing(context, compiled.requires)
         if missing is not None:
@@ -150,12 +150,13 @@ class Renderer:
         except (css_inline.InlineError, ValueError) as exc:
             raise RenderError(f"{name}/body.html: cannot inline its CSS: {exc}") from exc
 
-    def _chain(self, locale: str | None) -> tuple[str, ...]:
-        chain = self._chains.get(locale)
+    def _chain(self, name: str, locale: str | None) -> tuple[str, ...]:
+        key = (name, locale)
+        chain = self._chains.get(key)
         if chain is None:
             if len(self._chains) >= _CHAIN_CACHE:
                 self._chains.clear()
-            chain = self._chains[locale] = self.tree.chain(locale)
+            chain = self._chains[key] = self.tree.chain(name, locale)
         return chain
 
     def _env(self, chain: tuple[str, ...]) -> ImmutableSandboxedEnvironment:
@@ -233,7 +234,7 @@ class Renderer:
     def check(self, name: str) -> None:
         """Compile every file of ``name`` in every locale variant, and its
         ``template.yaml``; raise :class:`RenderError` on the first problem."""
-        for chain in {(), *(self.tree.chain(locale) for locale in self.locales(name))}:
+        for chain in {(), *(self.tree.chain(name, locale) for locale in self.locales(name))}:
             self._compiled.pop((name, chain), None)
             self._compile(name, chain)
 

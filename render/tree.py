@@ -14,7 +14,8 @@ A directory directly under the root is a template, unless its name starts with `
 ``de-AT``) holds variants of its parent's files. A file is looked up per file: in the
 variant of the reader's locale (``de_AT``), then of its language (``de``), then in the
 parent itself, so a variant holds only what it translates. Layouts and partials are
-looked up the same way.
+looked up the same way, in the locales the template itself has a variant for: a
+template without a German variant is English throughout, its footer included.
 """
 
 from __future__ import annotations
@@ -92,23 +93,18 @@ class TemplateTree:
                     found += [(Path(here) / f).relative_to(self.root).as_posix() for f in files]
         return sorted(found)
 
-    @property
-    def locales(self) -> frozenset[str]:
-        """Every locale some variant directory is for."""
-        return frozenset(name for found in self.variants.values() for name in found)
-
     def variants_of(self, parent: str) -> dict[str, str]:
         """The variant directories of ``parent`` (a template name): locale -> name."""
         return self.variants.get(parent, {})
 
-    def chain(self, locale: str | None) -> tuple[str, ...]:
-        """The variant locales a reader of ``locale`` is served from, most specific first
-        (only locales some variant exists for: the chain is a cache key)."""
+    def chain(self, name: str, locale: str | None) -> tuple[str, ...]:
+        """The variant locales template ``name`` serves a reader of ``locale`` from, most
+        specific first: those it has a variant for (the chain is a cache key)."""
         normal = normalise_locale(locale)
         if normal is None:
             return ()
-        known = self.locales
-        return tuple(name for name in fallbacks(normal) if name in known)
+        known = self.variants.get(name, {})
+        return tuple(locale for locale in fallbacks(normal) if locale in known)
 
     def resolve(self, name: str, chain: tuple[str, ...]) -> str | None:
         """The relative path of the file serving ``name`` (``welcome/body.html``) to a

@@ -406,6 +406,8 @@ class Brand(BaseModel):
 
     #: the shop's name (default: ``sender.from_name``)
     name: str | None = Field(default=None, min_length=1)
+    #: the shop's website (the logo and buttons link to it)
+    url: str | None = Field(default=None, pattern=r"^https://\S+$")
     logo_url: str | None = Field(default=None, pattern=r"^https://\S+$")
     colors: BrandColors = BrandColors()
     #: the postal address, one line or several
