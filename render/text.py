@@ -2,9 +2,10 @@
 
 inscriptis lays the HTML out as text (block elements on their own lines, list bullets,
 table cells side by side, ``display: none`` left out, so the hidden preheader is not
-repeated, images shown by their ``alt`` text). A link is written ``text <url>``: angle brackets are the delimiters RFC 3986
-suggests for a URL in text, which no mail client takes for part of the URL. Trailing
-blanks are trimmed and runs of blank lines shortened to one.
+repeated, images shown by their ``alt`` text). A link is written ``text <url>``: angle
+brackets are the delimiters RFC 3986 suggests for a URL in text, which no mail client
+takes for part of the URL. Trailing blanks are trimmed and runs of blank lines
+shortened to one.
 """
 
 from __future__ import annotations

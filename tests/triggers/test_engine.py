@@ -162,7 +162,7 @@ async def test_cart_abandonment_fires_after_the_wait(h: Harness) -> None:
     assert h.outbox.by_rule("cart_abandonment") == []
     await h.tick(T0 + timedelta(hours=1))
     [sent] = h.outbox.by_rule("cart_abandonment")
-    assert re.search(r"1 × Mug\s+\$12\.00", sent.text), sent.text
+    assert re.search(r"1 \N{MULTIPLICATION SIGN} Mug\s+\$12\.00", sent.text), sent.text
     await h.tick(T0 + timedelta(hours=5))
     assert len(h.outbox.by_rule("cart_abandonment")) == 1
 
