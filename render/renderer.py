@@ -52,6 +52,7 @@ TEMPLATE_FILES = {
 REQUIRED_FILES = ("subject.txt", "body.html")
 
 _STYLE = re.compile(r"<style", re.IGNORECASE)
+_BLANKS = re.compile(r"[ \t\r\n\f\v]+")
 #: (template, reader locale) pairs remembered (each maps to one of few variant chains)
 _CHAIN_CACHE = 4096
 
@@ -196,7 +197,7 @@ class Renderer:
 
     def _get(self, env: ImmutableSandboxedEnvironment, name: str, filename: str) -> Template:
         path = f"{name}/{filename}" if filename else name
-        with _translated(path):
+        with _translated(path, self.template_dir):
             return env.get_template(path)
 
     # --- what ``nudge validate`` checks ---------------------------------------------------
@@ -270,13 +271,23 @@ class Renderer:
     def parse(self, path: str) -> nodes.Template:
         """The syntax tree of the file at ``path`` under the root (no locale lookup)."""
         env = self._env(())
-        with _translated(path):
+        with _translated(path, self.template_dir):
             source = (self.template_dir / path).read_text(encoding="utf-8")
             return env.parse(source, path, path)
 
 
+def _relative(filename: str | None, root: Path) -> str | None:
+    if not filename:
+        return None
+    try:
+        return Path(filename).relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """``text`` on one line; no-break spaces (``1.234,50\xa0€``) stay."""
+    return _BLANKS.sub(" ", text).strip(" ")
 
 
 def _run(template: Template, where: str, context: Mapping[str, Any], **extra: Any) -> str:
@@ -290,15 +301,16 @@ def _run(template: Template, where: str, context: Mapping[str, Any], **extra: An
 
 
 @contextmanager
-def _translated(path: str) -> Iterator[None]:
-    """Jinja2's loading and syntax errors as :class:`RenderError`."""
+def _translated(path: str, root: Path) -> Iterator[None]:
+    """Jinja2's loading and syntax errors as :class:`RenderError`, naming the file that
+    has the error (a locale variant's, a layout's) where Jinja2 knows it."""
     try:
         yield
     except TemplateNotFound as exc:
         raise TemplateMissing(f"no template file {exc.name or path!r}") from exc
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
-        where = path + (f":{line}" if line else "")
-        raise RenderError(f"{where}: {exc}") from exc
+        where = _relative(getattr(exc, "filename", None), root) or path
+        raise RenderError(f"{where}{f':{line}' if line else ''}: {exc}") from exc
     except OSError as exc:
         raise TemplateMissing(f"cannot read {path}: {exc.strerror}") from exc

@@ -171,8 +171,9 @@ class _Checker:
             shown = str(renderer.template_dir / path)
             try:
                 tree = renderer.parse(path)
-            except RenderError as exc:
-                self.source.issues.append(ConfigIssue(shown, None, "", str(exc)))
+            except RenderError as exc:  # the message names the file and line
+                where = str(renderer.template_dir)
+                self.source.issues.append(ConfigIssue(where, None, "", str(exc)))
                 continue
             for unknown in unknown_fields(tree, roots):
                 self.source.issues.append(ConfigIssue(shown, unknown.line, "", str(unknown)))
