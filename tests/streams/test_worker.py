@@ -70,7 +70,7 @@ async def test_cart_abandonment_fires_after_the_wait(
     await kafka.produce(env.events_topic, signup("grace"), cart)
     [sent] = await kafka.wait_for_sends(env.send_topic, "grace", "cart_abandonment")
     assert sent["subject"] == "Ada, you left 2 items in your cart"
-    assert re.search(r"2 \N{MULTIPLICATION SIGN} Enamel mug <\S+>\s+\$28\.00", sent["text"])
+    assert re.search(r"2 \N{MULTIPLICATION SIGN} Enamel mug\s+\$28\.00", sent["text"])
     assert sent["preheader"] == "2 items still in your cart, $28.00 in total."
     assert sent["trigger_event_id"] == cart["event_id"]
     created = datetime.fromisoformat(sent["created_at"])
