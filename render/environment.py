@@ -3,6 +3,8 @@
 Sandboxed (templates are config, but config is still input), autoescaping for ``.html``
 files, and strict about undefined names so a typo fails loudly instead of mailing a
 blank; ``{{ user.first_name | default("there") }}`` is the way to say "optional".
+Both environments have the reader-aware filters of :mod:`render.filters` (``money``,
+``number``, ``date``, ``datetime``).
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChainableUndefined, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    ChainableUndefined,
+    FileSystemLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from render.filters import build_filters
+
 __all__ = ["build_environment", "build_expression_environment"]
-
-
-def _money(value: Any, currency: str = "USD") -> str:
-    symbols = {"USD": "$", "EUR": "€", "GBP": "£"}
-    amount = f"{float(value):,.2f}"
-    symbol = symbols.get(currency)
-    return f"{symbol}{amount}" if symbol else f"{amount} {currency}"
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -43,16 +46,26 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return safe
 
 
-def build_environment(template_dir: Path) -> ImmutableSandboxedEnvironment:
+def build_environment(
+    templates: Path | BaseLoader,
+    *,
+    locale: str = "en_US",
+    currency: str = "USD",
+    timezone: str = "UTC",
+) -> ImmutableSandboxedEnvironment:
+    """For mail: ``templates`` is the template directory (or a loader of it); the filters
+    format in ``locale``, ``currency`` and ``timezone`` when a render names none."""
+    loader = FileSystemLoader(str(templates)) if isinstance(templates, Path) else templates
     env = _Sandbox(
-        loader=FileSystemLoader(str(template_dir)),
+        loader=loader,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        cache_size=-1,  # every template stays compiled: there are only so many files
     )
-    env.filters["money"] = _money
+    env.filters.update(build_filters(locale=locale, currency=currency, timezone=timezone))
     return env
 
 
@@ -74,5 +87,5 @@ class Missing(ChainableUndefined):
 def build_expression_environment() -> ImmutableSandboxedEnvironment:
     """For rule conditions: a missing field is simply undefined (falsy), never an error."""
     env = _Sandbox(undefined=Missing, autoescape=False)
-    env.filters["money"] = _money
+    env.filters.update(build_filters(locale="en_US", currency="USD", timezone="UTC"))
     return env

@@ -412,6 +412,80 @@ def report(
 
 
 @cli.command()
+@click.argument("template")
+@click.option("--user", "user_id", help="A live user: the profile stored in Redis.")
+@click.option(
+    "--profile",
+    "profile_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A profile JSON file (as Profile dumps it, or a `nudge export` document).",
+)
+@click.option(
+    "--event",
+    "event_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The trigger event, one JSON object as published (default: none).",
+)
+@click.option("--variant", help="An experiment variant of a rule sending TEMPLATE.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write preview.html and preview.txt here (for a browser).",
+)
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
+def preview(
+    template: str,
+    user_id: str | None,
+    profile_file: Path | None,
+    event_file: Path | None,
+    variant: str | None,
+    out_dir: Path | None,
+    config_dir: Path | None,
+) -> None:
+    """Render TEMPLATE for one profile with the worker's code: subject, preheader, text
+    and HTML. Exits 1 when the template requires data the profile lacks."""
+    from render import RenderError
+    from streams.preview import (
+        PreviewError,
+        catalog_lookups,
+        compose_preview,
+        read_event,
+        read_profile,
+        redis_inputs,
+        target,
+        write_preview,
+    )
+
+    if (user_id is None) == (profile_file is None):
+        raise click.UsageError("give one of --user or --profile")
+    settings = Settings()
+    directory = config_dir or settings.config_dir
+    rules = _load_or_exit(directory, settings)
+    try:
+        aim = target(rules, template, variant)
+        event = read_event(event_file) if event_file is not None else {}
+        if profile_file is not None:
+            profile = read_profile(profile_file)
+            catalog = _catalog_or_exit(directory)
+            lookups = asyncio.run(catalog_lookups(rules, catalog, profile, event))
+        else:
+            assert user_id is not None
+            profile, lookups = asyncio.run(redis_inputs(settings, rules, user_id, event))
+        email = compose_preview(rules, profile, aim, event, lookups, datetime.now(UTC)).email
+    except (PreviewError, RenderError) as exc:  # MissingData names the field
+        raise click.ClickException(f"cannot preview {template!r}: {exc}") from exc
+    click.echo(f"Subject:   {email.subject}")
+    click.echo(f"Preheader: {email.preheader}")
+    if out_dir is not None:
+        for path in write_preview(out_dir, email):
+            click.echo(f"wrote {path}")
+        return
+    click.echo("\n--- text ---\n" + email.text)
+    click.echo("--- html ---\n" + email.html)
+
+
+@cli.command()
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), help="Rules directory.")
 @click.option("--rule", "rule_ids", multiple=True, help="Only these rules (repeatable).")
 def backfill(config_dir: Path | None, rule_ids: tuple[str, ...]) -> None:

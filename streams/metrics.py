@@ -33,6 +33,9 @@ PREDICTION_SCORE = "nudge_prediction_score"
 #: histogram ``{model}``: expected_value, in the shop's currency
 PREDICTION_VALUE = "nudge_prediction_expected_value"
 
+#: the decision reasons of a send that rendered nothing
+RENDER_FAILURES = ("render_error", "missing_data")
+
 _PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 _MONEY_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
@@ -69,6 +72,13 @@ class Metrics:
             "nudge_decisions_total",
             "Rule decisions by outcome and reason",
             ["rule", "outcome", "reason"],
+            registry=r,
+        )
+        self.render_failures = Counter(
+            "nudge_render_failures_total",
+            "Sends not rendered: a template error (render_error) or data a template "
+            "requires missing (missing_data)",
+            ["rule", "reason"],
             registry=r,
         )
         self.sends = Counter(
@@ -180,6 +190,8 @@ class Metrics:
             self.dead_letters.labels(letter.reason).inc()
         for decision in result.decisions:
             self.decisions.labels(decision.rule_id, decision.outcome, decision.reason).inc()
+            if decision.reason in RENDER_FAILURES:
+                self.render_failures.labels(decision.rule_id, decision.reason).inc()
         for send in result.sends:
             self.sends.labels(send.rule_id, send.category).inc()
         scored = result.scored

@@ -97,14 +97,23 @@ async def redis_client(redis_url: str, keys: Keys) -> AsyncIterator[aioredis.Red
     await client.aclose()
 
 
+#: a ``brand:`` block with the postal address marketing mail needs
+TEST_BRAND = 'brand: {address: "Test Shop, 1 Test Street, Testville"}\n'
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[[str], Path]:
-    """A config dir with the shipped templates and the given ``rules.yaml`` text."""
+    """A config dir with the shipped templates and the given ``rules.yaml`` text; a text
+    without a top-level ``brand:`` gets :data:`TEST_BRAND` appended (at the end, so the
+    lines of what it says stay where they are)."""
 
     def make(rules_yaml: str) -> Path:
         config = tmp_path / f"config-{uuid.uuid4().hex[:6]}"
         shutil.copytree(REPO / "config" / "templates", config / "templates")
-        (config / "rules.yaml").write_text(textwrap.dedent(rules_yaml))
+        text = textwrap.dedent(rules_yaml)
+        if not any(line.startswith("brand:") for line in text.splitlines()):
+            text = text.rstrip("\n") + "\n" + TEST_BRAND
+        (config / "rules.yaml").write_text(text)
         return config
 
     return make

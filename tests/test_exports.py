@@ -99,7 +99,11 @@ EXPECTED = {
         "feature_vector",
     },
     "render": {
+        "REQUIRED_FILES",
         "TEMPLATE_FILES",
+        "MissingData",
+        "TemplateSpec",
+        "normalise_locale",
         "RenderError",
         "RenderedEmail",
         "Renderer",

@@ -2,9 +2,11 @@
 
 The checks run on the document as read, not on the validated models, so a schema error
 anywhere (a bad duration, an unknown field) hides none of them: unknown event types,
-missing or broken templates, condition syntax, fields that do not exist (in conditions
-and templates, see :mod:`triggers.fields`), duplicate rule ids, unknown segments and
-subscriptions, and ``send_at`` / ``max_delay`` / ``subscription`` where they cannot apply.
+missing or broken templates (their locale variants, ``template.yaml`` and the shared
+layouts and partials included), condition syntax, fields that do not exist (in
+conditions, templates and ``requires``, see :mod:`triggers.fields`), duplicate rule ids,
+unknown segments and subscriptions, ``send_at`` / ``max_delay`` / ``subscription`` where
+they cannot apply, and marketing mail without the brand's postal address.
 Each looks only at values of the right shape and leaves malformed ones to the schema
 check, so no problem is reported twice.
 """
@@ -18,16 +20,17 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from profiles import KNOWN_EVENT_TYPES
 from profiles.events import EVENT_TYPE_PATTERN, SUBSCRIPTION_PATTERN
-from render import Renderer, RenderError
+from render import Renderer, RenderError, TemplateSpec
 from triggers.conditions import (
     ConditionSyntaxError,
     compile_condition,
     expression_tree,
     expressions,
 )
-from triggers.fields import Shape, field_roots, unknown_fields
+from triggers.errors import ConfigError, ConfigIssue
+from triggers.fields import Shape, field_roots, template_roots, unknown_fields
 from triggers.rules import Condition, Rule
-from triggers.source import ConfigSource, YamlPath
+from triggers.source import ConfigSource, YamlPath, read_config
 
 __all__ = ["check_semantics"]
 
@@ -48,6 +51,12 @@ _TRIGGER_EVENTS = {
 }
 
 _EVENT_TYPE_FIELDS = ("events", "start", "cancel", "exit")
+
+#: the names a template's ``requires`` may start with (every render context has them)
+REQUIRABLE = ("profile", "user", "cart", "event", "brand", "rule", "segments", "recently_viewed")
+
+#: the shared files that are templates (a layout folder may hold other files)
+_SHARED_SUFFIXES = (".html", ".txt")
 
 
 def check_semantics(source: ConfigSource, renderer: Renderer) -> None:
@@ -102,6 +111,7 @@ class _Checker:
         free = field_roots(None)
         for name, condition in (self.segments or {}).items():
             self.condition(("segments", str(name)), condition, free)
+        self.shared()
         entries = self.data.get("rules")
         if not isinstance(entries, list):
             return
@@ -109,20 +119,23 @@ class _Checker:
         for rule in rules:
             self.rule(rule)
         self.unique_ids(rules)
+        self.postal_address(rules)
 
     def rule(self, rule: _RawRule) -> None:
         self.event_types(rule)
         self.segment(rule)
         self.send_at(rule)
         self.subscription(rule)
-        roots = field_roots(rule.trigger_events())
+        events = rule.trigger_events()
+        roots = field_roots(events)
         self.conditions(rule, roots)
-        self.template((*rule.at, "template"), rule.get("template"), roots)
+        mail = template_roots(events)
+        self.template((*rule.at, "template"), rule.get("template"), mail)
         steps = rule.get("steps")
         for index, step in enumerate(steps if isinstance(steps, list) else ()):
             if isinstance(step, dict):
                 at = (*rule.at, "steps", index)
-                self.template((*at, "template"), step.get("template"), roots)
+                self.template((*at, "template"), step.get("template"), mail)
                 self.condition((*at, "condition"), step.get("condition"), roots)
         self.experiments(rule, roots)
 
@@ -146,6 +159,46 @@ class _Checker:
                     (*at, "holdout"),
                     "transactional mail cannot be held out: users are owed it",
                 )
+
+    def postal_address(self, rules: list[_RawRule]) -> None:
+        """Commercial mail must carry the sender's postal address (CAN-SPAM): a config
+        with an enabled marketing rule needs ``brand.address``."""
+        brand = self.data.get("brand", {})
+        address = brand.get("address") if isinstance(brand, dict) else ""
+        if not isinstance(brand, dict) or (address is not None and not isinstance(address, str)):
+            return  # malformed (the schema check reports it)
+        if address and address.strip():
+            return
+        marketing = [
+            str(rule.data.get("id"))
+            for rule in rules
+            if rule.data.get("category", "marketing") == "marketing"
+            and rule.data.get("enabled", True) is not False
+        ]
+        if marketing:
+            shown = ", ".join(marketing[:3]) + (", ..." if len(marketing) > 3 else "")
+            self.source.issue(
+                ("brand", "address"),
+                "marketing mail must show the sender's postal address (CAN-SPAM): give "
+                f"the shop's address here (marketing rules: {shown})",
+            )
+
+    def shared(self) -> None:
+        """The shared layouts and partials: syntax, and fields that do not exist."""
+        roots = template_roots(None)
+        renderer = self.renderer
+        for path in renderer.shared_files():
+            if not path.endswith(_SHARED_SUFFIXES):
+                continue
+            shown = str(renderer.template_dir / path)
+            try:
+                tree = renderer.parse(path)
+            except RenderError as exc:  # the message names the file and line
+                where = str(renderer.template_dir)
+                self.source.issues.append(ConfigIssue(where, None, "", str(exc)))
+                continue
+            for unknown in unknown_fields(tree, roots):
+                self.source.issues.append(ConfigIssue(shown, unknown.line, "", str(unknown)))
 
     def conditions(self, rule: _RawRule, roots: Mapping[str, Shape]) -> None:
         """The rule's condition, threshold value and ``cancel_when`` conditions."""
@@ -248,16 +301,53 @@ class _Checker:
     def template(self, path: YamlPath, name: Any, roots: Mapping[str, Shape]) -> None:
         if not isinstance(name, str) or not name:
             return
+        if name.startswith("_"):
+            self.source.issue(
+                path, f"{name!r}: names starting with '_' are shared layouts and partials"
+            )
+            return
         missing = self.renderer.missing_files(name)
         if missing:
             self.source.issue(path, f"missing template files: {', '.join(map(str, missing))}")
             return
+        for where, problem in self.renderer.problems(name):
+            self.source.issue(path, f"{where}: {problem}")
+        spec_valid = self.requires(name, roots)
         try:
-            self.renderer.check(name)
             trees = self.renderer.parsed(name)
+            if spec_valid:
+                self.renderer.check(name)
         except RenderError as exc:
             self.source.issue(path, str(exc))
             return
         for filename, tree in trees.items():
             for unknown in unknown_fields(tree, roots):
                 self.source.issue(path, f"{name}/{filename}:{unknown.line}: {unknown}")
+
+    def requires(self, name: str, roots: Mapping[str, Shape]) -> bool:
+        """Check ``<name>/template.yaml``, reporting in that file; ``False`` when it
+        cannot be read as a spec."""
+        spec_path = self.renderer.spec_path(name)
+        if not spec_path.is_file():
+            return True
+        try:
+            spec_source = read_config(spec_path)
+        except ConfigError as exc:
+            self.source.issues.extend(exc.issues)
+            return False
+        try:
+            spec = TemplateSpec.model_validate(spec_source.data)
+        except ValidationError as exc:
+            spec_source.schema_issues(exc)
+            self.source.issues.extend(spec_source.issues)
+            return False
+        for index, field in enumerate(spec.requires):
+            at = ("requires", index)
+            if field.split(".", 1)[0] not in REQUIRABLE:
+                known = ", ".join(REQUIRABLE)
+                spec_source.issue(at, f"{field!r} is not in the render context ({known})")
+                continue
+            for unknown in unknown_fields(expression_tree(field), roots):
+                spec_source.issue(at, str(unknown))
+        self.source.issues.extend(spec_source.issues)
+        return True

@@ -50,6 +50,10 @@ class SendRequest(BaseModel):
     rule_id: str
     template: str
     subject: str
+    preheader: str = Field(
+        default="",
+        description="the line inboxes show after the subject (already hidden in the HTML)",
+    )
     html: str
     text: str
     headers: dict[str, str] = Field(

@@ -29,6 +29,10 @@ A deferred firing comes back as a timer marked ``deferred`` and passes the guard
 when it falls due, but is not deferred to a best hour twice: it sends then (unless
 another guard objects; quiet hours never let it out inside them).
 
+A firing that passes renders its mail (:func:`triggers.compose.compose`): one whose
+template requires data the user lacks is suppressed (``missing_data``, the detail names
+the field), one that fails to render too (``render_error``).
+
 Every outcome becomes a :class:`Decision`; sends and decisions are recorded on the
 profile so that caps, cooldowns and ``explain`` see them.
 """
@@ -48,17 +52,16 @@ from profiles import (
     TimerOps,
     expose,
     mask_address,
-    settle_feedback,
 )
-from render import RenderError
+from render import MissingData, RenderError
 from triggers.arms import DEFAULT_ARM, arm_counts, counter_field
+from triggers.compose import compose
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
 from triggers.durations import format_duration
 from triggers.experiments import Assignment, assign, experiment_of
 from triggers.firing import Firing, date_timer, ms
 from triggers.loader import RuleSet
-from triggers.picks import Picks
 from triggers.predict import used_model
 from triggers.rules import DateRule, Rule, SequenceRule
 from triggers.schedule import best_hour, quiet_until, user_zone
@@ -283,32 +286,38 @@ def _send(
         return
     variant = assignment.variant
     template = (variant.template if variant else None) or firing.template
-    ctx = context(ruleset, profile, now, firing.trigger_event)
-    # recommendations see the mail the user ignored since their last event
-    picks = Picks(ruleset, settle_feedback(profile, now, ruleset.config.scoring), lookups, now)
-    ctx.update(picks.functions())
-    ctx["rule"] = {"id": rule.id, "category": rule.category, "step": firing.step}
-    ctx["unsubscribe_url"] = unsubscribe_url = _unsubscribe_url(ruleset, firing, now)
     try:
-        email = ruleset.renderer.render(template, ctx)
+        composed = compose(
+            ruleset,
+            profile,
+            firing,
+            now,
+            lookups,
+            template=template,
+            subject=variant.subject if variant else None,
+        )
+    except MissingData as exc:  # never half-rendered: nothing of it was
+        _decide(out, profile, firing, now, "suppressed", "missing_data", str(exc))
+        return
     except RenderError as exc:
         detail = _without_personal_data(str(exc), profile)  # an error may quote a value
         _decide(out, profile, firing, now, "suppressed", "render_error", detail)
         return
+    email, picks = composed.email, composed.picks
     html = track(
         email.html,
         user_id=firing.user_id,
         message_id=rid,
         tracking_config=ruleset.config.tracking,
         signer=ruleset.links,
-        keep={unsubscribe_url},
+        keep={composed.unsubscribe_url},
     )
     experimental = assignment.variant is not None or assignment.arm != DEFAULT_ARM
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
     headers = {}
     if rule.category == "marketing":
-        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        headers["List-Unsubscribe"] = f"<{composed.unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     name = " ".join(p for p in (profile.first_name, profile.last_name) if p) or None
     out.sends.append(
@@ -324,6 +333,7 @@ def _send(
             rule_id=rule.id,
             template=template,
             subject=email.subject,
+            preheader=email.preheader,
             html=html,
             text=email.text,
             headers=headers,
@@ -384,18 +394,6 @@ def _expose(
     if credit is not None:
         name = counter_field(credit.experiment, credit.arm, credit.metric)
         out.counters[name] = out.counters.get(name, 0.0) + credit.amount
-
-
-def _unsubscribe_url(ruleset: RuleSet, firing: Firing, now: datetime) -> str:
-    """``sender.unsubscribe_url`` with ``{token}`` replaced by a token signed now for the
-    user and the rule's subscription (``None``: every marketing mail).
-
-    The token changes with ``now``; the request id does not depend on it.
-    """
-    # rules gain `subscription: str | None` with per-category consent; until then
-    # (and for rules without one) the link unsubscribes from every marketing mail
-    category = getattr(firing.rule, "subscription", None)
-    return ruleset.unsubscribe_url(firing.user_id, category, now)
 
 
 def _without_personal_data(text: str, profile: Profile) -> str:

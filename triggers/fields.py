@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from profiles import KNOWN_EVENT_TYPES, Cart, Event, Profile
 from triggers.conditions import expression_tree, expressions
 from triggers.derived import RFM_FIELDS
-from triggers.rules import Condition
+from triggers.rules import Brand, Condition
 
 __all__ = [
     "Shape",
@@ -36,6 +36,7 @@ __all__ = [
     "clusters_named",
     "field_roots",
     "reads_predictions",
+    "template_roots",
     "unknown_fields",
 ]
 
@@ -101,6 +102,11 @@ def field_roots(event_types: Collection[str] | None) -> dict[str, Shape]:
         "cart": _model_shape(Cart, objects=True),
         "event": Shape(event),
     }
+
+
+def template_roots(event_types: Collection[str] | None) -> dict[str, Shape]:
+    """What :func:`field_roots` checks, and ``brand``, which templates see besides."""
+    return {**field_roots(event_types), "brand": _model_shape(Brand, objects=True)}
 
 
 def unknown_fields(tree: nodes.Node, roots: Mapping[str, Shape]) -> list[UnknownField]:

@@ -230,7 +230,7 @@ def load_rules(
     path = config_dir / RULES_FILE
     source = read_config(path)
     config = _validate(source)
-    renderer = Renderer(config_dir / TEMPLATES_DIR)
+    renderer = _renderer(config_dir / TEMPLATES_DIR, config)
     check_semantics(source, renderer)
     named = (model_dir or _model_dir(source.data, config_dir)) if with_model else None
     model = None if named is None else _load_model(source, named, overridden=model_dir is not None)
@@ -238,7 +238,7 @@ def load_rules(
         _check_clusters(source, config, model)
     if config is None or source.issues:
         unique = list(dict.fromkeys(source.issues))
-        raise ConfigError(sorted(unique, key=lambda issue: issue.line or 0))
+        raise ConfigError(sorted(unique, key=lambda issue: _order(source, issue)))
     return RuleSet(
         config,
         renderer,
@@ -250,6 +250,28 @@ def load_rules(
         unsubscribe=unsubscribe or development_signer(),
         retention=retention,
     )
+
+
+def _renderer(template_dir: Path, config: RulesConfig | None) -> Renderer:
+    """The renderer, formatting in the brand's locale and currency and the default time
+    zone when a send names none (the defaults while the config is invalid: it only
+    checks the templates then)."""
+    if config is None:
+        return Renderer(template_dir)
+    brand = config.brand
+    return Renderer(
+        template_dir,
+        locale=brand.locale,
+        currency=brand.currency,
+        timezone=config.guards.default_timezone,
+    )
+
+
+def _order(source: ConfigSource, issue: ConfigIssue) -> tuple[str, int]:
+    """Issues in ``rules.yaml`` (and those of no line) by line, then those located in
+    other files (a template's ``template.yaml``), by file and line."""
+    elsewhere = issue.file != source.shown and issue.line is not None
+    return (issue.file if elsewhere else "", issue.line or 0)
 
 
 def model_dir_named(config_dir: Path) -> Path | None:
@@ -313,8 +335,7 @@ def _validate(source: ConfigSource) -> RulesConfig | None:
     try:
         return RulesConfig.model_validate(source.data)
     except ValidationError as exc:
-        for path, message in _validation_issues(exc, source.data):
-            source.issue(path, message)
+        source.schema_issues(exc)
         return None
 
 
@@ -343,29 +364,3 @@ def _probed(config: RulesConfig) -> dict[str, Condition]:
             for name, condition in rule.cancel_when.items():
                 probed[f"cancel:{rule.id}@{name}"] = condition
     return probed
-
-
-def _validation_issues(exc: ValidationError, data: Any) -> list[tuple[YamlPath, str]]:
-    issues = []
-    for err in exc.errors(include_url=False):
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
-        issues.append((_strip_tags(tuple(err["loc"]), data), message))
-    return issues
-
-
-def _strip_tags(loc: YamlPath, data: Any) -> YamlPath:
-    """Drop the discriminator tags pydantic puts in error locations (``absence`` etc.)."""
-    path: list[str | int] = []
-    for part in loc:
-        if isinstance(data, dict) and part not in data and part == data.get("kind"):
-            continue
-        path.append(part)
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
-        else:
-            data = None
-    return tuple(path)

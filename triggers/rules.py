@@ -28,6 +28,8 @@ import re
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
+from babel import Locale, UnknownLocaleError
+from babel.numbers import is_currency
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -41,6 +43,7 @@ from profiles.aggregates import RecommendationConfig
 from profiles.events import EVENT_TYPE_PATTERN, SUBSCRIPTION_PATTERN
 from profiles.features import LifecycleConfig
 from profiles.model import MAX_SENDS, ScoringConfig
+from render import normalise_locale
 from triggers.durations import Duration, format_duration
 
 __all__ = [
@@ -50,6 +53,8 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "Attribution",
+    "Brand",
+    "BrandColors",
     "Condition",
     "DateRule",
     "Experimental",
@@ -496,6 +501,64 @@ class Attribution(BaseModel):
     window: Duration = timedelta(days=5)
 
 
+_COLOUR = r"^#([0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})$"
+
+
+class BrandColors(BaseModel):
+    """The colours the shared layout paints with (``#rgb`` or ``#rrggbb``)."""
+
+    model_config = _FROZEN
+
+    primary: str = Field(default="#1a73e8", pattern=_COLOUR)
+    text: str = Field(default="#202124", pattern=_COLOUR)
+    background: str = Field(default="#f4f4f4", pattern=_COLOUR)
+
+
+class Brand(BaseModel):
+    """Who the mail looks like it is from: templates see it as ``brand``.
+
+    ``address`` is the postal address the footer of every mail shows; commercial mail
+    must carry one (CAN-SPAM), so ``nudge validate`` refuses marketing rules without it.
+    ``locale`` and ``currency`` are what templates format in for a user without a locale
+    (or with one nobody knows) and for ``money`` without a currency.
+    """
+
+    model_config = _FROZEN
+
+    #: the shop's name (default: ``sender.from_name``)
+    name: str | None = Field(default=None, min_length=1)
+    #: the shop's website (the logo and buttons link to it)
+    url: str | None = Field(default=None, pattern=r"^https://\S+$")
+    logo_url: str | None = Field(default=None, pattern=r"^https://\S+$")
+    colors: BrandColors = BrandColors()
+    #: the postal address, one line or several
+    address: str | None = None
+    locale: str = "en_US"
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        normal = normalise_locale(value)
+        try:
+            Locale.parse(normal or "")
+        except (UnknownLocaleError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a locale Babel knows (en_US, de_DE, ...)") from exc
+        return normal or value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if not is_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code (USD, EUR, ...)")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
 class Predictions(BaseModel):
     """Where the trained model lives, and how long a user's scores count as fresh."""
 
@@ -527,6 +590,8 @@ class RulesConfig(BaseModel):
 
     version: Literal[1] = 1
     sender: Sender = Sender()
+    #: the shop's look and postal address, for templates (``brand``)
+    brand: Brand = Brand()
     scoring: ScoringConfig = ScoringConfig()
     #: shop-wide statistics and recommendations (see :mod:`profiles.aggregates`)
     recommendations: RecommendationConfig = RecommendationConfig()
@@ -560,6 +625,14 @@ class RulesConfig(BaseModel):
         if repeated:
             raise ValueError(f"subscriptions named more than once: {repeated}")
         return names
+
+    @model_validator(mode="after")
+    def _brand_name(self) -> RulesConfig:
+        """A brand without a name is called what the mail's sender is."""
+        if self.brand.name is None:
+            brand = self.brand.model_copy(update={"name": self.sender.from_name})
+            object.__setattr__(self, "brand", brand)  # frozen, and still being built
+        return self
 
     @model_validator(mode="after")
     def _hours_zone(self) -> RulesConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from triggers.errors import ConfigError, ConfigIssue
 
@@ -57,6 +58,14 @@ class ConfigSource:
         name = self.field_name(path if field is None else field)
         self.issues.append(ConfigIssue(self.shown, self.line(path), name, message))
 
+    def schema_issues(self, exc: ValidationError) -> None:
+        """Record every error of a pydantic validation of :attr:`data`."""
+        for err in exc.errors(include_url=False):
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown field"
+            self.issue(_strip_tags(tuple(err["loc"]), self.data), message)
+
 
 def read_config(path: Path) -> ConfigSource:
     """Read and parse ``path``; unreadable files and YAML syntax errors raise at once."""
@@ -89,3 +98,19 @@ def _map_lines(node: yaml.Node, path: YamlPath, out: dict[YamlPath, int]) -> Non
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _map_lines(item, (*path, index), out)
+
+
+def _strip_tags(loc: YamlPath, data: Any) -> YamlPath:
+    """Drop the discriminator tags pydantic puts in error locations (``absence`` etc.)."""
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(data, dict) and part not in data and part == data.get("kind"):
+            continue
+        path.append(part)
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            data = None
+    return tuple(path)

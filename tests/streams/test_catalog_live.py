@@ -64,7 +64,7 @@ async def test_a_price_drop_mails_the_users_watching_the_product(
         [sent] = await kafka.wait_for_sends(env.send_topic, "ada", "price_alert")
         assert sent["subject"] == "Enamel mug is now $15.00"
         assert "(was $20.00)" in sent["html"]
-        assert "See it: https://giftshop.example/kitchen/enamel-mug" in sent["text"]
+        assert "See it <https://giftshop.example/kitchen/enamel-mug>" in sent["text"]
         assert sent["trigger_event_id"] == alert_event_id("sku-mug", 15.0, "ada")
 
         # the same record again (a replay) alerts nobody; a further drop alerts again

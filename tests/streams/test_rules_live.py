@@ -21,6 +21,7 @@ import orjson
 
 from profiles import UnsubscribeSigner
 
+from ..conftest import TEST_BRAND
 from .conftest import UNSUBSCRIBE_KEY, Kafka, RedisView, WorkerEnv, WorkerProcess
 
 Env = Callable[..., WorkerEnv]
@@ -323,12 +324,12 @@ async def test_hot_reload_swaps_valid_rules_and_keeps_them_on_invalid_ones(
     worker = start_worker(env)
     rules_file = env.config_dir / "rules.yaml"
     rules_file.write_text(
-        HEAD
+        TEST_BRAND
+        + HEAD
         + """\
   - id: hello
     kind: on_event
     events: [page_view]
-    category: transactional
     template: welcome
 """
     )
@@ -336,7 +337,9 @@ async def test_hot_reload_swaps_valid_rules_and_keeps_them_on_invalid_ones(
     await kafka.produce(env.events_topic, signup("hal"), ev("page_view", "hal", url="/"))
     [hello] = await kafka.wait_for_sends(env.send_topic, "hal", "hello")
     # the reloaded rules sign with the worker's key, not the development one
-    token = hello["text"].split("https://example.com/u/", 1)[1].split()[0]
+    link = hello["headers"]["List-Unsubscribe"].strip("<>")
+    assert f"<{link}>" in hello["text"]
+    token = link.removeprefix("https://example.com/u/")
     signer = UnsubscribeSigner([UNSUBSCRIBE_KEY.encode()])
     assert signer.verify(token, datetime.now(UTC)).user_id == "hal"
 

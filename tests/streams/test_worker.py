@@ -7,6 +7,7 @@ a timer leaving Redis), then reads the output topic up to its end.
 
 from __future__ import annotations
 
+import re
 import signal
 import uuid
 from collections.abc import Callable
@@ -69,7 +70,8 @@ async def test_cart_abandonment_fires_after_the_wait(
     await kafka.produce(env.events_topic, signup("grace"), cart)
     [sent] = await kafka.wait_for_sends(env.send_topic, "grace", "cart_abandonment")
     assert sent["subject"] == "Ada, you left 2 items in your cart"
-    assert "2 x Enamel mug: $28.00" in sent["text"]
+    assert re.search(r"2 \N{MULTIPLICATION SIGN} Enamel mug\s+\$28\.00", sent["text"])
+    assert sent["preheader"] == "2 items still in your cart, $28.00 in total."
     assert sent["trigger_event_id"] == cart["event_id"]
     created = datetime.fromisoformat(sent["created_at"])
     assert (created - datetime.fromisoformat(cart["ts"])).total_seconds() >= 2

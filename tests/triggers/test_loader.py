@@ -503,3 +503,136 @@ def test_subscription_names_are_checked_and_unique(make_config: Callable[[str], 
     assert repeated.endswith(
         "rules.yaml:2: subscriptions: subscriptions named more than once: ['newsletter']"
     )
+
+
+# --- templates: brand, template.yaml, variants, layouts ---------------------------------------
+
+
+def test_marketing_rules_need_the_brands_postal_address(make_config: Callable[[str], Path]) -> None:
+    without = GOOD.replace("rules:\n", "brand: {name: Shop}\nrules:\n", 1)
+    [found] = issues(make_config(without))
+    assert ":2: brand.address: marketing mail must show the sender's postal address " in found
+    assert "(CAN-SPAM)" in found and "(marketing rules: welcome, cart_abandonment)" in found
+    # without a brand block at all: at the top of the file
+    bare = make_config(GOOD)
+    (bare / "rules.yaml").write_text(GOOD)
+    assert ":1: brand.address: marketing mail must show" in issues(bare)[0]
+
+
+def test_transactional_or_disabled_rules_need_no_postal_address(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = (
+        GOOD.replace("template: welcome", "template: welcome\n    category: transactional")
+        .replace("template: cart_abandonment", "template: cart_abandonment\n    enabled: false")
+        .replace("rules:\n", "brand: {name: Shop}\nrules:\n", 1)
+    )
+    assert load_rules(make_config(text)).config.brand.address is None
+
+
+def test_the_brand_block_is_checked(make_config: Callable[[str], Path]) -> None:
+    brand = (
+        "brand:\n  address: 1 Main St\n  locale: klingon\n  currency: EURO\n"
+        "  colors: {primary: red}\n  logo_url: http://x/logo.png\n  colour: blue\n"
+    )
+    found = issues(make_config(GOOD.replace("rules:\n", brand + "rules:\n", 1)))
+    assert [f.split("rules.yaml:")[1] for f in found] == [
+        "4: brand.locale: 'klingon' is not a locale Babel knows (en_US, de_DE, ...)",
+        "5: brand.currency: String should match pattern '^[A-Z]{3}$'",
+        "6: brand.colors.primary: String should match pattern '^#([0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})$'",
+        "7: brand.logo_url: String should match pattern '^https://\\S+$'",
+        "8: brand.colour: unknown field",
+    ]
+
+
+def test_the_brand_names_the_shop_after_the_sender_by_default(
+    make_config: Callable[[str], Path],
+) -> None:
+    text = "version: 1\nsender: {from_name: Corner Shop}\nbrand: {address: 1 Main St}\n"
+    brand = load_rules(make_config(text)).config.brand
+    assert (brand.name, brand.locale, brand.currency) == ("Corner Shop", "en_US", "USD")
+
+
+def spec_config(make_config: Callable[[str], Path], spec: str) -> Path:
+    config = make_config(GOOD)
+    (config / "templates" / "welcome" / "template.yaml").write_text(spec)
+    return config
+
+
+def test_template_yaml_problems_name_its_file_and_line(make_config: Callable[[str], Path]) -> None:
+    spec = (
+        "requires:\n"
+        "  - profile.first_name\n"
+        "  - profile.frist_name\n"
+        "  - event.properties.total\n"
+        "  - basket.items\n"
+        "  - profile.__class__\n"
+    )
+    config = spec_config(make_config, spec + "optional: [x]\n")
+    where = config / "templates" / "welcome" / "template.yaml"
+    assert issues(config) == [
+        f"{where}:6: requires[4]: String should match pattern "
+        "'^[A-Za-z][A-Za-z0-9_]*(\\.[A-Za-z][A-Za-z0-9_]*)*$'",
+        f"{where}:7: optional: unknown field",
+    ]
+    config = spec_config(make_config, spec.replace("  - profile.__class__\n", ""))
+    where = config / "templates" / "welcome" / "template.yaml"
+    assert issues(config) == [
+        f"{where}:3: requires[1]: unknown field 'profile.frist_name' (did you mean 'first_name'?)",
+        f"{where}:4: requires[2]: unknown field 'event.properties.total'",
+        f"{where}:5: requires[3]: 'basket.items' is not in the render context (profile, user, "
+        "cart, event, brand, rule, segments, recently_viewed)",
+    ]
+
+
+def test_template_yaml_that_is_no_yaml(make_config: Callable[[str], Path]) -> None:
+    config = spec_config(make_config, "requires: [unclosed\n")
+    [found] = issues(config)
+    assert found.startswith(f"{config}/templates/welcome/template.yaml:2: invalid YAML")
+
+
+def test_shared_files_are_not_templates(make_config: Callable[[str], Path]) -> None:
+    found = issues(make_config(GOOD.replace("template: welcome", "template: _layouts")))
+    assert found == [
+        f"{found[0].split(': ')[0]}: rules[0] (welcome).template: '_layouts': names starting "
+        "with '_' are shared layouts and partials"
+    ]
+
+
+def test_variant_directories_must_be_locales(make_config: Callable[[str], Path]) -> None:
+    config = make_config(GOOD)
+    (config / "templates" / "welcome" / "old").mkdir()
+    (config / "templates" / "welcome" / "de" / "template.yaml").write_text("requires: []\n")
+    found = issues(config)
+    assert [f.split(".template: ")[1] for f in found] == [
+        f"{config}/templates/welcome/old: 'old' is not a locale (de, de_AT, ...)",
+        f"{config}/templates/welcome/de/template.yaml: template.yaml belongs in the template's "
+        "own directory",
+    ]
+
+
+def test_variants_and_layouts_are_checked_too(make_config: Callable[[str], Path]) -> None:
+    config = make_config(GOOD)
+    templates = config / "templates"
+    (templates / "welcome" / "de" / "subject.txt").write_text("{{ user.vorname }}")
+    (templates / "cart_abandonment" / "de" / "body.html").write_text("{% if %}")
+    (templates / "_partials" / "footer.html").write_text("{{ brand.adress }}\n{{ brand.name }}")
+    (templates / "_partials" / "broken.html").write_text("{% for %}")
+    # rules.yaml's first (a problem of a shared file without a line among them), then
+    # those located in other files
+    broken, vorname, syntax, adress = issues(config)
+    assert broken == (
+        f"{templates}: _partials/broken.html:1: Expected an expression, "
+        "got 'end of statement block'"
+    )
+    assert vorname.endswith(
+        ":6: rules[0] (welcome).template: welcome/de/subject.txt:1: unknown field 'user.vorname'"
+    )
+    assert syntax.endswith(
+        ":12: rules[1] (cart_abandonment).template: cart_abandonment/de/body.html:1: "
+        "Expected an expression, got 'end of statement block'"
+    )
+    assert adress == (
+        f"{templates}/_partials/footer.html:1: unknown field 'brand.adress' "
+        "(did you mean 'address'?)"
+    )

@@ -69,7 +69,7 @@ def test_an_unknown_score_is_refused(make_config: Callable[[str], Path]) -> None
 
 def test_an_unknown_score_in_a_template_is_refused(make_config: Callable[[str], Path]) -> None:
     config = make_config(rules_reading("profile.predicted.cluster == 'x'"))
-    body = config / "templates" / "welcome" / "body.txt"
+    body = config / "templates" / "welcome" / "body.html"
     body.write_text(body.read_text() + "\n{{ profile.predicted.clustr }}\n")
     found = issues(config)
     assert len(found) == 1 and "unknown field 'profile.predicted.clustr'" in found[0]

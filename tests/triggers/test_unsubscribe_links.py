@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
-from profiles import Event, InMemoryProfileStore, InMemoryTimerStore, Snapshot, UnsubscribeSigner
+from profiles import (
+    NO_LOOKUPS,
+    Event,
+    InMemoryProfileStore,
+    InMemoryTimerStore,
+    Profile,
+    Snapshot,
+    UnsubscribeSigner,
+)
 from triggers import ConfigError, Engine, Incoming, InMemoryOutbox, SendRequest, load_rules
-from triggers.decide import _unsubscribe_url
+from triggers.compose import compose
+from triggers.firing import Firing
 from triggers.fold import apply_user_events
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -24,6 +32,7 @@ version: 1
 sender:
   from_email: hello@shop.example
   unsubscribe_url: https://shop.example/u/{token}?via=mail
+brand: {address: "The Shop, 1 Main Street, Springfield"}
 rules:
   - id: welcome
     kind: on_event
@@ -100,11 +109,13 @@ def test_the_token_changes_with_the_moment_and_the_request_id_does_not(config: P
 
 
 def test_the_token_names_the_rules_subscription(config: Path) -> None:
-    # stands in for a rule with `subscription: offers` until rules have the field
     signer = UnsubscribeSigner([KEY])
     rules = load_rules(config, unsubscribe=signer)
-    firing: Any = SimpleNamespace(rule=SimpleNamespace(subscription="offers"), user_id="a{b}:c")
-    url = _unsubscribe_url(rules, firing, T0)
+    welcome = rules.rule("welcome")
+    assert welcome is not None
+    rule: Any = welcome.model_copy(update={"subscription": "offers"})
+    profile = Profile(user_id="a{b}:c", first_seen=T0, last_seen=T0)
+    url = compose(rules, profile, Firing(rule, "a{b}:c", {}), T0, NO_LOOKUPS).unsubscribe_url
     token = url.removeprefix("https://shop.example/u/").removesuffix("?via=mail")
     assert signer.verify(token, T0).category == "offers"
     assert signer.verify(token, T0).user_id == "a{b}:c"
