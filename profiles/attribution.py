@@ -106,7 +106,8 @@ def _converted(exposure: Exposure, total: float) -> list[Credit]:
     exposure.revenue = before + total
     credits = [
         Credit(experiment, arm, "revenue", total),
-        Credit(experiment, arm, "revenue_sq", exposure.revenue**2 - before**2),
+        # (before + total)² - before², without squaring two large numbers
+        Credit(experiment, arm, "revenue_sq", total * (2 * before + total)),
     ]
     if not exposure.converted:
         exposure.converted = True

@@ -48,6 +48,10 @@ __all__ = [
     "parse_event",
 ]
 
+#: the largest price or total an event may carry: anything past it is an error upstream
+#: (and infinity, or amounts whose squares overflow, would break revenue sums)
+MAX_AMOUNT = 1e12
+
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9_.]+$")
 #: a subscription name (``consent.category``, ``unsubscribe.category``, ``subscriptions:``
 #: in ``rules.yaml``)
@@ -119,14 +123,14 @@ class ProductView(_Props):
     product_id: str
     name: str | None = None
     category: str | None = None
-    price: float | None = Field(default=None, ge=0)
+    price: float | None = Field(default=None, ge=0, le=MAX_AMOUNT)
 
 
 class AddToCart(_Props):
     product_id: str
     name: str | None = None
     category: str | None = None
-    price: float = Field(ge=0)
+    price: float = Field(ge=0, le=MAX_AMOUNT)
     quantity: int = Field(default=1, ge=1)
     cart_id: str | None = None
 
@@ -138,21 +142,21 @@ class RemoveFromCart(_Props):
 
 class CheckoutStarted(_Props):
     cart_id: str | None = None
-    total: float = Field(ge=0)
+    total: float = Field(ge=0, le=MAX_AMOUNT)
 
 
 class CartItem(_Props):
     product_id: str
     name: str | None = None
     category: str | None = None
-    price: float = Field(ge=0)
+    price: float = Field(ge=0, le=MAX_AMOUNT)
     quantity: int = Field(default=1, ge=1)
 
 
 class Purchase(_Props):
     order_id: str
     items: list[CartItem] = []
-    total: float = Field(ge=0)
+    total: float = Field(ge=0, le=MAX_AMOUNT)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
 

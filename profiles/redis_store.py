@@ -187,18 +187,15 @@ class RedisProfileStore:
             yield ids
 
     async def counters(self, prefix: str = "", *, chunk: int = 500) -> dict[str, float]:
-        """The sum over every slot's counters hash (``SCAN`` by name and type, then
-        ``HGETALL`` of ``chunk`` hashes a round trip). Not a snapshot: increments made
-        while it reads may be in the sums or not."""
+        """The counters whose field starts with ``prefix``, summed. On a single node one
+        ``HGETALL`` of the one hash; on Cluster the sum over every slot's hash (``SCAN``
+        by name and type, then ``HGETALL`` of ``chunk`` hashes a round trip). Not a
+        snapshot: increments made while it reads may be in the sums or not."""
         async with translate_errors():
-            # a set: SCAN may return a key more than once
-            found = {
-                key
-                async for key in self._redis.scan_iter(
-                    match=self._keys.counters_pattern(), count=chunk, _type="hash"
-                )
-            }
-            hashes = list(found)
+            if self._cluster:
+                hashes = await self._counter_hashes(chunk)
+            else:
+                hashes = [self._keys.all_counters()]
             parts: dict[str, list[float]] = {}
             for start in range(0, len(hashes), chunk):
                 pipe = self._redis.pipeline(transaction=False)
@@ -211,6 +208,16 @@ class RedisProfileStore:
                             parts.setdefault(name, []).append(float(total))
         # fsum: the same totals whatever order the slots come in
         return {name: math.fsum(amounts) for name, amounts in parts.items()}
+
+    async def _counter_hashes(self, chunk: int) -> list[Any]:
+        """Every slot's counters hash (a set: SCAN may return a key more than once)."""
+        found = {
+            key
+            async for key in self._redis.scan_iter(
+                match=self._keys.counters_pattern(), count=chunk, _type="hash"
+            )
+        }
+        return list(found)
 
     async def snapshot(self, user_id: str) -> Snapshot:
         """One user's current profile (for ``explain`` and tests)."""

@@ -167,6 +167,11 @@ class Renderer:
             env = self._envs[chain] = build_environment(loader, **self._defaults)
         return env
 
+    def check_subject(self, source: str) -> None:
+        """Compile a subject line given as Jinja source; :class:`RenderError` if it is not
+        one (``nudge validate`` on experiment variants)."""
+        self._subject(source)
+
     def _subject(self, source: str) -> Template:
         template = self._subjects.get(source)
         if template is None:

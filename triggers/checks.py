@@ -119,6 +119,7 @@ class _Checker:
         for rule in rules:
             self.rule(rule)
         self.unique_ids(rules)
+        self.experiment_ids(rules)
         self.postal_address(rules)
 
     def rule(self, rule: _RawRule) -> None:
@@ -153,12 +154,49 @@ class _Checker:
                 if isinstance(variant, dict):
                     where = (*at, "variants", index, "template")
                     self.template(where, variant.get("template"), roots)
+                    self.subject((*at, "variants", index, "subject"), variant.get("subject"))
             holdout = data.get("holdout")
             if transactional and isinstance(holdout, int | float) and holdout > 0:
                 self.source.issue(
                     (*at, "holdout"),
                     "transactional mail cannot be held out: users are owed it",
                 )
+
+    def subject(self, path: YamlPath, source: Any) -> None:
+        """A variant's subject line compiles (else every send of the arm would fail)."""
+        if not isinstance(source, str):
+            return
+        try:
+            self.renderer.check_subject(source)
+        except RenderError as exc:
+            self.source.issue(path, str(exc))
+
+    def experiment_ids(self, rules: list[_RawRule]) -> None:
+        """Each ``experiment:`` id names one experiment: not another's, not another rule's
+        (every rule counts its sends under its own id), or their counts would merge."""
+        owners = {r.data.get("id"): r.at for r in rules if isinstance(r.data.get("id"), str)}
+        named: dict[str, YamlPath] = {}
+        for rule in rules:
+            steps = rule.get("steps")
+            places = [(rule.at, rule.data)] + [
+                ((*rule.at, "steps", i), step)
+                for i, step in enumerate(steps if isinstance(steps, list) else ())
+                if isinstance(step, dict)
+            ]
+            for at, data in places:
+                name = data.get("experiment")
+                if not isinstance(name, str):
+                    continue
+                clash = named.get(name) or (
+                    owners.get(name) if owners.get(name) != rule.at else None
+                )
+                if clash is not None:
+                    self.source.issue(
+                        (*at, "experiment"),
+                        f"experiment id {name!r} is already used (a rule's or another "
+                        "experiment's): their counts would merge; give each its own",
+                    )
+                named[name] = at
 
     def postal_address(self, rules: list[_RawRule]) -> None:
         """Commercial mail must carry the sender's postal address (CAN-SPAM): a config

@@ -32,6 +32,8 @@ __all__ = ["Composed", "compose"]
 @dataclass(frozen=True)
 class Composed:
     email: RenderedEmail
+    #: the template it was rendered from
+    template: str
     #: the signed unsubscribe link the mail carries (and its headers, when marketing)
     unsubscribe_url: str
     #: what the mail showed of the catalog
@@ -65,7 +67,6 @@ def compose(
     ctx["unsubscribe_url"] = link
     ctx["brand"] = ruleset.config.brand
     ctx["timezone"] = user_zone(profile, ruleset.config.guards)
-    email = ruleset.renderer.render(
-        template or firing.template, ctx, locale=profile.locale, subject=subject
-    )
-    return Composed(email, link, picks)
+    name = template or firing.template
+    email = ruleset.renderer.render(name, ctx, locale=profile.locale, subject=subject)
+    return Composed(email, name, link, picks)

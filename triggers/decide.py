@@ -19,11 +19,11 @@ Every firing passes the guards in this order, and the first that objects decides
     **deferred** to the user's next best hour within ``max_delay`` (``best_hour``), see
     :func:`_best_hour`;
 12. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
-13. among the marketing firings left at the same moment, the highest priority sends and
-    the others are suppressed (``arbitration``);
-14. a rule (or step) with an experiment assigns the winner an arm (see
+13. a rule (or step) with an experiment assigns an arm (see
     :mod:`triggers.experiments`): the ``holdout`` arm is not sent (``holdout``; the
-    decision names the request it withheld), the others send their variant.
+    decision names the request it withheld) and leaves the moment to the others;
+14. among the marketing firings left at the same moment, the highest priority sends (in
+    its arm's variant) and the others are suppressed (``arbitration``).
 
 A deferred firing comes back as a timer marked ``deferred`` and passes the guards again
 when it falls due, but is not deferred to a best hour twice: it sends then (unless
@@ -54,8 +54,8 @@ from profiles import (
     mask_address,
 )
 from render import MissingData, RenderError
-from triggers.arms import DEFAULT_ARM, arm_counts, counter_field
-from triggers.compose import compose
+from triggers.arms import arm_counts, counter_field
+from triggers.compose import Composed, compose
 from triggers.context import context
 from triggers.contracts import Decision, SendRequest, request_id
 from triggers.durations import format_duration
@@ -205,20 +205,47 @@ def resolve(
         else:
             _decide(out, profile, firing, now, "suppressed", verdict.reason, verdict.detail)
             _follow_up(ruleset, out, profile, firing, now)
+    # the holdout goes first: a held-out firing leaves the moment as if the rule had not
+    # fired, so the others compete without it
+    planned: list[tuple[Firing, _Plan]] = []
+    for firing in candidates:
+        assert profile is not None  # candidates passed the no_profile guard
+        plan = _plan(firing, lookups)
+        if plan.assignment.held_out:
+            _withhold(ruleset, out, profile, firing, now, lookups, plan)
+            _follow_up(ruleset, out, profile, firing, now)
+        else:
+            planned.append((firing, plan))
     marketing = sorted(
-        (f for f in candidates if f.rule.category == "marketing"),
+        (f for f, _ in planned if f.rule.category == "marketing"),
         key=lambda f: ruleset.rank(f.rule),
     )
     losers = {id(f) for f in marketing[1:]}
-    for firing in candidates:
-        assert profile is not None  # candidates passed the no_profile guard
+    for firing, plan in planned:
+        assert profile is not None
         if id(firing) in losers:
             detail = f"lost to {marketing[0].rule.id}"
             _decide(out, profile, firing, now, "suppressed", "arbitration", detail)
         else:
-            _send(ruleset, out, profile, firing, now, lookups)
+            _send(ruleset, out, profile, firing, now, lookups, plan)
         _follow_up(ruleset, out, profile, firing, now)
     return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A send's request id and experiment arm, decided before arbitration."""
+
+    rid: str
+    assignment: Assignment
+
+
+def _plan(firing: Firing, lookups: Lookups) -> _Plan:
+    rule = firing.rule
+    rid = request_id(
+        rule.id, firing.user_id, firing.key, firing.trigger_event_id, firing.instance_id
+    )
+    return _Plan(rid, _assign(firing, rid, lookups))
 
 
 def _defer(
@@ -275,34 +302,14 @@ def _send(
     firing: Firing,
     now: datetime,
     lookups: Lookups,
+    plan: _Plan,
 ) -> None:
     rule = firing.rule
-    rid = request_id(
-        rule.id, firing.user_id, firing.key, firing.trigger_event_id, firing.instance_id
-    )
-    assignment = _assign(firing, rid, lookups)
-    if assignment.held_out:
-        _withhold(out, profile, firing, now, rid, assignment)
+    rid, assignment = plan.rid, plan.assignment
+    composed = _compose(ruleset, out, profile, firing, now, lookups, assignment)
+    if composed is None:
         return
-    variant = assignment.variant
-    template = (variant.template if variant else None) or firing.template
-    try:
-        composed = compose(
-            ruleset,
-            profile,
-            firing,
-            now,
-            lookups,
-            template=template,
-            subject=variant.subject if variant else None,
-        )
-    except MissingData as exc:  # never half-rendered: nothing of it was
-        _decide(out, profile, firing, now, "suppressed", "missing_data", str(exc))
-        return
-    except RenderError as exc:
-        detail = _without_personal_data(str(exc), profile)  # an error may quote a value
-        _decide(out, profile, firing, now, "suppressed", "render_error", detail)
-        return
+    template = composed.template
     email, picks = composed.email, composed.picks
     html = track(
         email.html,
@@ -312,7 +319,6 @@ def _send(
         signer=ruleset.links,
         keep={composed.unsubscribe_url},
     )
-    experimental = assignment.variant is not None or assignment.arm != DEFAULT_ARM
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
     headers = {}
@@ -341,8 +347,8 @@ def _send(
             trigger_event_id=firing.trigger_event_id,
             trigger_event_type=str(firing.trigger_event.get("type", "")),
             locale=profile.locale,
-            experiment_id=assignment.experiment if experimental else None,
-            variant=assignment.arm if experimental else None,
+            experiment_id=assignment.experiment if assignment.experimental else None,
+            variant=assignment.arm if assignment.experimental else None,
             tags=[rule.id, rule.kind],
             products=list(picks.shown),
             created_at=now,
@@ -364,23 +370,70 @@ def _assign(firing: Firing, rid: str, lookups: Lookups) -> Assignment:
     return assign(spec, firing.user_id, rid, live)
 
 
-def _withhold(
+def _compose(
+    ruleset: RuleSet,
     out: Resolution,
     profile: Profile,
     firing: Firing,
     now: datetime,
-    rid: str,
+    lookups: Lookups,
     assignment: Assignment,
+) -> Composed | None:
+    """The mail of ``firing`` in its arm's variant; ``None`` when it cannot be made (the
+    decision says why: ``missing_data``, ``render_error``)."""
+    variant = assignment.variant
+    try:
+        return compose(
+            ruleset,
+            profile,
+            firing,
+            now,
+            lookups,
+            template=(variant.template if variant else None) or firing.template,
+            subject=variant.subject if variant else None,
+        )
+    except MissingData as exc:  # never half-rendered: nothing of it was
+        _decide(out, profile, firing, now, "suppressed", "missing_data", str(exc))
+    except RenderError as exc:
+        detail = _without_personal_data(str(exc), profile)  # an error may quote a value
+        _decide(out, profile, firing, now, "suppressed", "render_error", detail)
+    return None
+
+
+def _withhold(
+    ruleset: RuleSet,
+    out: Resolution,
+    profile: Profile,
+    firing: Firing,
+    now: datetime,
+    lookups: Lookups,
+    plan: _Plan,
 ) -> None:
-    """Keep a held-out user from the mail, as if it were sent: the rule's re-entry and
-    cooldown count it, and the exposure collects the user's purchases for the holdout
-    arm. The frequency cap does not (other rules' mail reaches them as it would without
-    this rule)."""
+    """Keep a held-out user from the mail, as if it were sent.
+
+    The mail is composed and dropped: a user it could not be made for (``missing_data``)
+    is not counted in the holdout, as they would not have been among the mail's
+    recipients. The rule's re-entry and cooldown count it, and the exposure collects
+    the user's purchases for the holdout arm; the frequency cap does not (other rules'
+    mail reaches them as it would without this rule).
+    """
+    composed = _compose(ruleset, out, profile, firing, now, lookups, plan.assignment)
+    if composed is None:
+        return
     profile.record_fired(firing.rule.id, now)
-    _expose(out, profile, rid, assignment, now)
-    detail = f"withheld {firing.template}"
+    _expose(out, profile, plan.rid, plan.assignment, now)
+    detail = f"withheld {composed.template}"
+    assignment = plan.assignment
     _decide(
-        out, profile, firing, now, "suppressed", "holdout", detail, rid=rid, assignment=assignment
+        out,
+        profile,
+        firing,
+        now,
+        "suppressed",
+        "holdout",
+        detail,
+        rid=plan.rid,
+        assignment=assignment,
     )
 
 

@@ -50,8 +50,12 @@ class ExperimentSpec:
 class Assignment:
     experiment: str
     arm: str
-    #: the variant (``None``: held out, or the rule has no variants)
+    #: the variant sent (``None``: the rule has no variants); for the holdout, the one
+    #: the user would have had by weight (the mail withheld is composed to check it
+    #: could have been made)
     variant: Variant | None = None
+    #: whether the rule or step has an experiment (variants or a holdout)
+    experimental: bool = False
 
     @property
     def held_out(self) -> bool:
@@ -97,15 +101,16 @@ def assign(
     if not settings.experimental:
         return Assignment(spec.id, DEFAULT_ARM)
     held, pick = _uniforms(spec.id, user_id)
+    weighted = _weighted(settings.variants, pick) if settings.variants else None
     if held < settings.holdout:
-        return Assignment(spec.id, HOLDOUT)
-    if not settings.variants:
-        return Assignment(spec.id, DEFAULT_ARM)
+        return Assignment(spec.id, HOLDOUT, weighted, experimental=True)
+    if weighted is None:
+        return Assignment(spec.id, DEFAULT_ARM, experimental=True)
     if settings.strategy == "thompson":
         variant = _sampled(spec, user_id, request_id, arms or {})
     else:
-        variant = _weighted(settings.variants, pick)
-    return Assignment(spec.id, variant.name, variant)
+        variant = weighted
+    return Assignment(spec.id, variant.name, variant, experimental=True)
 
 
 def _weighted(variants: list[Variant], u: float) -> Variant:

@@ -151,3 +151,18 @@ def test_the_json_schema_describes_the_unsubscribe_properties() -> None:
         if b["if"]["properties"]["type"]["const"] == "unsubscribe"
     ]
     assert set(branch["properties"]) == {"category", "source"}
+
+
+@pytest.mark.parametrize("total", ["inf", "nan", 1e200, -1])
+def test_amounts_that_would_break_revenue_sums_are_refused(total: object) -> None:
+    raw = orjson.dumps(
+        {
+            "event_id": "e1",
+            "type": "purchase",
+            "user_id": "u1",
+            "ts": "2026-03-02T12:00:00Z",
+            "properties": {"order_id": "o1", "total": total},
+        }
+    )
+    with pytest.raises(InvalidEvent, match="total"):
+        parse_event(raw)

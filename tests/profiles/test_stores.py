@@ -437,9 +437,10 @@ async def test_counters_live_in_the_hash_slot_of_the_users_keys(
 async def test_counters_are_read_from_their_own_namespace_only(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
-    # "?" in a prefix matches any one character in a pattern that does not escape it
-    mine = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}?"))
-    other = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}x"))
+    # "?" in a prefix matches any one character in a pattern that does not escape it (the
+    # per-slot hashes are found by a pattern: Cluster's layout, run here on one node)
+    mine = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}?"), cluster=True)
+    other = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}x"), cluster=True)
     try:
         await other.save([counting("u1", 0, ("sent", 1))])
         await redis_client.zadd(f"{keys.prefix}?:{{shop}}:watch:p:counters", {"u1": 1})

@@ -264,3 +264,102 @@ async def test_simulate_shows_the_split_an_experiment_would_make(
     assert arms["hello"] == Counter(assign(spec, f"user-{n}", "").arm for n in range(400))
     again = await simulate(experiment_rules, lines)
     assert again.arms() == arms
+
+
+# --- what the holdout is compared with -------------------------------------------------------
+
+
+def _run(rules: RuleSet, user_id: str, *events: tuple[str, dict[str, Any]]) -> UserStep:
+    snapshot, step = Snapshot(None), UserStep(profile=None)
+    for n, (kind, props) in enumerate(events):
+        at = T0 + timedelta(minutes=n)
+        event = Event(
+            event_id=f"{user_id}-{n}", type=kind, user_id=user_id, ts=at, properties=props
+        )
+        step = apply_user_events(rules, snapshot, [(event, 0)], at)
+        snapshot = Snapshot(step.profile)
+    return step
+
+
+def test_a_holdout_only_experiment_marks_its_sends(make_config: Callable[[str], Path]) -> None:
+    rules = load_rules(
+        make_config(
+            EXPERIMENT_RULES.split("    variants:")[0]
+        )
+    )
+    sent = [s for u in USERS[:100] for s in _signup(rules, u).sends]
+    assert sent and {(s.experiment_id, s.variant) for s in sent} == {("hello", "default")}
+
+
+def test_a_held_out_rule_leaves_the_moment_to_the_others(
+    make_config: Callable[[str], Path],
+) -> None:
+    rules = load_rules(
+        make_config(
+            EXPERIMENT_RULES
+            + """\
+  - id: also_on_signup
+    kind: on_event
+    events: [signup]
+    priority: -1
+    template: welcome_tips
+"""
+        )
+    )
+    for user in USERS[:200]:
+        step = _signup(rules, user)
+        reasons = {d.rule_id: d.reason for d in step.decisions}
+        if reasons["hello"] == "holdout":
+            # without the held-out rule, the other one wins the moment
+            assert reasons["also_on_signup"] == "ok", reasons
+        else:
+            assert reasons["also_on_signup"] == "arbitration", reasons
+
+
+def test_a_user_the_mail_could_not_be_made_for_is_not_counted_as_held_out(
+    make_config: Callable[[str], Path],
+) -> None:
+    rules = load_rules(
+        make_config(
+            """\
+version: 1
+rules:
+  - id: cart_reminder
+    kind: on_event
+    events: [checkout_started]
+    template: cart_abandonment
+    holdout: 0.5
+"""
+        )
+    )
+    signup = ("signup", {"email": "x@example.com", "consent": {"email": True}})
+    reasons = Counter(
+        d.reason
+        for user in USERS[:100]
+        for d in _run(rules, user, signup, ("checkout_started", {})).decisions
+        if d.rule_id == "cart_reminder"
+    )
+    # an empty cart: the template requires cart.items, so no arm counts these users
+    assert reasons == Counter({"missing_data": 100})
+
+
+def test_validate_refuses_shared_experiment_ids_and_broken_subjects(
+    make_config: Callable[[str], Path],
+) -> None:
+    from triggers import ConfigError
+
+    text = (
+        EXPERIMENT_RULES.replace("{name: plain}", "{name: plain, subject: '{{ oops'}")
+        + """\
+  - id: other
+    kind: on_event
+    events: [signup]
+    template: welcome
+    experiment: hello
+"""
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_rules(make_config(text))
+    found = " | ".join(str(issue) for issue in caught.value.issues)
+    assert "experiment id 'hello' is already used" in found
+    assert "subject" in found and "oops" in found
