@@ -282,11 +282,7 @@ def _run(rules: RuleSet, user_id: str, *events: tuple[str, dict[str, Any]]) -> U
 
 
 def test_a_holdout_only_experiment_marks_its_sends(make_config: Callable[[str], Path]) -> None:
-    rules = load_rules(
-        make_config(
-            EXPERIMENT_RULES.split("    variants:")[0]
-        )
-    )
+    rules = load_rules(make_config(EXPERIMENT_RULES.split("    variants:")[0]))
     sent = [s for u in USERS[:100] for s in _signup(rules, u).sends]
     assert sent and {(s.experiment_id, s.variant) for s in sent} == {("hello", "default")}
 
@@ -336,7 +332,7 @@ rules:
     reasons = Counter(
         d.reason
         for user in USERS[:100]
-        for d in _run(rules, user, signup, ("checkout_started", {})).decisions
+        for d in _run(rules, user, signup, ("checkout_started", {"total": 10.0})).decisions
         if d.rule_id == "cart_reminder"
     )
     # an empty cart: the template requires cart.items, so no arm counts these users
