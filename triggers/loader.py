@@ -35,12 +35,21 @@ from triggers.rules import (
     Rule,
     RulesConfig,
     SegmentEntryRule,
+    Sender,
     SequenceRule,
     ThresholdRule,
+    Tracking,
 )
 from triggers.source import ConfigSource, YamlPath, read_config
 
-__all__ = ["RULES_FILE", "TEMPLATES_DIR", "RuleSet", "load_rules", "model_dir_named"]
+__all__ = [
+    "RULES_FILE",
+    "TEMPLATES_DIR",
+    "RuleSet",
+    "load_rules",
+    "model_dir_named",
+    "served_at",
+]
 
 RULES_FILE = "rules.yaml"
 TEMPLATES_DIR = "templates"
@@ -219,6 +228,7 @@ def load_rules(
     with_model: bool = True,
     unsubscribe: UnsubscribeSigner | None = None,
     retention: timedelta | None = None,
+    public_url: str | None = None,
 ) -> RuleSet:
     """The rule set of ``config_dir``, with the prediction model ``predictions.model``
     names (``model_dir`` overrides it); every problem, the model's included, is one
@@ -226,10 +236,14 @@ def load_rules(
     the scoring settings, and must work while the configured model is missing).
     ``unsubscribe`` signs the sends' unsubscribe links (default: the development key's
     signer, whose links start with ``dev.`` and unsubscribe nobody in production).
-    ``retention``: how long profiles without events are kept (a setting, not config)."""
+    ``retention``: how long profiles without events are kept (a setting, not config).
+    ``public_url``: where ``nudge collector`` is reached; when given, the unsubscribe link,
+    click links and open pixel of every mail lead there (see :func:`served_at`)."""
     path = config_dir / RULES_FILE
     source = read_config(path)
     config = _validate(source)
+    if config is not None and public_url is not None:
+        config = served_at(config, public_url)
     renderer = _renderer(config_dir / TEMPLATES_DIR, config)
     check_semantics(source, renderer)
     named = (model_dir or _model_dir(source.data, config_dir)) if with_model else None
@@ -250,6 +264,18 @@ def load_rules(
         unsubscribe=unsubscribe or development_signer(),
         retention=retention,
     )
+
+
+def served_at(config: RulesConfig, public_url: str) -> RulesConfig:
+    """``config`` with its links served by the collector at ``public_url``: unsubscribe
+    at ``/u/{token}``, clicks at ``/c/{token}``, the open pixel at ``/o/{token}.gif``
+    (these replace ``sender.unsubscribe_url`` and ``tracking:`` of ``rules.yaml``)."""
+    base = public_url.rstrip("/")
+    sender = Sender.model_validate(
+        {**config.sender.model_dump(), "unsubscribe_url": f"{base}/u/{{token}}"}
+    )
+    tracking = Tracking(click_url=f"{base}/c/{{token}}", open_url=f"{base}/o/{{token}}.gif")
+    return config.model_copy(update={"sender": sender, "tracking": tracking})
 
 
 def _renderer(template_dir: Path, config: RulesConfig | None) -> Renderer:

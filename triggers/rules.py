@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
@@ -428,9 +429,25 @@ def _check_token_url(value: str, token: str, example: str, https_why: str) -> st
         raise ValueError(f"must contain {{token}}, where the signed {token} goes (e.g. {example})")
     if unknown := sorted(placeholders - {"{token}"}):
         raise ValueError(f"unknown placeholder {', '.join(unknown)}: only {{token}} is filled in")
-    if not value.startswith("https://"):
-        raise ValueError(f"must be an https:// URL ({https_why})")
+    if not (value.startswith("https://") or _loopback(value)):
+        raise ValueError(
+            f"must be an https:// URL ({https_why}; http:// only to this machine's "
+            "loopback address, for development)"
+        )
     return value
+
+
+def _loopback(url: str) -> bool:
+    """Whether ``url`` is ``http://`` to a loopback host (``localhost``, ``127.0.0.1``,
+    ``[::1]``): the token then never leaves the machine."""
+    try:
+        parts = urlsplit(url.replace("{token}", "t"))
+    except ValueError:
+        return False
+    return parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class Sender(BaseModel):

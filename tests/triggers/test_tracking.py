@@ -286,3 +286,50 @@ def test_validate_refuses_a_tracking_url_without_a_signed_token(
         load_rules(config)
     [issue] = caught.value.issues
     assert f"tracking.{field}: " in str(issue) and message in str(issue)
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://127.0.0.1:8080/c/{token}", True),
+        ("http://localhost/c/{token}", True),
+        ("http://[::1]:8080/c/{token}", True),
+        ("http://127.0.0.1.shop.example/c/{token}", False),
+        ("http://localhost@shop.example/c/{token}", False),
+    ],
+)
+def test_plain_http_only_to_the_loopback_address(
+    make_config: Callable[[str], Path], url: str, accepted: bool
+) -> None:
+    config = with_template(make_config(RULES.replace(CLICK, url)))
+    if accepted:
+        assert load_rules(config).config.tracking.click_url == url
+    else:
+        with pytest.raises(ConfigError, match="must be an https:// URL"):
+            load_rules(config)
+
+
+async def test_a_public_url_serves_every_link_from_the_collector(
+    make_config: Callable[[str], Path],
+) -> None:
+    rules = RULES.replace(f"tracking:\n  click_url: {CLICK}\n  open_url: {OPEN}\n", "")
+    config = with_template(make_config(rules))
+    loaded = load_rules(
+        config, public_url="https://t.shop.example/", unsubscribe=UnsubscribeSigner([KEY])
+    )
+    outbox = InMemoryOutbox()
+    engine = Engine(
+        rules=loaded,
+        profiles=InMemoryProfileStore(),
+        timers=InMemoryTimerStore(),
+        outbox=outbox,
+        clock=lambda: T0,
+    )
+    consent = {"email": True}
+    await engine.process([message(1, "signup", "ada", email="ada@example.com", consent=consent)])
+    [send] = outbox.sends
+    [token] = TRACKED.findall(send.html)
+    assert SIGNER.verify_click(token).url == "https://shop.example/p/tent?size=2&colour=green"
+    assert re.search(r'src="https://t\.shop\.example/o/[A-Za-z0-9_.-]+\.gif"', send.html)
+    [unsubscribe] = re.findall(r'href="(https://t\.shop\.example/u/[^"]+)"', send.html)
+    assert send.headers["List-Unsubscribe"] == f"<{unsubscribe}>"
