@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,7 @@ from profiles.errors import InvalidEvent
 __all__ = [
     "KNOWN_EVENT_TYPES",
     "AddToCart",
+    "Bounce",
     "CartItem",
     "CheckoutStarted",
     "Consent",
@@ -78,21 +80,24 @@ class SignupConsent(_Props):
     email: bool = False
 
 
-class Signup(_Props):
-    email: str = Field(
+#: an email address as events carry it, normalised (see :mod:`profiles.addresses`)
+_Address = Annotated[
+    str,
+    AfterValidator(normalise_address),
+    Field(
         description="trimmed; the domain is stored lowercased and IDNA-encoded",
         json_schema_extra={"format": "idn-email"},
-    )
+    ),
+]
+
+
+class Signup(_Props):
+    email: _Address
     first_name: str | None = None
     last_name: str | None = None
     locale: str | None = None
     timezone: str | None = None
     consent: SignupConsent = SignupConsent()
-
-    @field_validator("email")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        return normalise_address(value)
 
     @field_validator("timezone")
     @classmethod
@@ -189,6 +194,22 @@ class Unsubscribe(_Props):
     source: str | None = Field(default=None, max_length=40)
 
 
+class Bounce(_Props):
+    """A mail the recipient's server refused: ``hard`` (permanently, the address does not
+    take mail) or ``soft`` (for now: a full mailbox, a greylisting). Published by the
+    mailer, keyed by the user it mailed."""
+
+    #: the address refused (compared with the profile's)
+    email: _Address
+    kind: Literal["hard", "soft"] = "hard"
+    #: the SMTP reply code (``550``)
+    code: int | None = Field(default=None, ge=200, le=599)
+    #: the server's reply text
+    detail: str | None = Field(default=None, max_length=500)
+    #: the refused mail's ``message_id`` (the send request's)
+    message_id: str | None = None
+
+
 #: Typed properties per known event type. Everything else is a custom event.
 KNOWN_EVENT_TYPES: dict[str, type[_Props]] = {
     "signup": Signup,
@@ -203,6 +224,7 @@ KNOWN_EVENT_TYPES: dict[str, type[_Props]] = {
     "email_click": EmailClick,
     "unsubscribe": Unsubscribe,
     "consent": Consent,
+    "bounce": Bounce,
     "erase": Empty,
 }
 

@@ -20,6 +20,7 @@ from profiles.catalog import Product
 from profiles.consent import apply_consent, consent_change
 from profiles.events import (
     AddToCart,
+    Bounce,
     CheckoutStarted,
     Consent,
     Event,
@@ -90,6 +91,7 @@ def _apply_typed(profile: Profile, event: Event) -> None:
     props = event.typed
     if isinstance(props, Signup):
         profile.email, profile.email_invalid = props.email, None  # validated by the contract
+        _keep_undeliverable(profile)
         profile.first_name = props.first_name or profile.first_name
         profile.last_name = props.last_name or profile.last_name
         profile.locale = props.locale or profile.locale
@@ -113,6 +115,8 @@ def _apply_typed(profile: Profile, event: Event) -> None:
         profile.cart = Cart()
     elif isinstance(props, Consent | Unsubscribe):
         apply_consent(profile, consent_change(event, props))
+    elif isinstance(props, Bounce):
+        _bounce(profile, event, props)
 
 
 #: traits that map onto first-class profile fields
@@ -158,6 +162,33 @@ def _set_address(profile: Profile, value: Any) -> None:
             profile.email_invalid = value
     elif value is not None:
         profile.email_invalid = orjson.dumps(value).decode()
+    _keep_undeliverable(profile)
+
+
+def _bounce(profile: Profile, event: Event, props: Bounce) -> None:
+    """A hard bounce of the address the profile holds marks it undeliverable (as of the
+    first one); a soft bounce, or a bounce of an address the user has since replaced,
+    changes nothing."""
+    if props.kind != "hard" or not _same_address(props.email, profile.email):
+        return
+    first = profile.undeliverable_at
+    profile.undeliverable = profile.email
+    profile.undeliverable_at = event.ts if first is None else min(first, event.ts)
+
+
+def _keep_undeliverable(profile: Profile) -> None:
+    """The undeliverable mark names the profile's address: another one, or none, clears it
+    (the same address set again keeps it)."""
+    if profile.undeliverable is not None and not _same_address(
+        profile.undeliverable, profile.email
+    ):
+        profile.undeliverable = profile.undeliverable_at = None
+
+
+def _same_address(address: str, other: str | None) -> bool:
+    """Whether two normalised addresses name one mailbox, as the suppression list matches
+    them (case-insensitively: a mailer may report the local part in another case)."""
+    return other is not None and address.casefold() == other.casefold()
 
 
 def _add_to_cart(profile: Profile, event: Event, props: AddToCart) -> None:

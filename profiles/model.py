@@ -202,6 +202,11 @@ class Profile(BaseModel):
     #: when ``email`` was erased (it is on the suppression list of erased addresses, see
     #: :mod:`profiles.privacy`): no marketing mail to it until a fresh consent grant
     address_erased_at: datetime | None = None
+    #: ``email`` as a hard ``bounce`` refused it, and since when (the first such bounce):
+    #: nothing is mailed to it. Set only while ``email`` is that address (compared
+    #: case-insensitively); any other address, or none, clears both.
+    undeliverable: str | None = None
+    undeliverable_at: datetime | None = None
     first_name: str | None = None
     last_name: str | None = None
     locale: str | None = None

@@ -239,6 +239,8 @@ def _decision_line(d: dict[str, Any]) -> str:
 def _address(profile: dict[str, Any]) -> str:
     if profile.get("email_invalid") is not None:
         return f"invalid ({profile['email_invalid']!r}: not mailed)"
+    if profile.get("undeliverable_at") is not None:
+        return f"{profile['email']} (undeliverable: hard bounce {profile['undeliverable_at']})"
     return str(profile["email"] or "-")
 
 

@@ -7,22 +7,24 @@ Every firing passes the guards in this order, and the first that objects decides
 3. the profile has an email address (``no_email``);
 4. that address is valid: not one a ``profile_update`` set and nudge rejected
    (``invalid_email``);
-5. marketing mail needs email consent (``no_consent``);
-6. marketing mail does not go to an address that was erased and has not been consented
+5. that address takes mail: no hard bounce refused it (``undeliverable``; transactional
+   mail too, since a receipt bounces like an offer);
+6. marketing mail needs email consent (``no_consent``);
+7. marketing mail does not go to an address that was erased and has not been consented
    afresh since (``erased_address``, see :mod:`profiles.privacy`);
-7. marketing mail of a rule with a ``subscription`` the user left is not sent
+8. marketing mail of a rule with a ``subscription`` the user left is not sent
    (``unsubscribed_category``, the detail names it);
-8. re-entry ``once``: the rule never sent to this user before (``already_sent``);
-9. the rule's ``cooldown`` has passed since its last send (``cooldown``);
-10. marketing mail stays under the frequency cap (``frequency_cap``);
-11. marketing mail of a rule (or sequence step) with ``send_at: best_hour`` is
+9. re-entry ``once``: the rule never sent to this user before (``already_sent``);
+10. the rule's ``cooldown`` has passed since its last send (``cooldown``);
+11. marketing mail stays under the frequency cap (``frequency_cap``);
+12. marketing mail of a rule (or sequence step) with ``send_at: best_hour`` is
     **deferred** to the user's next best hour within ``max_delay`` (``best_hour``), see
     :func:`_best_hour`;
-12. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
-13. a rule (or step) with an experiment assigns an arm (see
+13. marketing mail due in quiet hours is **deferred** to their end (``quiet_hours``);
+14. a rule (or step) with an experiment assigns an arm (see
     :mod:`triggers.experiments`): the ``holdout`` arm is not sent (``holdout``; the
     decision names the request it withheld) and leaves the moment to the others;
-14. among the marketing firings left at the same moment, the highest priority sends (in
+15. among the marketing firings left at the same moment, the highest priority sends (in
     its arm's variant) and the others are suppressed (``arbitration``).
 
 A deferred firing comes back as a timer marked ``deferred`` and passes the guards again
@@ -131,13 +133,17 @@ def _guard(
 
 
 def _unreachable(profile: Profile) -> _Verdict | None:
-    """No address to send to: none given (``no_email``), or one nudge rejected
-    (``invalid_email``; decisions carry no address: the rejected value shows masked)."""
+    """No address to send to: none given (``no_email``), one nudge rejected
+    (``invalid_email``; decisions carry no address: the rejected value shows masked), or
+    one a hard bounce refused (``undeliverable``)."""
     if profile.email_invalid is not None:
         rejected = mask_address(profile.email_invalid)
         return _Verdict("invalid_email", f"not an address: {rejected!r}")
     if not profile.email:
         return _Verdict("no_email")
+    if profile.undeliverable_at is not None:
+        bounced = profile.undeliverable_at.isoformat()
+        return _Verdict("undeliverable", f"hard bounce {bounced}; no new address since")
     return None
 
 

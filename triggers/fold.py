@@ -163,10 +163,10 @@ def apply_user_events(
 #: the rule id of decisions about an event rather than a rule (every rule alike)
 ALL_RULES = "*"
 
-#: events nudge raises itself for users it knows (a price drop for a product's watcher):
-#: for a user without a profile (erased or expired since) they are dropped, not the
-#: start of a new one
-FOR_KNOWN_USERS = frozenset({"price.alert"})  # streams.catalog.ALERT_EVENT
+#: events raised about users nudge knows, by nudge itself (a price drop for a product's
+#: watcher) or by its mailer (a bounce of a mail nudge sent): for a user without a
+#: profile (erased or expired since) they are dropped, not the start of a new one
+FOR_KNOWN_USERS = frozenset({"price.alert", "bounce"})  # streams.catalog.ALERT_EVENT
 
 
 def _erased(step: UserStep, event: Event, now: datetime) -> Decision:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from profiles import InvalidEvent, parse_event
-from profiles.events import Consent, Signup, Unsubscribe, event_json_schema
+from profiles.events import Bounce, Consent, Signup, Unsubscribe, event_json_schema
 
 
 def raw(**fields: object) -> bytes:
@@ -166,3 +166,65 @@ def test_amounts_that_would_break_revenue_sums_are_refused(total: object) -> Non
     )
     with pytest.raises(InvalidEvent, match="total"):
         parse_event(raw)
+
+
+# --- bounce -----------------------------------------------------------------------------
+
+
+def test_a_bounce_as_the_mailer_publishes_it() -> None:
+    event = parse_event(
+        raw(
+            event_id="bounce-r1",
+            type="bounce",
+            properties={
+                "email": " Ann@Example.COM ",
+                "kind": "hard",
+                "code": 550,
+                "detail": "5.1.1 <Ann@example.com>: Recipient address rejected",
+                "message_id": "r1",
+            },
+        ),
+        key=b"u1",
+    )
+    assert isinstance(event.typed, Bounce)
+    assert event.typed.email == "Ann@example.com"  # normalised like a signup's
+    assert (event.typed.kind, event.typed.code, event.typed.message_id) == ("hard", 550, "r1")
+
+
+def test_a_bounce_is_hard_unless_it_says_soft_and_needs_only_the_address() -> None:
+    event = parse_event(raw(type="bounce", properties={"email": "ann@example.com"}))
+    assert isinstance(event.typed, Bounce)
+    assert (event.typed.kind, event.typed.code, event.typed.detail) == ("hard", None, None)
+    soft = parse_event(raw(type="bounce", properties={"email": "ann@example.com", "kind": "soft"}))
+    assert isinstance(soft.typed, Bounce) and soft.typed.kind == "soft"
+
+
+@pytest.mark.parametrize(
+    ("props", "mentions"),
+    [
+        ({}, "properties.email"),
+        ({"email": "not an email"}, "properties.email"),
+        ({"email": "ann@example.com", "kind": "permanent"}, "properties.kind"),
+        ({"email": "ann@example.com", "code": 600}, "properties.code"),
+        ({"email": "ann@example.com", "code": 199}, "properties.code"),
+        ({"email": "ann@example.com", "code": "five fifty"}, "properties.code"),
+        ({"email": "ann@example.com", "detail": "x" * 501}, "properties.detail"),
+        ({"email": "ann@example.com", "message_id": 7}, "properties.message_id"),
+    ],
+)
+def test_bad_bounces_are_schema_violations(props: dict[str, object], mentions: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw(type="bounce", properties=props))
+    assert caught.value.reason == "schema_violation"
+    assert mentions in caught.value.detail
+
+
+def test_the_json_schema_describes_the_bounce_properties() -> None:
+    [branch] = [
+        b["then"]["properties"]["properties"]
+        for b in event_json_schema()["allOf"]
+        if b["if"]["properties"]["type"]["const"] == "bounce"
+    ]
+    assert set(branch["properties"]) == {"email", "kind", "code", "detail", "message_id"}
+    assert branch["required"] == ["email"]
+    assert branch["properties"]["email"]["format"] == "idn-email"

@@ -135,6 +135,93 @@ def test_profiles_stored_before_address_checks_still_load() -> None:
     assert Profile.model_validate(stored).email_invalid is None
 
 
+# --- bounces ------------------------------------------------------------------------------
+
+
+def bounce(at: datetime = T0, n: int = 0, **props: Any) -> Event:
+    """A bounce as the mailer reports it (``props`` may name its ``kind``)."""
+    properties = {"email": "ann@example.com", "code": 550, **props}
+    return Event(event_id=f"bounce-{n}", type="bounce", user_id="u1", ts=at, properties=properties)
+
+
+HOUR = timedelta(hours=1)
+
+
+def test_a_hard_bounce_of_the_profiles_address_marks_it_undeliverable() -> None:
+    signup = ev("signup", email="ann@example.com")
+    p = run(signup, bounce(T0 + HOUR))
+    assert (p.email, p.undeliverable, p.undeliverable_at) == (
+        "ann@example.com",
+        "ann@example.com",
+        T0 + HOUR,
+    )
+    assert p.counts["bounce"] == 1
+    # no engagement: neither score nor an activity day of the prediction features
+    assert (p.score, p.activity_days) == (0.0, run(signup).activity_days)
+
+
+def test_the_mark_keeps_the_first_hard_bounce_and_matches_any_case() -> None:
+    p = run(
+        ev("signup", email="Ann@Example.com"),
+        bounce(T0 + 2 * HOUR, n=1, email="ANN@example.COM"),
+        bounce(T0 + HOUR, n=2, email="Ann@example.com"),  # a late one, older
+        bounce(T0 + 3 * HOUR, n=3),
+    )
+    assert (p.undeliverable, p.undeliverable_at) == ("Ann@example.com", T0 + HOUR)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        bounce(T0 + HOUR, kind="soft", code=452),
+        bounce(T0 + HOUR, email="old@example.com"),  # an address the user replaced
+    ],
+)
+def test_a_soft_bounce_or_one_of_another_address_changes_nothing(other: Event) -> None:
+    p = run(ev("signup", email="ann@example.com"), other)
+    assert (p.email, p.undeliverable, p.undeliverable_at) == ("ann@example.com", None, None)
+    assert p.counts["bounce"] == 1  # kept like any event
+
+
+def test_a_bounce_for_a_profile_without_an_address_changes_nothing() -> None:
+    p = run(ev("page_view", url="/"), bounce(T0 + HOUR))
+    assert (p.email, p.undeliverable) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ev("signup", T0 + 2 * HOUR, n=5, email="ann@new.example"),
+        ev("profile_update", T0 + 2 * HOUR, n=5, traits={"email": "ann@new.example"}),
+        ev("profile_update", T0 + 2 * HOUR, n=5, traits={"email": None}),
+        ev("profile_update", T0 + 2 * HOUR, n=5, traits={"email": "not an address"}),
+    ],
+)
+def test_another_address_clears_the_mark(change: Event) -> None:
+    p = run(ev("signup", email="ann@example.com"), bounce(T0 + HOUR), change)
+    assert (p.undeliverable, p.undeliverable_at) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        ev("signup", T0 + 2 * HOUR, n=5, email="ann@EXAMPLE.com"),
+        ev("profile_update", T0 + 2 * HOUR, n=5, traits={"email": " ann@example.com"}),
+        ev("profile_update", T0 + 2 * HOUR, n=5, traits={"first_name": "Ann"}),
+    ],
+)
+def test_the_same_address_set_again_keeps_the_mark(same: Event) -> None:
+    p = run(ev("signup", email="ann@example.com"), bounce(T0 + HOUR), same)
+    assert (p.undeliverable, p.undeliverable_at) == ("ann@example.com", T0 + HOUR)
+
+
+def test_profiles_stored_before_bounces_still_load() -> None:
+    stored = run(ev("signup", email="a@example.com")).model_dump(mode="json")
+    del stored["undeliverable"], stored["undeliverable_at"]
+    profile = Profile.model_validate(stored)
+    assert (profile.undeliverable, profile.undeliverable_at) == (None, None)
+
+
 def test_engagement_score_uses_configured_points_and_halves_each_half_life() -> None:
     scoring = ScoringConfig(points={"email_open": 10, "purchase": 20}, half_life_days=7)
     p = run(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from profiles import CorruptProfile, Profile
@@ -33,6 +35,22 @@ def test_a_profile_is_stored_deflated_and_round_trips() -> None:
 def test_a_profile_stored_as_plain_json_still_loads() -> None:
     profile = busy_profile()
     assert load_profile("u1", profile.model_dump_json().encode()) == profile
+
+
+def test_a_profile_stored_before_bounces_loads_deliverable() -> None:
+    document = busy_profile().model_dump(mode="json")
+    del document["undeliverable"], document["undeliverable_at"]
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -12)
+    stored = DEFLATED + deflate.compress(orjson.dumps(document)) + deflate.flush()
+    profile = load_profile("u1", stored)
+    assert profile == busy_profile()
+    assert (profile.undeliverable, profile.undeliverable_at) == (None, None)
+
+
+def test_an_undeliverable_mark_round_trips() -> None:
+    profile = busy_profile()
+    profile.undeliverable, profile.undeliverable_at = "a@example.com", T0
+    assert load_profile("u1", dump_profile(profile)) == profile
 
 
 @pytest.mark.parametrize("stored", [b"{not json", DEFLATED + b"not deflate", b"\x02junk"])

@@ -41,7 +41,7 @@ rules:
 """
 
 
-def ev(kind: str, user: str, **props: Any) -> dict[str, Any]:
+def ev(kind: str, user: str, /, **props: Any) -> dict[str, Any]:
     return {
         "event_id": uuid.uuid4().hex,
         "type": kind,
@@ -231,6 +231,51 @@ async def test_an_invalid_address_from_profile_update_is_never_mailed(
     assert b'"invalid_email"' in published and b'"ok"' in published
     for personal in (b"ivy@example.com", b"Ivy@example.com", b"not an email", b"Ada"):
         assert personal not in published, personal
+
+
+async def test_a_hard_bounce_holds_every_mail_until_a_new_address(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = worker_env(
+        rules=HEAD
+        + """\
+  - id: promo
+    kind: on_event
+    events: [page_view]
+    template: welcome
+"""
+    )
+    worker = start_worker(env)
+    refused = {"email": "kit@example.com", "kind": "hard", "code": 550, "detail": "5.1.1 gone"}
+    await kafka.produce(
+        env.events_topic,
+        signup("kit"),
+        ev("bounce", "kit", **refused, message_id="m1"),
+        ev("page_view", "kit", url="/"),  # marketing
+        ev("marker", "kit"),  # transactional
+    )
+    held = ("marker", "suppressed", "undeliverable")
+    found = await kafka.wait_for_decision(env.decisions_topic, "kit", held)
+    assert held in found and ("promo", "suppressed", "undeliverable") in found
+    run = subprocess.run(
+        [str(NUDGE), "explain", "kit", "--rule", "promo", "--config", str(env.config_dir)],
+        env=env.environ(worker.port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("promo: suppressed: undeliverable (hard bounce ")
+    assert "email kit@example.com (undeliverable: hard bounce " in run.stdout
+    await kafka.produce(
+        env.events_topic,
+        ev("profile_update", "kit", traits={"email": "kit@new.example"}),
+        ev("marker", "kit"),
+    )
+    [sent] = await kafka.wait_for_sends(env.send_topic, "kit", "marker")
+    assert sent["to"] == "kit@new.example"
+    published = b"".join(r.value for r in await kafka.read_all(env.decisions_topic))
+    assert b"kit@" not in published  # decisions name users by id only
 
 
 async def _address(view: RedisView, user: str, email: str | None, invalid: str | None) -> bool:

@@ -100,7 +100,7 @@ class User:
         self.decisions += [(d.rule_id, d.outcome, d.reason) for d in step.decisions]
         return step
 
-    def event(self, kind: str, at: datetime = T0, **props: Any) -> UserStep:
+    def event(self, kind: str, at: datetime = T0, /, **props: Any) -> UserStep:
         self.n += 1
         event = Event(
             event_id=f"e{self.n}", type=kind, user_id=self.user_id, ts=at, properties=props
@@ -329,6 +329,65 @@ def test_a_cleared_address_is_no_email(user: User) -> None:
     user.event("profile_update", traits={"email": None})  # clears the invalid one too
     user.event("price.alert", T0 + timedelta(minutes=10), name="Kettle", price=39.0)
     assert user.decisions[-1] == ("price_alert", "suppressed", "no_email")
+
+
+# --- bounces ------------------------------------------------------------------------------
+
+
+def test_a_hard_bounce_stops_marketing_and_transactional_mail(user: User) -> None:
+    user.signup()  # the series' first step goes out
+    user.event("bounce", T0 + timedelta(minutes=5), email="U1@example.com", code=550)
+    step = user.event("price.alert", T0 + timedelta(minutes=10), name="Kettle", price=39.0)
+    [decision] = step.decisions
+    assert (decision.rule_id, decision.outcome, decision.reason) == (
+        "price_alert",
+        "suppressed",
+        "undeliverable",
+    )
+    # the time of the bounce, never the address (decisions carry none)
+    assert decision.detail == "hard bounce 2026-03-02T12:05:00+00:00; no new address since"
+    user.tick(T0 + timedelta(days=3, hours=1))  # the series' second step falls due
+    user.event("purchase", T0 + timedelta(days=4), order_id="o", total=500.0)
+    assert user.rules_sent() == ["series"]
+    assert ("series", "suppressed", "undeliverable") in user.decisions
+    assert ("order_thanks", "suppressed", "undeliverable") in user.decisions
+
+
+def test_undeliverable_comes_before_the_consent_guards(user: User) -> None:
+    user.signup(consent=False)
+    user.event("bounce", T0, email="u1@example.com")
+    user.event("price.alert", T0 + timedelta(minutes=10), name="Kettle", price=39.0)
+    assert user.decisions[-1] == ("price_alert", "suppressed", "undeliverable")
+
+
+def test_a_soft_bounce_or_a_bounce_of_an_old_address_stops_nothing(user: User) -> None:
+    user.signup()
+    user.event("bounce", T0, email="u1@example.com", kind="soft", code=452)
+    user.event("bounce", T0, email="old@example.com", code=550)
+    step = user.event("price.alert", T0 + timedelta(minutes=10), name="Kettle", price=39.0)
+    assert [s.to for s in step.sends] == ["u1@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "props"),
+    [
+        ("profile_update", {"traits": {"email": "new@example.com"}}),
+        ("signup", {"email": "new@example.com", "consent": {"email": True}}),
+    ],
+)
+def test_a_new_address_is_mailed_again(user: User, kind: str, props: dict[str, Any]) -> None:
+    user.signup()
+    user.event("bounce", T0, email="u1@example.com")
+    user.event(kind, T0 + timedelta(hours=1), **props)
+    step = user.event("price.alert", T0 + timedelta(hours=2), name="Kettle", price=39.0)
+    assert [s.to for s in step.sends] == ["new@example.com"]
+    step = user.event("purchase", T0 + timedelta(hours=3), order_id="o", total=500.0)
+    assert [(s.rule_id, s.to) for s in step.sends] == [("order_thanks", "new@example.com")]
+
+
+def test_a_bounce_for_a_user_without_a_profile_starts_none(user: User) -> None:
+    step = user.event("bounce", T0, email="u1@example.com")
+    assert (step.profile, step.applied, step.decisions) == (None, [], [])
 
 
 def test_frequency_cap_counts_marketing_sends_in_a_rolling_window(

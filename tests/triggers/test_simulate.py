@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
-def ev(n: int, kind: str, user: str, at: timedelta, **props: Any) -> dict[str, Any]:
+def ev(n: int, kind: str, user: str, at: timedelta, /, **props: Any) -> dict[str, Any]:
     return {
         "event_id": f"{user}-{n}",
         "type": kind,
@@ -350,3 +350,37 @@ def test_a_below_threshold_waits_for_a_real_crossing(tmp_path: Path) -> None:
     crossing = T0 + timedelta(hours=1, days=14 * math.log2(1.5))
     sent_at = datetime.fromisoformat(cooling[0]["created_at"])
     assert crossing < sent_at <= crossing + timedelta(seconds=1)
+
+
+def test_a_hard_bounce_holds_every_mail_until_a_new_address(tmp_path: Path) -> None:
+    """``simulate`` folds a bounce and decides on it as the worker does: the cart reminder
+    falling due after it and a transactional receipt are held; a new address is mailed."""
+    h = timedelta(hours=1)
+    mug = {"product_id": "mug", "price": 14.0, "cart_id": "c1"}
+    refused = {"email": "kai@example.com", "kind": "hard", "code": 550, "message_id": "m"}
+    events = [
+        signup("kai"),
+        ev(1, "add_to_cart", "kai", 0.5 * h, **mug),
+        ev(2, "bounce", "kai", 0.6 * h, **refused),
+        ev(3, "purchase", "kai", 2 * h, order_id="o1", total=150.0),
+        ev(4, "profile_update", "kai", 3 * h, traits={"email": "kai@new.example"}),
+        ev(5, "add_to_cart", "kai", 4 * h, product_id="cup", price=4.0, cart_id="c2"),
+        signup("lin"),
+        ev(1, "bounce", "lin", 0.5 * h, **refused | {"email": "lin@example.com", "kind": "soft"}),
+        ev(2, "purchase", "lin", 2 * h, order_id="o2", total=150.0),
+    ]
+    path, out, decisions = tmp_path / "e.jsonl", tmp_path / "s.jsonl", tmp_path / "d.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    until = (T0 + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S%z")
+    run("--events", str(path), "--until", until, "--out", str(out), "--decisions", str(decisions))
+    sends = [(s["user_id"], s["rule_id"], s["to"]) for s in read(out)]
+    # only the welcome reached the refused address, sent at signup before the bounce
+    assert [rule for _, rule, to in sends if to == "kai@example.com"] == ["welcome"]
+    assert ("kai", "cart_abandonment", "kai@new.example") in sends  # the second cart
+    assert ("lin", "order_thanks", "lin@example.com") in sends  # a soft bounce holds nothing
+    held = {
+        (d["rule_id"], d["reason"])
+        for d in read(decisions)
+        if d["user_id"] == "kai" and d["outcome"] == "suppressed"
+    }
+    assert {("cart_abandonment", "undeliverable"), ("order_thanks", "undeliverable")} <= held
