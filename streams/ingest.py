@@ -25,11 +25,21 @@ from streams.identities import IdentityStoreUnavailable
 from streams.publisher import PublishFailed, Record
 from streams.segment import InvalidMessage, anonymous_ids, convert, read_messages
 
-__all__ = ["JSON_TYPES", "BodyTooLarge", "events_endpoint", "read_body", "segment_endpoint"]
+__all__ = [
+    "JSON_TYPES",
+    "SUCCESS",
+    "BodyTooLarge",
+    "events_endpoint",
+    "read_body",
+    "segment_endpoint",
+]
 
 #: media types a body may have: JSON, and text/plain, which Segment's browser library
 #: sends (a "simple" request needs no CORS preflight); no Content-Type is taken as JSON
 JSON_TYPES = ("application/json", "text/plain")
+
+#: Segment's answer to a call it took (made once: every accepted request sends it)
+SUCCESS = b'{"success":true}'
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -127,7 +137,7 @@ async def _publish(
         await services.publish(route, typed)
     except PublishFailed:
         return _unavailable("the broker did not acknowledge the events")
-    return JSONResponse({"success": True})
+    return Response(SUCCESS, media_type="application/json")
 
 
 async def _body_or_response(request: Request, services: CollectorServices) -> bytes | Response:
