@@ -141,3 +141,9 @@ class Keys:
     def send_hours(self) -> str:
         """Hash: local hour (0-23) -> decayed count of mail opens and clicks."""
         return f"{self.shop()}hours"
+
+    def anonymous(self, anonymous_id: str) -> str:
+        """String: the user id an anonymous visitor id was linked to (the collector's
+        Segment ``alias``/``identify``), with a TTL. Named by the anonymous id, outside
+        any user's hash tag: the collector reads it before it knows the user."""
+        return f"{self.prefix}:anonymous:{anonymous_id}"

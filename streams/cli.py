@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import sys
 from collections import Counter
@@ -88,6 +89,31 @@ def worker(config_dir: Path | None) -> None:
         settings = settings.model_copy(update={"config_dir": config_dir})
     _secrets_or_exit(settings)
     _run(settings, _load_or_exit(settings.config_dir, settings))
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: NUDGE_COLLECTOR_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: NUDGE_COLLECTOR_PORT, 8080).")
+def collector(host: str | None, port: int | None) -> None:
+    """Run the HTTP collector: nudge events and Segment calls in, the open pixel, click
+    links and one-click unsubscribe; everything onto the events topic.
+
+    Refuses to start without NUDGE_COLLECTOR_WRITE_KEYS and NUDGE_UNSUBSCRIBE_KEY.
+    """
+    from streams.collector import refusal, serve
+
+    given = {"collector_host": host, "collector_port": port}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    problem = refusal(settings)
+    if problem is not None:
+        for line in problem.splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    try:
+        asyncio.run(serve(settings))
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _secrets_or_exit(settings: Settings, *fields: str) -> None:

@@ -141,6 +141,42 @@ class Settings(BaseSettings):
         60 * 86400.0, gt=0, description="seconds an unsubscribe link stays valid"
     )
 
+    # --- collector (`nudge collector`, the HTTP API; see README "Collector (HTTP API)") ----
+    collector_write_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [],
+        description="comma-separated (or a JSON list): the write keys HTTP clients send as "
+        "the Basic auth user name, as Segment's; `nudge collector` requires one",
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="the collector's public base URL (e.g. https://t.shop.example): where "
+        "its unsubscribe page posts back to, and the links it says to configure",
+    )
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="the largest request body the collector reads"
+    )
+    collector_publish_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds the collector waits for the broker to acknowledge a request's "
+        "events before it answers 503",
+    )
+
+    @field_validator("collector_write_keys", mode="before")
+    @classmethod
+    def _write_key_list(cls, value: Any) -> Any:
+        """``NUDGE_COLLECTOR_WRITE_KEYS``: ``key1,key2`` or a JSON list, as the previous
+        unsubscribe keys."""
+        return cls._key_list(value)
+
+    @field_validator("collector_write_keys")
+    @classmethod
+    def _write_keys_long_enough(cls, value: list[SecretStr]) -> Any:
+        return cls._long_enough(value)
+
     # --- ops -----------------------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="health and /metrics")
