@@ -238,9 +238,8 @@ class Deliverer:
         await self._durably(lambda: self._ledger.finish(request.request_id, done))
         self._metrics.send_failures.labels(reason).inc()
         self._metrics.deliveries.labels("failed").inc()
-        log.warning(
-            "%s: %s to %s (code %s)", reason, request.request_id, _domain(request), outcome.code
-        )
+        code = f" ({outcome.code})" if outcome.code is not None else ""
+        log.warning("%s: %s to %s%s", reason, request.request_id, _domain(request), code)
 
     async def _found(self, request: SendRequest, source: Source, found: Delivery) -> Outcome | None:
         """The request has a record: wait out a live claim, report an interrupted or
@@ -254,7 +253,7 @@ class Deliverer:
             found = current
         if found.settled:
             self._metrics.duplicates.inc()
-            log.info("skipping %s: %s before", rid, found.state)
+            log.debug("skipping %s: %s before", rid, found.state)
             return "duplicate"
         if found.state == "sending":
             if not await self._durably(lambda: self._ledger.interrupt(rid, found)):

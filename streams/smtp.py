@@ -177,20 +177,23 @@ class SmtpTransport:
     (at most as many are open as transactions run at once)."""
 
     def __init__(self, url: SmtpUrl, *, timeout: float) -> None:
-        """``timeout``: seconds a whole transaction may take, connecting included."""
+        """``timeout``: seconds a whole transaction may take, connecting included (the
+        lease of the mailer's claim is counted from it)."""
         self._url = url
         self._timeout = timeout
         self._idle: list[SMTP] = []
         self._helo = url.helo
 
     async def send(self, envelope: Envelope) -> SmtpReply:
+        """One transaction, within ``timeout`` seconds all told."""
+        deadline = asyncio.get_running_loop().time() + self._timeout
         if self._idle:
             client = self._idle.pop()
             try:
-                return await self._bounded(client, envelope)
+                return await self._bounded(client, envelope, deadline)
             except SmtpUnavailable:
                 pass  # the server dropped the idle connection: one try on a fresh one
-        return await self._bounded(None, envelope)
+        return await self._bounded(None, envelope, deadline)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -200,10 +203,10 @@ class SmtpTransport:
             except (SMTPException, OSError, TimeoutError):
                 client.close()
 
-    async def _bounded(self, client: SMTP | None, envelope: Envelope) -> SmtpReply:
+    async def _bounded(self, client: SMTP | None, envelope: Envelope, deadline: float) -> SmtpReply:
         progress = _Progress()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(deadline):
                 if client is None:
                     client = await self._connect()
                 progress.client = client
