@@ -126,9 +126,9 @@ class SinkHandler:
 class SmtpSink:
     """A running aiosmtpd server with a :class:`SinkHandler`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.handler = SinkHandler()
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(
             self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True
         )

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import SecretStr
 
 from streams.embedded import free_port
 from streams.mailer import mailer_group, serve
@@ -149,6 +150,14 @@ async def fetch(port: int, path: str) -> tuple[int, bytes]:
     return await asyncio.to_thread(get, port, path)
 
 
+def sample(metrics: bytes, name: str) -> float:
+    """The value of one sample (``name{labels}``) in a ``/metrics`` body (0 if absent)."""
+    for line in metrics.decode().splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def get(port: int, path: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
@@ -172,7 +181,8 @@ async def test_requests_are_delivered_once_each_with_their_mime(
         port = settings.mailer_web_port
 
         async def skipped_twice() -> bool:
-            return b"nudge_mailer_duplicates_total 2.0" in (await fetch(port, "/metrics"))[1]
+            body = (await fetch(port, "/metrics"))[1]
+            return sample(body, "nudge_mailer_duplicates_total") == 2
 
         await eventually(skipped_twice)
         status, body = await fetch(port, "/health/ready")
@@ -211,11 +221,21 @@ async def test_an_unknown_recipient_is_reported_and_becomes_a_bounce_event(
     gone, fine = send_request(1), send_request(2)
     sink.handler.refuse[gone.to] = f"550 5.1.1 <{gone.to}>: Recipient address rejected"
     await publish(kafka, settings.send_topic, gone, fine)
+    not_a_request = b'{"to": "x@example.com"}'
+    await kafka.producer.send_and_wait(settings.send_topic, not_a_request, key=b"u3")
+
+    async def reported() -> list[dict[str, Any]]:
+        found = await failures(kafka, settings)
+        return found if len(found) == 2 else []
+
     async with running(settings):
-        found = await eventually(lambda: failures(kafka, settings))
+        found = await eventually(reported)
         bounces = await eventually(lambda: kafka.read_all(settings.events_topic))
         await eventually(lambda: fine.request_id in sink.handler.ids())
-    (failure,) = found
+    (failure,) = [f for f in found if f["reason"] == "hard_bounce"]
+    (invalid,) = [f for f in found if f["reason"] == "invalid_request"]
+    assert (invalid["request_id"], invalid["request"]) == (None, None)
+    assert "x@example.com" not in invalid["detail"]
     assert {k: failure[k] for k in ("request_id", "user_id", "reason", "code", "stage")} == {
         "request_id": gone.request_id,
         "user_id": gone.user_id,
@@ -240,19 +260,38 @@ async def test_an_unknown_recipient_is_reported_and_becomes_a_bounce_event(
     assert set(sink.handler.ids()) == {fine.request_id}
 
 
-async def test_a_record_that_is_no_request_is_reported(
-    settings: Settings, sink: SmtpSink, kafka: Kafka
+async def test_an_smtp_outage_commits_nothing_drops_nothing_and_ends_in_delivery(
+    settings: Settings, kafka: Kafka
 ) -> None:
     await ensure_topics(settings)
-    await kafka.producer.send_and_wait(settings.send_topic, b'{"to": "x@example.com"}', key=b"u1")
-    async with running(settings):
-        (failure,) = await eventually(lambda: failures(kafka, settings))
-    assert (failure["reason"], failure["request_id"], failure["request"]) == (
-        "invalid_request",
-        None,
-        None,
-    )
-    assert "x@example.com" not in failure["detail"]
+    requests = [send_request(n) for n in range(1, 6)]
+    await publish(kafka, settings.send_topic, *requests)
+    port = free_port()  # where the SMTP server will be, once it is up
+    down = settings.model_copy(update={"smtp_url": SecretStr(f"smtp://127.0.0.1:{port}")})
+    async with running(down):
+
+        async def retrying() -> bool:
+            try:
+                _, body = await fetch(settings.mailer_web_port, "/metrics")
+            except OSError:  # not serving yet
+                return False
+            return sample(body, 'nudge_mailer_retries_total{reason="unavailable"}') >= 10
+
+        await eventually(retrying)
+        assert await committed(settings) == {}
+        sink = SmtpSink(port).start()
+        try:
+            await eventually(lambda: len(sink.handler.ids()) == len(requests))
+            ends = await kafka_ends(kafka, settings)
+            await eventually(lambda: committed_all(settings, ends))
+        finally:
+            sink.stop()
+    assert sink.handler.ids() == Counter({r.request_id: 1 for r in requests})
+    assert await failures(kafka, settings) == []
+
+
+async def committed_all(settings: Settings, ends: dict[Any, int]) -> bool:
+    return await committed(settings) == {tp.partition: end for tp, end in ends.items() if end}
 
 
 def start_mailer(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
