@@ -88,7 +88,7 @@ class MailerLoop:
 
     async def _handle(self, batches: dict[Any, list[Any]]) -> None:
         slots = asyncio.Semaphore(self._concurrency)
-        settled: set[tuple[Any, int]] = set()
+        settled: set[tuple[str, int, int]] = set()
         try:
             async with asyncio.TaskGroup() as group:
                 for records in batches.values():
@@ -97,7 +97,9 @@ class MailerLoop:
         finally:
             await self._commit(batches, settled)
 
-    async def _one(self, slots: asyncio.Semaphore, record: Any, settled: set[Any]) -> None:
+    async def _one(
+        self, slots: asyncio.Semaphore, record: Any, settled: set[tuple[str, int, int]]
+    ) -> None:
         async with slots:
             self._metrics.in_flight.inc()
             try:
@@ -117,7 +119,9 @@ class MailerLoop:
             return
         await self._deliverer.deliver(request, source)
 
-    async def _commit(self, batches: dict[Any, list[Any]], settled: set[Any]) -> None:
+    async def _commit(
+        self, batches: dict[Any, list[Any]], settled: set[tuple[str, int, int]]
+    ) -> None:
         """Per partition, the offset after the unbroken run of settled records."""
         offsets = {}
         for tp, records in batches.items():
