@@ -7,7 +7,8 @@ a whole batch's statistics or reads a batch's lookups, on Redis Cluster too (the
 all of them live on one node). An erased user's tombstone is named by a keyed hash of
 the id, not the id, and put in the user's slot by a tag of its own (:func:`slot_tag`), as is the
 hash of shop-wide counters kept per slot (written in the same script call as the
-profile); the suppression list of erased addresses has the tag ``{privacy}``.
+profile); the suppression list of erased addresses has the tag ``{privacy}``. The
+mailer's record of a send request and its lease share the tag ``{mail.<request_id>}``.
 """
 
 from __future__ import annotations
@@ -147,3 +148,14 @@ class Keys:
         Segment ``alias``/``identify``), with a TTL. Named by the anonymous id, outside
         any user's hash tag: the collector reads it before it knows the user."""
         return f"{self.prefix}:anonymous:{anonymous_id}"
+
+    def delivery(self, request_id: str) -> str:
+        """String: the mailer's record of one send request (claimed, delivered or failed;
+        see ``streams/deliveries.py``), kept for ``NUDGE_MAILER_DEDUP_TTL``. Holds no
+        address."""
+        return f"{self.prefix}:{{mail.{request_id}}}:delivery"
+
+    def delivery_lease(self, request_id: str) -> str:
+        """String: present while a mailer holds the request's claim in an SMTP
+        transaction; expires by itself (a claim without it was interrupted)."""
+        return f"{self.prefix}:{{mail.{request_id}}}:lease"

@@ -675,6 +675,35 @@ def unsubscribe_url(user_id: str, category: str | None, config_dir: Path | None)
 cli.add_command(model)
 
 
+@cli.command()
+def mailer() -> None:
+    """Deliver the send requests over SMTP (NUDGE_SMTP_URL), each request id at most once.
+
+    Reads NUDGE_SEND_TOPIC in the consumer group <NUDGE_APP_ID>-mailer; what it cannot
+    deliver goes to NUDGE_SEND_FAILURES_TOPIC, a hard bounce also as a bounce event. Serves
+    /health/live, /health/ready and /metrics on NUDGE_MAILER_WEB_PORT. SIGTERM or Ctrl-C
+    lets the transactions in flight finish; a second one stops at once.
+    """
+    import logging
+
+    from streams.mailer import run_mailer
+    from streams.smtp import SmtpUrlError, parse_smtp_url
+
+    settings = Settings()
+    try:
+        url = parse_smtp_url(settings.smtp_url.get_secret_value())
+    except SmtpUrlError as exc:
+        click.echo(f"error: NUDGE_SMTP_URL: {exc}", err=True)
+        sys.exit(2)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_mailer(settings, url))
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def main() -> None:
     try:
         cli()

@@ -7,11 +7,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from profiles import Pseudonyms
+from streams.ratelimit import check_rate_limits, parse_rate_limits
 
 __all__ = ["MAKE_A_KEY", "MIN_SECRET_LENGTH", "Settings"]
 
@@ -182,6 +190,53 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="health and /metrics")
     data_dir: Path = Field(Path(".nudge"), description="Faust's local state directory")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- mailer (`nudge mailer`, see README "Mailer") -------------------------------------
+    smtp_url: SecretStr = Field(
+        SecretStr("smtp://localhost:25"),
+        description="smtp://[user:password@]host[:port][?starttls=true][&helo=NAME], or "
+        "smtps:// for TLS from the start; user and password percent-encoded; checked when "
+        "`nudge mailer` starts",
+    )
+    smtp_timeout: float = Field(
+        30.0, gt=0, description="seconds one SMTP transaction may take, connecting included"
+    )
+    send_failures_topic: str = Field(
+        "nudge.send-failures", description="what the mailer could not deliver, and why"
+    )
+    mailer_concurrency: int = Field(
+        8, ge=1, description="SMTP transactions in flight at once (connections kept open)"
+    )
+    mailer_rate_limits: Annotated[
+        dict[str, float], NoDecode, BeforeValidator(parse_rate_limits)
+    ] = Field(
+        {"*": 100.0},
+        description="messages per second per recipient domain: `gmail.com=20,*=100` (or a "
+        "JSON object); `*` is every other domain, each with a bucket of its own",
+    )
+    mailer_retry_delay: float = Field(
+        1.0, gt=0, description="seconds before the first retry; doubled each time, jittered"
+    )
+    mailer_retry_max_delay: float = Field(
+        60.0, gt=0, description="the longest wait between two retries (seconds)"
+    )
+    mailer_max_attempts: int = Field(
+        10,
+        ge=1,
+        description="4xx answers to one message before it is reported `deferred` (an "
+        "unreachable server is retried without limit)",
+    )
+    mailer_dedup_ttl: float = Field(
+        30 * 86400.0, gt=0, description="seconds a request id's delivery record is kept"
+    )
+    mailer_web_port: int = Field(
+        6068, ge=0, le=65535, description="the mailer's health and /metrics (on web_host)"
+    )
+
+    @field_validator("mailer_rate_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_rate_limits(value)
 
     @field_validator("unsubscribe_previous_keys", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         settings.dead_letter_topic,
         settings.decisions_topic,
         settings.catalog_topic,
+        settings.send_failures_topic,
     ]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
