@@ -216,6 +216,7 @@ class Nudge:
                 model_dir=settings.model_dir,
                 retention=settings.retention,
                 unsubscribe=self.engine.rules.unsubscribe,  # the keys stay those started with
+                public_url=settings.public_url,
             )
             rules = self.adapt_rules(loaded)
         except ConfigError as exc:

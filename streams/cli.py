@@ -46,6 +46,7 @@ def _load_or_exit(config_dir: Path, settings: Settings) -> RuleSet:
             model_dir=settings.model_dir,
             unsubscribe=unsubscribe_signer(settings),
             retention=settings.retention,
+            public_url=settings.public_url,
         )
     except ConfigError as exc:
         _echo_issues(exc.issues)
@@ -715,3 +716,7 @@ def main() -> None:
             where = f"NUDGE_{field.upper()}: " if field else ""
             click.echo(f"error: {where}{error['msg'].removeprefix('Value error, ')}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # `python -m streams.cli`: how `nudge dev` starts its children
+    main()

@@ -134,8 +134,8 @@ def _announce(settings: Settings) -> None:
     if settings.public_url:
         base = settings.public_url.rstrip("/")
         log.info(
-            "rules.yaml: tracking.click_url %s/c/{token}, tracking.open_url %s/o/{token}.gif, "
-            "sender.unsubscribe_url %s/u/{token}",
+            "workers with the same NUDGE_PUBLIC_URL link here: clicks %s/c/{token}, "
+            "the open pixel %s/o/{token}.gif, unsubscribe %s/u/{token}",
             base,
             base,
             base,

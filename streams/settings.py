@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -184,6 +185,19 @@ class Settings(BaseSettings):
     @classmethod
     def _write_keys_long_enough(cls, value: list[SecretStr]) -> Any:
         return cls._long_enough(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _private_links(cls, value: str | None) -> str | None:
+        """The links under it carry tokens naming users: https, or http to loopback."""
+        if value is None or value.startswith("https://"):
+            return value
+        if urlsplit(value).hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError(
+                "must be an https:// URL (its links carry tokens naming users); http:// "
+                "only to this machine's loopback address, for development"
+            )
+        return value
 
     # --- ops -----------------------------------------------------------------------------
     web_host: str = "127.0.0.1"

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from profiles import UnsubscribeSigner
 from streams.cli import cli
@@ -565,3 +565,20 @@ def test_the_collector_has_help() -> None:
     result = CliRunner().invoke(cli, ["collector", "--help"])
     assert result.exit_code == 0
     assert "--host" in result.output and "--port" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://t.shop.example", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost:8080/nudge", True),
+        ("http://t.shop.example", False),
+    ],
+)
+def test_the_public_url_is_https_or_loopback(url: str, accepted: bool) -> None:
+    if accepted:
+        assert Settings(public_url=url).public_url == url
+    else:
+        with pytest.raises(ValidationError, match="must be an https:// URL"):
+            Settings(public_url=url)
