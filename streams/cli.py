@@ -17,6 +17,7 @@ import click
 import orjson
 from pydantic import ValidationError
 
+from streams.dev import Pipe, SmtpSink, child_env
 from streams.embedded import EmbeddedError, EmbeddedServices
 from streams.errors import StreamsError
 from streams.model_cli import model
@@ -146,6 +147,9 @@ def dev(demo: bool, config_dir: Path | None) -> None:
             f"nudge dev: {secret.variable} is not set; using a key made for this run: "
             f"{secret.ephemeral}"
         )
+    pipe = Pipe(settings.data_dir / "logs") if demo else None
+    if pipe is not None:
+        settings = settings.model_copy(update={"public_url": pipe.public_url})
     rules = _load_or_exit(settings.config_dir, settings)
     try:
         with EmbeddedServices.ensure(settings.kafka_bootstrap, settings.redis_url) as services:
@@ -157,19 +161,31 @@ def dev(demo: bool, config_dir: Path | None) -> None:
                     "redis_url": services.redis_url,
                 }
             )
-            extra: list[Any] = []
-            adapt = None
-            if demo:
-                from streams.demo import attach_demo, shorten_waits
-
-                adapt = shorten_waits
-                rules = shorten_waits(rules)
-                extra.append(attach_demo)
-                if "NUDGE_LOG_LEVEL" not in os.environ:
-                    settings = settings.model_copy(update={"log_level": "warning"})
-            _run(settings, rules, extra, adapt)
+            if pipe is None:
+                _run(settings, rules)
+            else:
+                _run_demo(settings, rules, pipe)
     except EmbeddedError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        click.echo("nudge dev: stopped")
+
+
+def _run_demo(settings: Settings, rules: RuleSet, pipe: Pipe) -> None:
+    """The worker in this process with the demo's hooks; the collector and the mailer
+    beside it, delivering to an SMTP sink that prints; all stopped in that order."""
+    from streams.demo import demo_hooks, print_mail, shorten_waits
+
+    _created_topics(settings)  # before the mailer subscribes to the send topic
+    with SmtpSink(print_mail).running() as sink, pipe.running(child_env(settings), sink.url):
+        click.echo(
+            f"nudge dev: collector at {pipe.public_url}, mailer delivering to the SMTP sink "
+            f"at {sink.url} (their logs in {pipe.log_dir})"
+        )
+        if "NUDGE_LOG_LEVEL" not in os.environ:
+            settings = settings.model_copy(update={"log_level": "warning"})
+        demo = shorten_waits(rules)
+        _run(settings, demo, [demo_hooks(pipe)], shorten_waits, quiet=True)
 
 
 def _run(
@@ -177,10 +193,30 @@ def _run(
     rules: RuleSet,
     extra: list[Any] | None = None,
     adapt: Any = None,
+    *,
+    quiet: bool = False,
 ) -> None:
+    """The worker in this process until it is stopped (SystemExit); ``quiet``: no
+    banner and no spinner (its terminal codes would garble the demo's output)."""
     import faust
 
     from streams.app import create_app
+
+    _created_topics(settings)
+    nudge = create_app(settings, rules, adapt_rules=adapt)
+    for hook in extra or []:
+        hook(nudge)
+    _tune_gc(settings.gc_threshold)
+    worker = faust.Worker(
+        nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False, quiet=quiet
+    )
+    if quiet:
+        worker.spinner = None
+    worker.execute_from_commandline()
+
+
+def _created_topics(settings: Settings) -> None:
+    """Every topic nudge uses, created if missing (and said so)."""
     from streams.topics import ensure_topics
 
     try:
@@ -189,12 +225,6 @@ def _run(
         raise click.ClickException(str(exc)) from exc
     if created:
         click.echo(f"nudge: created topics {', '.join(created)}")
-    nudge = create_app(settings, rules, adapt_rules=adapt)
-    for hook in extra or []:
-        hook(nudge)
-    _tune_gc(settings.gc_threshold)
-    worker = faust.Worker(nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False)
-    worker.execute_from_commandline()
 
 
 def _tune_gc(threshold: int) -> None:

@@ -1,7 +1,9 @@
 """``nudge dev --demo``: a small shop's event stream, and the emails it triggers, live.
 
 Five shoppers sign up, browse, fill carts; some buy, one abandons a cart, one never gave
-email consent. Waits are shortened so abandonment shows within the first minute.
+email consent. Their events go through ``nudge collector`` as Segment calls, the worker's
+send requests through ``nudge mailer`` to an SMTP sink that prints each mail. Waits are
+shortened so abandonment shows within the first minute.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import click
 import orjson
 
@@ -21,12 +25,14 @@ from triggers import AbsenceRule, InactivityRule, RuleSet, SequenceRule
 
 if TYPE_CHECKING:
     from streams.app import Nudge
+    from streams.dev import Pipe
 
 __all__ = [
     "DEMO_ABSENCE_WAIT",
     "DEMO_INACTIVITY_WAIT",
-    "attach_demo",
+    "demo_hooks",
     "demo_script",
+    "print_mail",
     "shorten_waits",
 ]
 
@@ -73,24 +79,20 @@ def shorten_waits(rules: RuleSet) -> RuleSet:
     return dataclasses.replace(rules, config=config)
 
 
-def demo_script() -> Iterator[tuple[float, dict[str, Any]]]:
-    """(delay before, event-without-ts) pairs telling the shop's story."""
+def demo_script() -> Iterator[tuple[float, str, dict[str, Any]]]:
+    """(delay before, collector path, body) of the shop's story, as a website using
+    Segment's library would send it (nudge's own JSON for what Segment has no event for)."""
     ids = itertools.count(1)
 
-    def event(user: str, kind: str, **properties: Any) -> dict[str, Any]:
-        return {
-            "event_id": f"demo-{next(ids)}",
-            "type": kind,
-            "user_id": user,
-            "properties": properties,
-            "context": {"source": "nudge-demo"},
-        }
+    def track(user: str, event: str, /, **properties: Any) -> tuple[str, dict[str, Any]]:
+        body = {"userId": user, "event": event, "properties": properties}
+        return "/v1/track", {**body, "messageId": f"demo-{next(ids)}", **_DEMO_CONTEXT}
 
-    def cart(user: str, sku: int, quantity: int = 1) -> dict[str, Any]:
+    def cart(user: str, sku: int, quantity: int = 1) -> tuple[str, dict[str, Any]]:
         product_id, name, category, price = PRODUCTS[sku]
-        return event(
+        return track(
             user,
-            "add_to_cart",
+            "Product Added",
             product_id=product_id,
             name=name,
             category=category,
@@ -100,99 +102,101 @@ def demo_script() -> Iterator[tuple[float, dict[str, Any]]]:
         )
 
     for user, first, consent in SHOPPERS:
-        yield (
-            0.3,
-            event(
-                user,
-                "signup",
-                email=f"{user}@example.com",
-                first_name=first,
-                locale="en",
-                timezone="Europe/London",
-                consent={"email": consent},
-            ),
+        signup = track(
+            user,
+            "Signed Up",
+            email=f"{user}@example.com",
+            first_name=first,
+            locale="en",
+            timezone="Europe/London",
+            consent={"email": consent},
         )
-    yield (
-        0.5,
-        event(
-            "ada",
-            "product_view",
-            product_id="sku-kettle",
-            name="Gooseneck kettle",
-            category="kitchen",
-            price=59.0,
-        ),
+        yield 0.3, *signup
+    kettle = PRODUCTS[1]
+    viewed = track(
+        "ada", "Product Viewed", product_id=kettle[0], name=kettle[1], category=kettle[2]
     )
-    yield 0.5, cart("ada", 1)
-    yield 0.5, cart("ada", 0, 2)  # ada abandons this cart
-    yield 0.5, cart("grace", 2, 3)
-    yield (
-        1.0,
-        event(
-            "grace",
-            "purchase",
-            order_id="o-1001",
-            total=37.5,
-            currency="EUR",
-            items=[
-                {
-                    "product_id": "sku-socks",
-                    "name": "Wool socks",
-                    "category": "apparel",
-                    "price": 12.5,
-                    "quantity": 3,
-                }
-            ],
-        ),
+    yield 0.5, *viewed
+    yield 0.5, *cart("ada", 1)
+    yield 0.5, *cart("ada", 0, 2)  # ada abandons this cart
+    yield 0.5, *cart("grace", 2, 3)
+    socks = PRODUCTS[2]
+    order = track(
+        "grace",
+        "Order Completed",
+        order_id="o-1001",
+        total=37.5,
+        currency="EUR",
+        products=[
+            {
+                "product_id": socks[0],
+                "name": socks[1],
+                "category": socks[2],
+                "price": socks[3],
+                "quantity": 3,
+            }
+        ],
     )
-    yield 0.5, cart("edsger", 3)  # no consent: no marketing email
-    yield 0.5, cart("alan", 3)
-    yield 0.5, event("alan", "remove_from_cart", product_id="sku-lamp", cart_id="cart-alan")
-    yield 0.5, event("barbara", "page_view", url="https://shop.example/sale", title="Sale")
-    yield 0.5, event("barbara", "email_open", message_id="m-1")
+    yield 1.0, *order
+    yield 0.5, *cart("edsger", 3)  # no consent: no marketing email
+    yield 0.5, *cart("alan", 3)
+    yield 0.5, *track("alan", "Product Removed", product_id="sku-lamp", cart_id="cart-alan")
+    page = {"userId": "barbara", "properties": {"url": "https://shop.example/sale"}}
+    yield 0.5, "/v1/page", {**page, "name": "Sale", "messageId": f"demo-{next(ids)}"}
 
 
-async def _feed(nudge: Nudge) -> None:
+#: what the demo's calls say about where they come from
+_DEMO_CONTEXT = {"context": {"library": {"name": "nudge-demo"}}}
+
+
+async def _feed(nudge: Nudge, pipe: Pipe) -> None:
+    """The story through the collector over HTTP, each call stamped with the time."""
     await asyncio.sleep(2.0)  # let the worker join its group first
-    topic = nudge.settings.events_topic
-    for delay, event in demo_script():
-        await asyncio.sleep(delay)
-        event["ts"] = datetime.now(UTC).isoformat()
-        await nudge.app.producer.send_and_wait(
-            topic, event["user_id"].encode(), orjson.dumps(event), None, None, None
+    auth = aiohttp.BasicAuth(pipe.write_key, "")
+    async with aiohttp.ClientSession(base_url=pipe.public_url, auth=auth) as http:
+        for delay, path, body in demo_script():
+            await asyncio.sleep(delay)
+            body["timestamp"] = datetime.now(UTC).isoformat()
+            async with http.post(path, json=body) as answer:
+                if answer.status != 200:
+                    detail = await answer.text()
+                    click.echo(f"demo: the collector answered {answer.status}: {detail}")
+    click.echo(
+        click.style(
+            "demo: all events sent through the collector; timers fire in a few seconds", fg="cyan"
         )
-    click.echo(click.style("demo: all events sent; timers fire in a few seconds", fg="cyan"))
+    )
 
 
-async def _print_output(nudge: Nudge) -> None:
+async def _print_decisions(nudge: Nudge) -> None:
+    """Decisions other than ``fired`` (scheduled, cancelled, held back), as they come."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    sends, decisions = nudge.settings.send_topic, nudge.settings.decisions_topic
+    topic = nudge.settings.decisions_topic
     consumer = AIOKafkaConsumer(bootstrap_servers=nudge.settings.bootstrap_servers)
     await consumer.start()
     try:
         await consumer.topics()  # fetch metadata
         parts = [
-            TopicPartition(topic, p)
-            for topic in (sends, decisions)
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         consumer.assign(parts)
         await consumer.seek_to_end()
         async for record in consumer:
             data = orjson.loads(record.value)
-            if record.topic == sends:
-                _print_send(data)
-            elif data["outcome"] != "fired":
+            if data["outcome"] != "fired":
                 _print_decision(data)
     finally:
         await consumer.stop()
 
 
-def _print_send(send: dict[str, Any]) -> None:
-    head = f"[{send['rule_id']}] to {send['to']}: {send['subject']}"
+def print_mail(message: EmailMessage) -> None:
+    """A mail as the SMTP sink received it: who it is to, its subject and its text."""
+    head = f"mail to {message['To']}: {message['Subject']}"
     click.echo(click.style(head, fg="green", bold=True))
-    click.echo("    " + send["text"].strip().replace("\n", "\n    ") + "\n")
+    text = message.get_body(preferencelist=("plain",))
+    content = text.get_content() if text is not None else ""
+    click.echo("    " + content.strip().replace("\n", "\n    ") + "\n")
 
 
 def _print_decision(decision: dict[str, Any]) -> None:
@@ -203,11 +207,18 @@ def _print_decision(decision: dict[str, Any]) -> None:
     click.echo(click.style(line, fg="yellow") + "\n")
 
 
-def attach_demo(nudge: Nudge) -> None:
-    click.echo(
-        f"demo: waits shortened (absence {DEMO_ABSENCE_WAIT.seconds}s, inactivity "
-        f"{DEMO_INACTIVITY_WAIT.seconds}s, sequence steps {DEMO_STEP_DELAY.seconds}s apart), "
-        "quiet hours off; send requests and decisions (scheduled, cancelled, held back) print below"
-    )
-    nudge.app.task(lambda: _print_output(nudge))
-    nudge.app.task(lambda: _feed(nudge))
+def demo_hooks(pipe: Pipe) -> Callable[[Nudge], None]:
+    """What ``nudge dev --demo`` adds to its worker: the story fed through ``pipe``'s
+    collector, and the decisions printed (the mails print as the SMTP sink gets them)."""
+
+    def attach(nudge: Nudge) -> None:
+        click.echo(
+            f"demo: waits shortened (absence {DEMO_ABSENCE_WAIT.seconds}s, inactivity "
+            f"{DEMO_INACTIVITY_WAIT.seconds}s, sequence steps {DEMO_STEP_DELAY.seconds}s "
+            "apart), quiet hours off; the mails the SMTP sink receives and the decisions "
+            "(scheduled, cancelled, held back) print below"
+        )
+        nudge.app.task(lambda: _print_decisions(nudge))
+        nudge.app.task(lambda: _feed(nudge, pipe))
+
+    return attach

@@ -30,8 +30,9 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from streams.embedded import EmbeddedError, free_port
+from streams.settings import Settings
 
-__all__ = ["Child", "Pipe", "SmtpSink", "start_child"]
+__all__ = ["Child", "Pipe", "SmtpSink", "child_env", "start_child", "wait_ready"]
 
 #: how long a child may take to answer its health check
 READY_TIMEOUT = 30.0
@@ -129,15 +130,13 @@ class SmtpSink:
 
 @dataclass
 class Pipe:
-    """The collector (on ``collector_port``) and the mailer (delivering to ``smtp_url``)
-    of one ``nudge dev`` run, with a write key made for the run."""
+    """The collector (on ``collector_port``) and the mailer of one ``nudge dev`` run,
+    with a write key made for the run; their output goes to ``log_dir``."""
 
-    env: dict[str, str]
-    smtp_url: str
     log_dir: Path
     collector_port: int = field(default_factory=free_port)
     mailer_port: int = field(default_factory=free_port)
-    write_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    write_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     children: list[Child] = field(default_factory=list)
 
     @property
@@ -145,36 +144,51 @@ class Pipe:
         return f"http://127.0.0.1:{self.collector_port}"
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[Pipe]:
-        """Both started and ready; both stopped on the way out, collector first."""
+    def running(self, env: dict[str, str], smtp_url: str) -> Iterator[Pipe]:
+        """Both started with ``env`` (``NUDGE_*`` settings) and ready, the mailer
+        delivering to ``smtp_url``; both stopped on the way out, the collector first."""
         try:
-            self._start()
+            self._start(env, smtp_url)
             yield self
         finally:
             for child in self.children:
                 child.stop()
+            self.children.clear()
 
-    def _start(self) -> None:
+    def _start(self, env: dict[str, str], smtp_url: str) -> None:
         env = {
             **os.environ,
-            **self.env,
+            **env,
             "NUDGE_COLLECTOR_WRITE_KEYS": self.write_key,
             "NUDGE_PUBLIC_URL": self.public_url,
-            "NUDGE_SMTP_URL": self.smtp_url,
+            "NUDGE_SMTP_URL": smtp_url,
+            "NUDGE_MAILER_WEB_PORT": str(self.mailer_port),
         }
+        port = str(self.collector_port)
         collector = start_child(
             "collector",
-            ["collector", "--host", "127.0.0.1", "--port", str(self.collector_port)],
+            ["collector", "--host", "127.0.0.1", "--port", port],
             env,
             self.log_dir / "collector.log",
         )
         self.children.append(collector)
-        mailer = start_child(
-            "mailer",
-            ["mailer"],
-            {**env, "NUDGE_WEB_PORT": str(self.mailer_port)},
-            self.log_dir / "mailer.log",
-        )
+        mailer = start_child("mailer", ["mailer"], env, self.log_dir / "mailer.log")
         self.children.append(mailer)
         wait_ready(collector, f"{self.public_url}/health/ready")
         wait_ready(mailer, f"http://127.0.0.1:{self.mailer_port}/health/live")
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The settings a child must share with the ``nudge dev`` process that starts it:
+    where the broker and Redis are (started by it, perhaps), the rules, and the secret
+    keys (made for the run, perhaps)."""
+    env = {
+        "NUDGE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "NUDGE_REDIS_URL": settings.redis_url,
+        "NUDGE_CONFIG_DIR": str(settings.config_dir),
+    }
+    for name in ("unsubscribe_key", "erasure_key"):
+        key = getattr(settings, name)
+        if key is not None:
+            env[f"NUDGE_{name.upper()}"] = key.get_secret_value()
+    return env

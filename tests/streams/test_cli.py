@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from click.testing import CliRunner
 
 from profiles import Keys, Product
 from streams.cli import cli
-from streams.embedded import free_port
+from streams.embedded import free_port, is_listening
 from triggers import Decision
 
 from .conftest import ERASURE_KEY, UNSUBSCRIBE_KEY, Kafka
@@ -197,13 +199,17 @@ def test_dev_demo_starts_its_own_services_and_prints_emails(tmp_path: Path) -> N
     log = tmp_path / "dev.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(NUDGE), "dev", "--demo"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [str(NUDGE), "dev", "--demo"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal gives it
         )
     try:
         deadline = time.monotonic() + 60
-        wanted = (
-            "[welcome] to ada@example.com: Welcome, Ada!",
-            "[cart_abandonment] to ada@example.com: Ada, you left 3 items in your cart",
+        wanted = (  # as the SMTP sink received them, through the collector and the mailer
+            "mail to Ada <ada@example.com>: Welcome, Ada!",
+            "mail to Ada <ada@example.com>: Ada, you left 3 items in your cart",
         )
         while time.monotonic() < deadline and not all(w in log.read_text() for w in wanted):
             assert proc.poll() is None, log.read_text()
@@ -212,13 +218,22 @@ def test_dev_demo_starts_its_own_services_and_prints_emails(tmp_path: Path) -> N
         assert all(w in text for w in wanted), text
         assert "started tansu broker" in text
         assert "started redis-server" in text
-        assert "edsger@example.com" not in text  # no consent, no marketing mail
+        assert "edsger@example.com" not in text  # no consent, no marketing email
         assert "NUDGE_UNSUBSCRIBE_KEY is not set; using a key made for this run" in text
         assert "will not verify after it stops" in text
+        [collector] = re.findall(r"collector at http://127\.0\.0\.1:(\d+)", text)
+        # the mail's unsubscribe link leads to the collector
+        assert f"Unsubscribe <http://127.0.0.1:{collector}/u/" in text
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert proc.returncode == 0, log.read_text()
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at the terminal
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    # one clean line: no traceback, no reconnect errors, no terminal control codes
+    after = text[text.index("mail to Ada <ada@example.com>: Ada, you left") :]
+    assert text.rstrip().endswith("nudge dev: stopped"), text[-3000:]
+    assert "Traceback" not in text and "ERROR" not in after and "\x1b" not in text, text[-3000:]
+    assert not is_listening("127.0.0.1", int(collector))  # the collector stopped with it
 
 
 def test_worker_without_a_broker_says_so(tmp_path: Path) -> None:
