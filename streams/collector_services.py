@@ -105,6 +105,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: event types only nudge's own parts publish: a browser's write key is public, and
+#: either would let anyone act on any user (erase a profile, stop every mail to them)
+SERVER_ONLY_TYPES = {
+    "erase": "use `nudge erase`",
+    "bounce": "the mailer reports bounces",
+}
+
+
 @dataclass
 class CollectorServices:
     """The collector's ports and keys. ``write_keys``: the keys a client may send;
@@ -146,10 +154,11 @@ class CollectorServices:
             parsed = parse_event(value)
         except InvalidEvent as exc:
             raise InvalidMessage(exc.reason, _located(exc.detail, where, renames or {})) from exc
-        if parsed.type == "erase":
+        if parsed.type in SERVER_ONLY_TYPES:
             raise InvalidMessage(
                 "forbidden_type",
-                f"{_join(where, 'type')}: erase is not accepted over HTTP (use `nudge erase`)",
+                f"{_join(where, 'type')}: {parsed.type} is not accepted over HTTP "
+                f"({SERVER_ONLY_TYPES[parsed.type]})",
             )
         return parsed.type, Record(parsed.user_id.encode(), value)
 

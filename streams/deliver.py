@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from streams.deliveries import Delivery, DeliveryLedger, LedgerUnavailable
 from streams.errors import StreamsError
@@ -55,6 +55,15 @@ Outcome = Literal["delivered", "failed", "duplicate"]
 
 #: errors of Redis or Kafka that mean "try again later"
 _OUTAGES = (LedgerUnavailable, KafkaError)
+
+
+def _passing(exc: Exception) -> bool:
+    """Whether an outage error may pass if waited out: Redis away, or a Kafka error that
+    says so (a timeout included); not one that would fail again (a report too large for
+    the topic): that one stops the mailer, its record uncommitted."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
+    return True
 
 
 class Abandoned(StreamsError):
@@ -269,6 +278,8 @@ class Deliverer:
             try:
                 return await action()
             except _OUTAGES as exc:
+                if not _passing(exc):
+                    raise
                 waits += 1
                 self._metrics.retries.labels("store").inc()
                 delay = self._policy.delay(waits, self._jitter())

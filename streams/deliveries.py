@@ -27,8 +27,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import orjson
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from profiles import Keys
@@ -141,27 +147,49 @@ end
 return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}
 """
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+#: the claim token of the record in KEYS[1] (false when none): claims are compared by
+#: token, not by their bytes, which another mailer version may encode differently
+_TOKEN = """
+local function token(key)
+  local raw = redis.call('GET', key)
+  if not raw then return false end
+  local ok, record = pcall(cjson.decode, raw)
+  if not ok or type(record) ~= 'table' or type(record['t']) ~= 'string' then return false end
+  return record['t']
+end
+"""
+
+_RELEASE = (
+    _TOKEN
+    + """
+if token(KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
 """
+)
 
-_INTERRUPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 0 then
+_INTERRUPT = (
+    _TOKEN
+    + """
+if token(KEYS[1]) == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   return 1
 end
 return 0
 """
+)
+
+
+#: what Redis answers while a replica takes over or a node loads its data: wait it out
+_FAILING_OVER = (ReadOnlyError, ClusterDownError, TryAgainError, BusyLoadingError)
 
 
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, OSError, *_FAILING_OVER) as exc:
         raise LedgerUnavailable(f"Redis unavailable: {exc}") from exc
     except RedisError as exc:
         raise LedgerError(f"Redis error: {exc}") from exc
@@ -208,14 +236,15 @@ class RedisDeliveryLedger:
 
     async def release(self, request_id: str, held: Delivery) -> None:
         async with _translated():
-            await self._release(keys=self._pair(request_id), args=[held.encode()])
+            await self._release(keys=self._pair(request_id), args=[held.claim])
 
     async def interrupt(self, request_id: str, found: Delivery) -> bool:
-        claim = replace(found, leased=False).encode()
+        if not found.claim:  # no claim: nothing to interrupt
+            return False
         async with _translated():
             done = await self._interrupt(
                 keys=self._pair(request_id),
-                args=[claim, Delivery.interrupted().encode(), self._ttl],
+                args=[found.claim, Delivery.interrupted().encode(), self._ttl],
             )
         return bool(done)
 
@@ -257,13 +286,15 @@ class InMemoryDeliveryLedger:
         self._leases.pop(request_id, None)
 
     async def release(self, request_id: str, held: Delivery) -> None:
-        if self._records.get(request_id) == held:
+        current = self._records.get(request_id)
+        if current is not None and current.claim and current.claim == held.claim:
             del self._records[request_id]
             self._leases.pop(request_id, None)
 
     async def interrupt(self, request_id: str, found: Delivery) -> bool:
         current = self._records.get(request_id)
-        if current != replace(found, leased=False) or self._leased(request_id):
+        mine = current is not None and current.claim and current.claim == found.claim
+        if not mine or self._leased(request_id):
             return False
         self._records[request_id] = Delivery.interrupted()
         return True

@@ -77,14 +77,19 @@ class MailerLoop:
         self._metrics = metrics
         self._concurrency = concurrency
         self._stop = stop
+        #: the first error no retry could pass (the loop stops on it)
+        self.failure: Exception | None = None
 
     async def run(self) -> None:
+        """Until ``stop``; :class:`StreamsError` if a record could not be settled."""
         while not self._stop.is_set():
             batches = await self._consumer.getmany(
                 timeout_ms=500, max_records=self._concurrency * _PER_SLOT
             )
             if batches:
                 await self._handle(batches)
+        if self.failure is not None:
+            raise StreamsError(f"stopped: a record could not be settled ({self.failure})")
 
     async def _handle(self, batches: dict[Any, list[Any]]) -> None:
         slots = asyncio.Semaphore(self._concurrency)
@@ -107,6 +112,15 @@ class MailerLoop:
                 settled.add((record.topic, record.partition, record.offset))
             except Abandoned:
                 pass
+            except Exception as exc:  # no outage: a bug, or an error that would repeat
+                # stop, and let the transactions in flight finish (a task group would cancel
+                # them, leaving claims that read as interrupted): this record stays
+                # uncommitted, so the next mailer takes it up
+                log.exception(
+                    "a record of %s[%d] could not be settled", record.topic, record.partition
+                )
+                self.failure = self.failure or exc
+                self._stop.set()
             finally:
                 self._metrics.in_flight.dec()
 

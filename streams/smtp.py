@@ -247,17 +247,13 @@ class SmtpTransport:
         return client
 
     async def _keep(self, client: SMTP, reply: SmtpReply) -> None:
-        """Back to the idle list, reset, unless the server is closing it (421)."""
-        if reply.code == 421 or not client.is_connected:
+        """Back to the idle list after a mail the server accepted; closed after any other
+        answer. (A reset would be one more exchange after the transaction's deadline,
+        which the claim's lease must outlast; refusals are rare, a new connection cheap.)"""
+        if reply.accepted and reply.code != 421 and client.is_connected:
+            self._idle.append(client)
+        else:
             client.close()
-            return
-        if not reply.accepted:
-            try:
-                await asyncio.wait_for(client.rset(), self._timeout)
-            except (SMTPException, OSError, TimeoutError):
-                client.close()
-                return
-        self._idle.append(client)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -132,15 +133,26 @@ def _later(services: CollectorServices, route: str, *events: dict[str, Any]) -> 
 
 
 async def _one_click_body(request: Request) -> bool:
-    """Whether the POST body is RFC 8058's ``List-Unsubscribe=One-Click`` or empty."""
+    """Whether the POST body is RFC 8058's ``List-Unsubscribe=One-Click`` (form-encoded,
+    or the ``multipart/form-data`` the RFC recommends), or empty (the confirmation form)."""
     try:
         body = await read_body(request, UNSUBSCRIBE_BODY)
     except BodyTooLarge:
         return False
     if not body.strip():
         return True
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return _MULTIPART_ONE_CLICK.search(body) is not None
     fields = parse_qs(body.decode("ascii", "replace"), keep_blank_values=True)
     return fields.get("List-Unsubscribe") == ["One-Click"]
+
+
+#: the one part of a multipart one-click body: its name, a blank line, ``One-Click``
+_MULTIPART_ONE_CLICK = re.compile(
+    rb'Content-Disposition:\s*form-data;\s*name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*'
+    rb"\r?\nOne-Click\r?\n",
+    re.IGNORECASE,
+)
 
 
 # --- pages ---------------------------------------------------------------------------------

@@ -188,6 +188,11 @@ async def test_own_events_one_or_an_array_go_on_the_topic_as_sent(
             "forbidden_type",
             "type: erase is not accepted over HTTP (use `nudge erase`)",
         ),
+        (
+            nudge_event(1, type="bounce", properties={"email": "u1@example.com"}),
+            "forbidden_type",
+            "type: bounce is not accepted over HTTP (the mailer reports bounces)",
+        ),
     ],
 )
 async def test_an_invalid_event_is_400_naming_the_field_and_nothing_is_published(
@@ -474,6 +479,27 @@ async def test_a_post_unsubscribes(
     (event,) = published(publisher)
     assert (event["type"], event["user_id"]) == ("unsubscribe", "u1")
     assert event["properties"] == {"category": "reminders", "source": "unsubscribe_link"}
+
+
+async def test_a_multipart_one_click_post_unsubscribes(
+    client: httpx.AsyncClient, publisher: InMemoryPublisher, unsubscribe_token: str
+) -> None:
+    """RFC 8058 recommends ``multipart/form-data``; mailbox providers send either."""
+    body = (
+        b"--b1\r\n"
+        b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n'
+        b"\r\n"
+        b"One-Click\r\n"
+        b"--b1--\r\n"
+    )
+    response = await client.post(
+        f"/u/{unsubscribe_token}",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b1"},
+    )
+    assert response.status_code == 200, response.text
+    (event,) = published(publisher)
+    assert (event["type"], event["user_id"]) == ("unsubscribe", "u1")
 
 
 async def test_a_post_of_another_body_unsubscribes_nobody(

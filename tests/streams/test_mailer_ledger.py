@@ -145,3 +145,18 @@ async def test_redis_records_expire_and_hold_no_address(
     assert 0 < await redis_client.ttl(keys.delivery("r1")) <= TTL
     assert not await redis_client.exists(keys.delivery_lease("r1"))
     assert b"@" not in await redis_client.get(keys.delivery("r1"))
+
+
+async def test_a_claim_another_mailer_version_encoded_is_still_interrupted(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """Claims are told apart by their token, not by how a mailer wrote them."""
+    store = RedisDeliveryLedger(redis_client, keys=keys, ttl=TTL, lease=LEASE)
+    # written by another version: its fields in another order, and one this one lacks
+    await redis_client.set(
+        keys.delivery("r1"), b'{"t":"abc","p":false,"s":"sending","c":null,"r":null,"v":2}'
+    )
+    found = await store.get("r1")
+    assert found is not None and found.claim == "abc" and not found.leased
+    assert await store.interrupt("r1", found)
+    assert await store.get("r1") == Delivery("failed", reason="interrupted", detail=INTERRUPTED)
