@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import os
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ from streams.dev import Pipe, SmtpSink, child_env
 from streams.embedded import EmbeddedError, EmbeddedServices
 from streams.errors import StreamsError
 from streams.model_cli import model
+from streams.pipe_cli import collector, mailer
 from streams.settings import Settings
 from streams.signing import (
     missing_secrets,
@@ -91,31 +91,6 @@ def worker(config_dir: Path | None) -> None:
         settings = settings.model_copy(update={"config_dir": config_dir})
     _secrets_or_exit(settings)
     _run(settings, _load_or_exit(settings.config_dir, settings))
-
-
-@cli.command()
-@click.option("--host", help="Address to listen on (default: NUDGE_COLLECTOR_HOST, 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default: NUDGE_COLLECTOR_PORT, 8080).")
-def collector(host: str | None, port: int | None) -> None:
-    """Run the HTTP collector: nudge events and Segment calls in, the open pixel, click
-    links and one-click unsubscribe; everything onto the events topic.
-
-    Refuses to start without NUDGE_COLLECTOR_WRITE_KEYS and NUDGE_UNSUBSCRIBE_KEY.
-    """
-    from streams.collector import refusal, serve
-
-    given = {"collector_host": host, "collector_port": port}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    problem = refusal(settings)
-    if problem is not None:
-        for line in problem.splitlines():
-            click.echo(f"error: {line}", err=True)
-        sys.exit(2)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
-    try:
-        asyncio.run(serve(settings))
-    except StreamsError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _secrets_or_exit(settings: Settings, *fields: str) -> None:
@@ -704,35 +679,8 @@ def unsubscribe_url(user_id: str, category: str | None, config_dir: Path | None)
 
 
 cli.add_command(model)
-
-
-@cli.command()
-def mailer() -> None:
-    """Deliver the send requests over SMTP (NUDGE_SMTP_URL), each request id at most once.
-
-    Reads NUDGE_SEND_TOPIC in the consumer group <NUDGE_APP_ID>-mailer; what it cannot
-    deliver goes to NUDGE_SEND_FAILURES_TOPIC, a hard bounce also as a bounce event. Serves
-    /health/live, /health/ready and /metrics on NUDGE_MAILER_WEB_PORT. SIGTERM or Ctrl-C
-    lets the transactions in flight finish; a second one stops at once.
-    """
-    import logging
-
-    from streams.mailer import run_mailer
-    from streams.smtp import SmtpUrlError, parse_smtp_url
-
-    settings = Settings()
-    try:
-        url = parse_smtp_url(settings.smtp_url.get_secret_value())
-    except SmtpUrlError as exc:
-        click.echo(f"error: NUDGE_SMTP_URL: {exc}", err=True)
-        sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        asyncio.run(run_mailer(settings, url))
-    except StreamsError as exc:
-        raise click.ClickException(str(exc)) from exc
+cli.add_command(collector)
+cli.add_command(mailer)
 
 
 def main() -> None:

@@ -81,7 +81,7 @@ def shorten_waits(rules: RuleSet) -> RuleSet:
 
 def demo_script() -> Iterator[tuple[float, str, dict[str, Any]]]:
     """(delay before, collector path, body) of the shop's story, as a website using
-    Segment's library would send it (nudge's own JSON for what Segment has no event for)."""
+    Segment's library would send it."""
     ids = itertools.count(1)
 
     def track(user: str, event: str, /, **properties: Any) -> tuple[str, dict[str, Any]]:
