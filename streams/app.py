@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from profiles import (
@@ -42,6 +41,7 @@ from streams.catalog import CatalogFeed, FeedResult, load_if_empty
 from streams.failures import is_retryable, process_safely, retry_forever
 from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
+from streams.redis_client import redis_client
 from streams.settings import Settings
 from streams.watch import ConfigWatch
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
@@ -124,15 +124,11 @@ class Nudge:
             datadir=str(settings.data_dir),
             autodiscover=False,
         )
-        self.redis = (
-            aioredis.RedisCluster.from_url(settings.redis_url)
-            if settings.redis_cluster
-            else aioredis.Redis.from_url(settings.redis_url)
-        )
+        self.redis = redis_client(settings)
         keys = Keys(settings.redis_prefix)
-        self.catalog = RedisCatalog(self.redis, keys=keys)  # type: ignore[arg-type]
+        self.catalog = RedisCatalog(self.redis, keys=keys)
         self.statistics = RedisStatistics(
-            self.redis,  # type: ignore[arg-type]
+            self.redis,
             keys=keys,
             config=rules.config.recommendations,
         )
@@ -143,7 +139,7 @@ class Nudge:
         self.engine = Engine(
             rules=rules,
             profiles=RedisProfileStore(
-                self.redis,  # type: ignore[arg-type]
+                self.redis,
                 keys=keys,
                 dedup_window=settings.dedup_window,
                 dedup_max_age_ms=int(settings.dedup_max_age * 1000),
@@ -152,11 +148,11 @@ class Nudge:
                 tombstone_ms=int(settings.erasure_tombstone_ttl * 1000),
             ),
             suppression=RedisSuppressionList(
-                self.redis,  # type: ignore[arg-type]
+                self.redis,
                 keys=keys,
                 pseudonyms=settings.pseudonyms,
             ),
-            timers=RedisTimerStore(self.redis, keys=keys),  # type: ignore[arg-type]
+            timers=RedisTimerStore(self.redis, keys=keys),
             outbox=KafkaOutbox(self.app, settings),
             lookups=self.lookups,
             statistics=self.statistics,

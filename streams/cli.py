@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 import orjson
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from streams.dev import Pipe, SmtpSink, child_env
 from streams.embedded import EmbeddedError, EmbeddedServices
@@ -127,13 +127,14 @@ def dev(demo: bool, config_dir: Path | None) -> None:
         settings = settings.model_copy(update={"public_url": pipe.public_url})
     rules = _load_or_exit(settings.config_dir, settings)
     try:
-        with EmbeddedServices.ensure(settings.kafka_bootstrap, settings.redis_url) as services:
+        redis_url = settings.redis_url.get_secret_value()
+        with EmbeddedServices.ensure(settings.kafka_bootstrap, redis_url) as services:
             for line in services.started:
                 click.echo(f"nudge dev: started {line}")
             settings = settings.model_copy(
                 update={
                     "kafka_bootstrap": services.kafka_bootstrap,
-                    "redis_url": services.redis_url,
+                    "redis_url": SecretStr(services.redis_url),
                 }
             )
             if pipe is None:
@@ -178,6 +179,7 @@ def _run(
     from streams.app import create_app
 
     _created_topics(settings)
+    _redis_or_exit(settings)
     nudge = create_app(settings, rules, adapt_rules=adapt)
     for hook in extra or []:
         hook(nudge)
@@ -200,6 +202,16 @@ def _created_topics(settings: Settings) -> None:
         raise click.ClickException(str(exc)) from exc
     if created:
         click.echo(f"nudge: created topics {', '.join(created)}")
+
+
+def _redis_or_exit(settings: Settings) -> None:
+    """Stop at once when Redis refuses the credentials (an outage is waited out later)."""
+    from streams.redis_client import check_redis
+
+    try:
+        asyncio.run(check_redis(settings))
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _tune_gc(threshold: int) -> None:
@@ -613,22 +625,19 @@ def catalog_load(file: Path) -> None:
         _echo_issues(exc.issues)
         raise click.ClickException(f"{len(exc.issues)} invalid line(s); nothing loaded") from exc
     settings = Settings()
+    from streams.redis_client import redis_address
+
     count = asyncio.run(_put_catalog(settings, products))
-    click.echo(f"loaded {len(products)} products into {settings.redis_url} ({count} stored)")
+    click.echo(f"loaded {len(products)} products into {redis_address(settings)} ({count} stored)")
 
 
 async def _put_catalog(settings: Settings, products: list[Any]) -> int:
-    import redis.asyncio as aioredis
-
     from profiles import Keys, ProfileError, RedisCatalog
+    from streams.redis_client import redis_client
 
-    client = (
-        aioredis.RedisCluster.from_url(settings.redis_url)
-        if settings.redis_cluster
-        else aioredis.Redis.from_url(settings.redis_url)
-    )
+    client = redis_client(settings)
     try:
-        store = RedisCatalog(client, keys=Keys(settings.redis_prefix))  # type: ignore[arg-type]
+        store = RedisCatalog(client, keys=Keys(settings.redis_prefix))
         await store.put(products)
         return await store.count()
     except ProfileError as exc:
@@ -684,8 +693,15 @@ cli.add_command(mailer)
 
 
 def main() -> None:
+    from redis.exceptions import AuthenticationError
+
     try:
         cli()
+    except AuthenticationError as exc:  # any verb that reads Redis: say so, never the URL
+        from streams.redis_client import auth_refused
+
+        click.echo(f"error: {auth_refused(Settings(), exc)}", err=True)
+        sys.exit(1)
     except ValidationError as exc:  # the environment's settings: say which, then stop
         if exc.title != Settings.__name__:
             raise

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator
 from functools import partial
 
-import redis.asyncio as aioredis
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -29,6 +28,7 @@ from streams.collector_services import CollectorMetrics, CollectorServices
 from streams.identities import RedisIdentities
 from streams.ingest import events_endpoint, segment_endpoint
 from streams.publisher import KafkaPublisher, PublishFailed
+from streams.redis_client import redis_client
 from streams.settings import MAKE_A_KEY, Settings
 from streams.signing import missing_secrets, missing_secrets_message, unsubscribe_signer
 from streams.tracking import click_endpoint, pixel_endpoint, unsubscribe_endpoint
@@ -86,11 +86,7 @@ def create_app(services: CollectorServices) -> Starlette:
 
 def build_services(settings: Settings) -> CollectorServices:
     """The real ports: aiokafka's producer and Redis identity links."""
-    client = (
-        aioredis.RedisCluster.from_url(settings.redis_url)
-        if settings.redis_cluster
-        else aioredis.Redis.from_url(settings.redis_url)
-    )
+    client = redis_client(settings)
     publisher = KafkaPublisher(
         settings.bootstrap_servers, timeout=settings.collector_publish_timeout
     )

@@ -184,7 +184,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     keys (made for the run, perhaps)."""
     env = {
         "NUDGE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "NUDGE_REDIS_URL": settings.redis_url,
+        "NUDGE_REDIS_URL": settings.redis_url.get_secret_value(),
         "NUDGE_CONFIG_DIR": str(settings.config_dir),
     }
     for name in ("unsubscribe_key", "erasure_key"):

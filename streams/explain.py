@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from profiles import Keys, Profile, RedisProfileStore, RedisTimerStore, ScoringConfig, Timer
 from profiles.predictions import TARGETS, Model, feature_vector
+from streams.redis_client import redis_client
 from streams.settings import Settings
 from triggers import RuleSet
 from triggers.context import memberships
@@ -38,7 +37,7 @@ _NOT_IN_PROFILE = ("timers", "decisions", "sends", "consent_log")
 async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict[str, Any] | None:
     """The report of ``user_id``'s stored profile (``None`` when there is none); with a
     model in ``rules``, each score on the profile comes with its reasons."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         keys = Keys(settings.redis_prefix)
         store = RedisProfileStore(client, keys=keys, pseudonyms=settings.pseudonyms)

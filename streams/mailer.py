@@ -40,6 +40,7 @@ from streams.deliveries import DeliveryLedger, LedgerError, RedisDeliveryLedger
 from streams.errors import StreamsError
 from streams.mailer_metrics import MailerMetrics
 from streams.ratelimit import DomainRateLimiter
+from streams.redis_client import redis_client
 from streams.send_failures import KafkaReporter, Source
 from streams.settings import Settings
 from streams.smtp import SmtpTransport, SmtpUrl
@@ -228,7 +229,7 @@ def _stop_on_signals(stop: asyncio.Event, work: asyncio.Task[None]) -> None:
 async def serve(settings: Settings, url: SmtpUrl, stop: asyncio.Event) -> None:
     """Deliver until ``stop`` is set, then commit what is settled and close everything."""
     async with contextlib.AsyncExitStack() as stack:
-        redis = _redis(settings)
+        redis = redis_client(settings)
         stack.push_async_callback(redis.aclose)
         ledger = RedisDeliveryLedger(
             redis,
@@ -276,14 +277,6 @@ async def serve(settings: Settings, url: SmtpUrl, stop: asyncio.Event) -> None:
         )
         await loop.run()
     log.info("mailer stopped")
-
-
-def _redis(settings: Settings) -> Any:
-    import redis.asyncio as aioredis
-
-    if settings.redis_cluster:
-        return aioredis.RedisCluster.from_url(settings.redis_url)
-    return aioredis.Redis.from_url(settings.redis_url)
 
 
 def _consumer(settings: Settings) -> AIOKafkaConsumer:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-
 from profiles import Keys, RedisProfileStore, RedisTimerStore
+from streams.redis_client import redis_client
 from streams.settings import Settings
 from triggers import RuleSet
 from triggers.backfill import BackfillReport, backfill
@@ -18,7 +17,7 @@ __all__ = ["run_backfill"]
 async def run_backfill(
     settings: Settings, rules: RuleSet, only: Collection[str] = ()
 ) -> BackfillReport:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         keys = Keys(settings.redis_prefix)
         profiles = RedisProfileStore(

@@ -164,11 +164,10 @@ async def redis_inputs(
     settings: Settings, rules: RuleSet, user_id: str, event: dict[str, Any]
 ) -> tuple[Profile, Lookups]:
     """The stored profile of ``user_id`` and what its renders read, from Redis."""
-    import redis.asyncio as aioredis
-
     from profiles import Keys, RedisProfileStore, RedisStatistics
+    from streams.redis_client import redis_client
 
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     keys = Keys(settings.redis_prefix)
     try:
         store = RedisProfileStore(client, keys=keys, pseudonyms=settings.pseudonyms)

@@ -27,6 +27,7 @@ from profiles import (
     Snapshot,
     personal_products,
 )
+from streams.redis_client import redis_client
 from streams.settings import Settings
 
 __all__ = ["EXPORT_FORMAT", "erase_event", "export_user", "wait_until_erased"]
@@ -44,7 +45,7 @@ NOT_IN_EXPORT = (
 
 async def export_user(settings: Settings, user_id: str) -> dict[str, Any]:
     """Everything nudge's Redis holds about ``user_id`` as one JSON-ready document."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     keys = Keys(settings.redis_prefix)
     try:
         store = RedisProfileStore(client, keys=keys, pseudonyms=settings.pseudonyms)
@@ -133,7 +134,7 @@ def erase_event(user_id: str, now: datetime | None = None) -> bytes:
 async def wait_until_erased(settings: Settings, user_id: str, timeout: float) -> bool:
     """Whether the user's tombstone appears within ``timeout`` seconds (the worker has
     processed the erasure)."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     store = RedisProfileStore(
         client, keys=Keys(settings.redis_prefix), pseudonyms=settings.pseudonyms
     )

@@ -28,9 +28,8 @@ from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-
 from profiles import Keys, RedisProfileStore
+from streams.redis_client import redis_client
 from streams.settings import Settings
 from triggers import RuleSet
 from triggers.arms import COUNTER_PREFIX, arm_counts
@@ -69,14 +68,10 @@ class CounterSource(Protocol):
 @asynccontextmanager
 async def open_counters(settings: Settings) -> AsyncIterator[CounterSource]:
     """The profile store of ``settings``, closed on exit."""
-    client = (
-        aioredis.RedisCluster.from_url(settings.redis_url)
-        if settings.redis_cluster
-        else aioredis.Redis.from_url(settings.redis_url)
-    )
+    client = redis_client(settings)
     try:
         store = RedisProfileStore(
-            client,  # type: ignore[arg-type]
+            client,
             keys=Keys(settings.redis_prefix),
             cluster=settings.redis_cluster,
             pseudonyms=settings.pseudonyms,

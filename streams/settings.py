@@ -75,7 +75,20 @@ class Settings(BaseSettings):
     )
 
     # --- Redis (profiles slice) ------------------------------------------------------------
-    redis_url: str = "redis://localhost:6379/0"
+    redis_url: SecretStr = Field(
+        SecretStr("redis://localhost:6379/0"),
+        description="redis://[user:password@]host:port/db, or rediss:// for TLS; secret "
+        "(it may carry a password): logs and errors name only host, port and db",
+    )
+    redis_username: str | None = Field(
+        None, description="Redis ACL user; overrides the URL's (needs redis_password)"
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (AUTH); overrides the URL's"
+    )
+    redis_tls_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the Redis server (rediss:// only)"
+    )
     redis_prefix: str = Field("nudge", description="namespace of every Redis key")
     redis_cluster: bool = Field(False, description="Redis Cluster: group scripts per slot")
     dedup_window: int = Field(1000, ge=1, description="event ids remembered per user")
@@ -272,6 +285,29 @@ class Settings(BaseSettings):
                 f"make one with: {MAKE_A_KEY}"
             )
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        if urlsplit(value.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
+
+    @field_validator("redis_tls_ca_file")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file (or not readable as one)")
+        return value
+
+    @model_validator(mode="after")
+    def _redis_auth(self) -> Settings:
+        if self.redis_username is not None and self.redis_password is None:
+            raise ValueError("NUDGE_REDIS_USERNAME needs NUDGE_REDIS_PASSWORD")
+        tls = urlsplit(self.redis_url.get_secret_value()).scheme == "rediss"
+        if self.redis_tls_ca_file is not None and not tls:
+            raise ValueError("NUDGE_REDIS_TLS_CA_FILE needs a rediss:// NUDGE_REDIS_URL")
+        return self
 
     @model_validator(mode="after")
     def _current_key(self) -> Settings:

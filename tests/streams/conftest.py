@@ -43,6 +43,8 @@ class WorkerEnv:
     config_dir: Path
     tmp: Path
     unique: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    #: more NUDGE_* variables (e.g. credentials)
+    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def events_topic(self) -> str:
@@ -91,6 +93,7 @@ class WorkerEnv:
             "NUDGE_LOG_LEVEL": "info",
             "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
             "NUDGE_ERASURE_KEY": ERASURE_KEY,
+            **self.extra,
         }
 
 

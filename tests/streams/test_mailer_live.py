@@ -65,6 +65,7 @@ def environ(settings: Settings) -> dict[str, str]:
     """``settings`` as the ``NUDGE_*`` variables of a ``nudge mailer`` process."""
     values = settings.model_dump(mode="json")
     values["smtp_url"] = settings.smtp_url.get_secret_value()
+    values["redis_url"] = settings.redis_url.get_secret_value()
     values["mailer_rate_limits"] = orjson.dumps(settings.mailer_rate_limits).decode()
     names = [
         "kafka_bootstrap",

@@ -1,0 +1,70 @@
+"""A real worker against a redis-server that wants a password (``--requirepass``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from streams.embedded import start_redis
+
+from .conftest import NUDGE, Kafka, WorkerEnv, WorkerProcess
+
+PASSWORD = "requirepass-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def guarded_redis() -> Iterator[str]:
+    """The URL (without credentials) of a redis-server that refuses clients without
+    ``PASSWORD``."""
+    proc, url = start_redis(extra_args=["--requirepass", PASSWORD])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def signup(user: str) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": "signup",
+        "user_id": user,
+        "ts": datetime.now(UTC).isoformat(),
+        "properties": {"email": f"{user}@example.com", "consent": {"email": True}},
+    }
+
+
+async def test_a_worker_with_the_password_setting_sends_a_welcome(
+    worker_env: Callable[..., WorkerEnv],
+    start_worker: Callable[[WorkerEnv], WorkerProcess],
+    kafka: Kafka,
+    guarded_redis: str,
+) -> None:
+    env = dataclasses.replace(
+        worker_env(winback_wait="1h"),
+        redis_url=guarded_redis,
+        extra={"NUDGE_REDIS_PASSWORD": PASSWORD},
+    )
+    worker = start_worker(env)
+    await kafka.produce(env.events_topic, signup("ada"))
+    assert await kafka.wait_for_sends(env.send_topic, "ada", "welcome"), worker.tail()
+    assert PASSWORD not in worker.tail()
+
+
+def test_a_wrong_password_stops_the_worker_with_a_clear_error(
+    worker_env: Callable[..., WorkerEnv], guarded_redis: str
+) -> None:
+    wrong = "wrong-" + uuid.uuid4().hex
+    url = guarded_redis.replace("redis://", f"redis://default:{wrong}@")
+    env = dataclasses.replace(worker_env(winback_wait="1h"), redis_url=url)
+    done = subprocess.run(
+        [str(NUDGE), "worker"], env=env.environ(0), capture_output=True, text=True, timeout=60
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "refused the credentials" in output and "NUDGE_REDIS_PASSWORD" in output
+    assert wrong not in output and "Traceback" not in output
