@@ -39,6 +39,7 @@ from profiles import (
 )
 from streams.catalog import CatalogFeed, FeedResult, load_if_empty
 from streams.failures import is_retryable, process_safely, retry_forever
+from streams.kafka_security import faust_credentials
 from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.redis_client import redis_client
@@ -107,6 +108,7 @@ class Nudge:
         self.app = faust.App(
             settings.app_id,
             broker=[f"kafka://{host}" for host in settings.bootstrap_servers],
+            broker_credentials=faust_credentials(settings),
             store="memory://",
             key_serializer="raw",
             value_serializer="raw",

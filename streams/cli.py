@@ -242,7 +242,9 @@ def produce(file: Any, topic: str | None) -> None:
 async def _produce(settings: Settings, topic: str, lines: list[bytes]) -> int:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    from streams.kafka_security import kafka_client_options
+
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     await producer.start()
     try:
         pending = [await producer.send(topic, line, key=_user_key(line)) for line in lines]

@@ -27,6 +27,7 @@ from profiles import Keys
 from streams.collector_services import CollectorMetrics, CollectorServices
 from streams.identities import RedisIdentities
 from streams.ingest import events_endpoint, segment_endpoint
+from streams.kafka_security import kafka_security_options
 from streams.publisher import KafkaPublisher, PublishFailed
 from streams.redis_client import redis_client
 from streams.settings import MAKE_A_KEY, Settings
@@ -88,7 +89,9 @@ def build_services(settings: Settings) -> CollectorServices:
     """The real ports: aiokafka's producer and Redis identity links."""
     client = redis_client(settings)
     publisher = KafkaPublisher(
-        settings.bootstrap_servers, timeout=settings.collector_publish_timeout
+        settings.bootstrap_servers,
+        timeout=settings.collector_publish_timeout,
+        security=kafka_security_options(settings),
     )
     return CollectorServices(
         settings=settings,

@@ -173,7 +173,9 @@ async def _print_decisions(nudge: Nudge) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = nudge.settings.decisions_topic
-    consumer = AIOKafkaConsumer(bootstrap_servers=nudge.settings.bootstrap_servers)
+    from streams.kafka_security import kafka_client_options
+
+    consumer = AIOKafkaConsumer(**kafka_client_options(nudge.settings))
     await consumer.start()
     try:
         await consumer.topics()  # fetch metadata

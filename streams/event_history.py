@@ -45,11 +45,11 @@ class TopicHistory:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.errors import KafkaError
 
+        from streams.kafka_security import kafka_client_options
+
         async def connected() -> Any:
             # created inside the loop it will run on (aiokafka binds to the running loop)
-            return AIOKafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
-            )
+            return AIOKafkaConsumer(**kafka_client_options(self.settings), enable_auto_commit=False)
 
         consumer = loop.run_until_complete(connected())
         try:

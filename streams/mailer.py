@@ -38,6 +38,7 @@ from profiles import Keys
 from streams.deliver import Abandoned, Deliverer, RetryPolicy
 from streams.deliveries import DeliveryLedger, LedgerError, RedisDeliveryLedger
 from streams.errors import StreamsError
+from streams.kafka_security import kafka_client_options
 from streams.mailer_metrics import MailerMetrics
 from streams.ratelimit import DomainRateLimiter
 from streams.redis_client import redis_client
@@ -239,7 +240,7 @@ async def serve(settings: Settings, url: SmtpUrl, stop: asyncio.Event) -> None:
         )
         transport = SmtpTransport(url, timeout=settings.smtp_timeout)
         stack.push_async_callback(transport.close)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
         await producer.start()
         stack.push_async_callback(producer.stop)
         consumer = _consumer(settings)
@@ -283,7 +284,7 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
     session_ms = round(settings.session_timeout * 1000)
     return AIOKafkaConsumer(
         settings.send_topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_client_options(settings),
         group_id=mailer_group(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",

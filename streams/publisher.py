@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -56,11 +56,18 @@ class KafkaPublisher:
     replica has it. ``linger_ms`` lets concurrent requests' records share a batch."""
 
     def __init__(
-        self, bootstrap_servers: Sequence[str], *, timeout: float, linger_ms: int = 2
+        self,
+        bootstrap_servers: Sequence[str],
+        *,
+        timeout: float,
+        linger_ms: int = 2,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
+        """``security``: the keywords of :func:`streams.kafka_security.kafka_security_options`."""
         self._bootstrap = ",".join(bootstrap_servers)
         self._timeout = timeout
         self._producer = AIOKafkaProducer(
+            **(security or {}),
             bootstrap_servers=list(bootstrap_servers),
             acks="all",
             linger_ms=linger_ms,

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         10.0, ge=2, description="consumer-group session timeout, seconds (rebalance speed)"
     )
+    # --- Kafka security (see README "Security"; applied by streams.kafka_security) ---------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the brokers (default: the system's)"
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="client certificate (PEM), for brokers that require one"
+    )
+    kafka_ssl_key_file: Path | None = Field(None, description="the client certificate's key")
 
     # --- Redis (profiles slice) ------------------------------------------------------------
     redis_url: SecretStr = Field(
@@ -293,7 +305,9 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
         return value
 
-    @field_validator("redis_tls_ca_file")
+    @field_validator(
+        "redis_tls_ca_file", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"
+    )
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -307,6 +321,25 @@ class Settings(BaseSettings):
         tls = urlsplit(self.redis_url.get_secret_value()).scheme == "rediss"
         if self.redis_tls_ca_file is not None and not tls:
             raise ValueError("NUDGE_REDIS_TLS_CA_FILE needs a rediss:// NUDGE_REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"NUDGE_KAFKA_SECURITY_PROTOCOL={protocol} needs NUDGE_KAFKA_SASL_USERNAME "
+                "and NUDGE_KAFKA_SASL_PASSWORD"
+            )
+        files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+        if any(files) and not protocol.endswith("SSL"):
+            raise ValueError(
+                "NUDGE_KAFKA_SSL_*_FILE need NUDGE_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL"
+            )
+        if self.kafka_ssl_key_file is not None and self.kafka_ssl_cert_file is None:
+            raise ValueError("NUDGE_KAFKA_SSL_KEY_FILE needs NUDGE_KAFKA_SSL_CERT_FILE")
         return self
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.errors import StreamsError
+from streams.kafka_security import kafka_client_options
 from streams.settings import Settings
 
 __all__ = ["COMPACTED", "ensure_topics"]
@@ -27,7 +28,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         settings.catalog_topic,
         settings.send_failures_topic,
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
