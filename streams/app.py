@@ -158,6 +158,7 @@ class Nudge:
             outbox=KafkaOutbox(self.app, settings),
             lookups=self.lookups,
             statistics=self.statistics,
+            max_event_bytes=settings.max_event_bytes,
         )
         self.clock = PartitionClock()
         self.lock = asyncio.Lock()

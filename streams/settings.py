@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         10.0, ge=2, description="consumer-group session timeout, seconds (rebalance speed)"
     )
+    max_event_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="the largest event the worker parses; a larger one is dead-lettered "
+        "with reason too_large",
+    )
+
     # --- Kafka security (see README "Security"; applied by streams.kafka_security) ---------
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"

@@ -66,6 +66,8 @@ COUNTERS_REFRESH_S = 5.0
 STATS_FUTURE_MS = 86_400_000
 #: ... and at most this many half-lives behind it (their weight would be below 2**-200)
 STATS_PAST_HALF_LIVES = 200
+#: the largest event parsed by default (bytes); see ``Settings.max_event_bytes``
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,11 @@ class Engine:
         lookups: LookupSource | None = None,
         statistics: Statistics | None = None,
         suppression: SuppressionList | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.rules = rules
+        #: a larger message is dead-lettered ``too_large`` before it is parsed
+        self.max_event_bytes = max_event_bytes
         self.suppression = suppression or InMemorySuppressionList()
         self.lookups = lookups
         self.statistics = statistics
@@ -158,7 +163,12 @@ class Engine:
     async def process(self, batch: Sequence[Incoming]) -> BatchResult:
         result = BatchResult()
         by_user: dict[str, list[tuple[Event, int]]] = {}
+        limit = self.max_event_bytes
         for message in batch:
+            if message.value is not None and len(message.value) > limit:
+                detail = f"{len(message.value)} bytes; the limit is {limit}"
+                result.dead_letters.append(_dead_letter(message, "too_large", detail))
+                continue
             try:
                 event = parse_event(message.value, key=message.key)
             except InvalidEvent as exc:

@@ -109,3 +109,21 @@ def kafka_value(event: dict[str, Any]) -> bytes:
     import orjson
 
     return orjson.dumps(event)
+
+
+async def test_an_event_over_the_size_limit_is_dead_lettered_and_the_next_processed(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    env = dataclasses.replace(
+        worker_env(winback_wait="1h"), extra={"NUDGE_MAX_EVENT_BYTES": "2000"}
+    )
+    worker = start_worker(env)
+    big = kafka_value({**signup("mallory"), "properties": {"note": "x" * 2000}})
+    await kafka.produce(env.events_topic, big, key=b"mallory")
+    await kafka.produce(env.events_topic, signup("mallory"))
+    assert await kafka.wait_for_sends(env.send_topic, "mallory", "welcome"), worker.tail()
+    [letter] = await kafka.read_all(env.dead_letter_topic)
+    headers = {k: v.decode() for k, v in letter.headers}
+    assert headers["nudge.dlq.reason"] == "too_large"
+    assert letter.value == big and letter.key == b"mallory"
+    assert worker.metric("nudge_dead_letters_total", reason="too_large") == 1

@@ -333,3 +333,14 @@ async def test_a_changed_wait_moves_pending_timers(
     assert len(h.outbox.by_rule("cart_abandonment")) == 1
     again = await h.engine.replan(0, h.engine.rules, T0 + timedelta(hours=3))
     assert again.decisions == []  # nothing changed: nothing to do
+
+
+async def test_an_event_over_the_size_limit_is_dead_lettered_unparsed(h: Harness) -> None:
+    good = signup(h)
+    limit = h.engine.max_event_bytes = len(good.value or b"")  # just fits
+    big = Incoming(b"{" + b"x" * limit, b"u1", "events", 0, 98)  # not JSON: never parsed
+    await h.send(big, good)
+    [letter] = h.outbox.dead_letters
+    assert (letter.reason, letter.value, letter.offset) == ("too_large", big.value, 98)
+    assert letter.detail == f"{limit + 1} bytes; the limit is {limit}"
+    assert len(h.outbox.by_rule("welcome")) == 1
