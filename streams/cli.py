@@ -695,15 +695,8 @@ cli.add_command(mailer)
 
 
 def main() -> None:
-    from redis.exceptions import AuthenticationError
-
     try:
         cli()
-    except AuthenticationError as exc:  # any verb that reads Redis: say so, never the URL
-        from streams.redis_client import auth_refused
-
-        click.echo(f"error: {auth_refused(Settings(), exc)}", err=True)
-        sys.exit(1)
     except ValidationError as exc:  # the environment's settings: say which, then stop
         if exc.title != Settings.__name__:
             raise
@@ -712,6 +705,14 @@ def main() -> None:
             where = f"NUDGE_{field.upper()}: " if field else ""
             click.echo(f"error: {where}{error['msg'].removeprefix('Value error, ')}", err=True)
         sys.exit(2)
+    except Exception as exc:  # any verb that reads Redis: say so, never the URL
+        from streams.redis_client import auth_refused, refused_credentials
+
+        refusal = refused_credentials(exc)
+        if refusal is None:
+            raise
+        click.echo(f"error: {auth_refused(Settings(), refusal)}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # `python -m streams.cli`: how `nudge dev` starts its children

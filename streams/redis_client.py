@@ -25,6 +25,7 @@ __all__ = [
     "redis_address",
     "redis_client",
     "redis_options",
+    "refused_credentials",
 ]
 
 
@@ -97,6 +98,17 @@ def auth_refused(settings: Settings, exc: BaseException) -> str:
         f"{exc}); check NUDGE_REDIS_PASSWORD / NUDGE_REDIS_USERNAME or the user and "
         "password in NUDGE_REDIS_URL"
     )
+
+
+def refused_credentials(exc: BaseException) -> AuthenticationError | None:
+    """Redis's refusal of the credentials behind ``exc``, if that is what it is (the
+    stores translate Redis's errors into their own, the refusal as their cause)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, AuthenticationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _is_auth_refusal(exc: ResponseError) -> bool:

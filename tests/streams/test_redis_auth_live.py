@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -67,4 +68,16 @@ def test_a_wrong_password_stops_the_worker_with_a_clear_error(
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "refused the credentials" in output and "NUDGE_REDIS_PASSWORD" in output
+    assert wrong not in output and "Traceback" not in output
+
+
+def test_a_verb_that_reads_redis_says_the_password_was_refused(guarded_redis: str) -> None:
+    wrong = "wrong-" + uuid.uuid4().hex
+    env = {**os.environ, "NUDGE_REDIS_URL": guarded_redis, "NUDGE_REDIS_PASSWORD": wrong}
+    done = subprocess.run(
+        [str(NUDGE), "export", "ada"], env=env, capture_output=True, text=True, timeout=60
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert f"Redis at {guarded_redis} refused the credentials" in output
     assert wrong not in output and "Traceback" not in output
