@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import logging.config
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from pydantic import SecretStr, ValidationError
 from streams.dev import Pipe, SmtpSink, child_env
 from streams.embedded import EmbeddedError, EmbeddedServices
 from streams.errors import StreamsError
+from streams.logs import Format, log_format, logging_config
 from streams.model_cli import model
 from streams.pipe_cli import collector, mailer
 from streams.settings import Settings
@@ -31,6 +34,8 @@ from streams.signing import (
 from triggers import ConfigError, RuleSet, load_rules
 
 __all__ = ["main"]
+
+log = logging.getLogger("streams.cli")
 
 
 def _echo_issues(issues: Sequence[object]) -> None:
@@ -90,7 +95,7 @@ def worker(config_dir: Path | None) -> None:
     if config_dir is not None:
         settings = settings.model_copy(update={"config_dir": config_dir})
     _secrets_or_exit(settings)
-    _run(settings, _load_or_exit(settings.config_dir, settings))
+    _run(settings, _load_or_exit(settings.config_dir, settings), log_default="json")
 
 
 def _secrets_or_exit(settings: Settings, *fields: str) -> None:
@@ -138,7 +143,7 @@ def dev(demo: bool, config_dir: Path | None) -> None:
                 }
             )
             if pipe is None:
-                _run(settings, rules)
+                _run(settings, rules, log_default="text")
             else:
                 _run_demo(settings, rules, pipe)
     except EmbeddedError as exc:
@@ -161,7 +166,7 @@ def _run_demo(settings: Settings, rules: RuleSet, pipe: Pipe) -> None:
         if "NUDGE_LOG_LEVEL" not in os.environ:
             settings = settings.model_copy(update={"log_level": "warning"})
         demo = shorten_waits(rules)
-        _run(settings, demo, [demo_hooks(pipe)], shorten_waits, quiet=True)
+        _run(settings, demo, [demo_hooks(pipe)], shorten_waits, log_default="text", quiet=True)
 
 
 def _run(
@@ -170,30 +175,42 @@ def _run(
     extra: list[Any] | None = None,
     adapt: Any = None,
     *,
+    log_default: Format,
     quiet: bool = False,
 ) -> None:
     """The worker in this process until it is stopped (SystemExit); ``quiet``: no
-    banner and no spinner (its terminal codes would garble the demo's output)."""
+    banner and no spinner (its terminal codes would garble the demo's output). JSON
+    logs are quiet too: every line of the output is then one JSON object."""
     import faust
 
     from streams.app import create_app
 
-    _created_topics(settings)
+    logs = logging_config(settings, default_format=log_default)
+    if log_format(settings, log_default) == "json":
+        quiet = True
+        logging.config.dictConfig(logs)  # for the lines before faust sets it up again
+        _created_topics(settings, say=log.info)
+    else:
+        _created_topics(settings)
     _redis_or_exit(settings)
     nudge = create_app(settings, rules, adapt_rules=adapt)
     for hook in extra or []:
         hook(nudge)
     _tune_gc(settings.gc_threshold)
     worker = faust.Worker(
-        nudge.app, loglevel=settings.log_level.upper(), redirect_stdouts=False, quiet=quiet
+        nudge.app,
+        loglevel=settings.log_level.upper(),
+        logging_config=logs,
+        redirect_stdouts=False,
+        quiet=quiet,
     )
     if quiet:
         worker.spinner = None
     worker.execute_from_commandline()
 
 
-def _created_topics(settings: Settings) -> None:
-    """Every topic nudge uses, created if missing (and said so)."""
+def _created_topics(settings: Settings, say: Callable[[str], Any] = click.echo) -> None:
+    """Every topic nudge uses, created if missing (and said so with ``say``)."""
     from streams.topics import ensure_topics
 
     try:
@@ -201,7 +218,7 @@ def _created_topics(settings: Settings) -> None:
     except StreamsError as exc:
         raise click.ClickException(str(exc)) from exc
     if created:
-        click.echo(f"nudge: created topics {', '.join(created)}")
+        say(f"nudge: created topics {', '.join(created)}")
 
 
 def _redis_or_exit(settings: Settings) -> None:

@@ -120,6 +120,7 @@ async def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,  # an access log line would hold the tokens of /c, /o and /u
         server_header=False,
+        log_config=None,  # its loggers write through the root logger, as ours do
     )
     _announce(settings)
     try:

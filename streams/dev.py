@@ -186,6 +186,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         "NUDGE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "NUDGE_REDIS_URL": settings.redis_url.get_secret_value(),
         "NUDGE_CONFIG_DIR": str(settings.config_dir),
+        "NUDGE_LOG_FORMAT": settings.log_format or "text",  # dev logs are for reading
     }
     for name in ("unsubscribe_key", "erasure_key"):
         key = getattr(settings, name)

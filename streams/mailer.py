@@ -300,6 +300,7 @@ async def _start_web(stack: contextlib.AsyncExitStack, settings: Settings, app: 
         port=settings.mailer_web_port,
         log_level="warning",
         lifespan="off",
+        log_config=None,  # its loggers write through the root logger, as ours do
     )
     try:  # bound here, so that a port in use is an error of ours, not uvicorn's exit
         sock = socket.create_server((settings.web_host, settings.mailer_web_port))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 import click
 
 from streams.errors import StreamsError
+from streams.logs import configure_logging
 from streams.settings import Settings
 
 __all__ = ["collector", "mailer"]
@@ -32,7 +32,7 @@ def collector(host: str | None, port: int | None) -> None:
         for line in problem.splitlines():
             click.echo(f"error: {line}", err=True)
         sys.exit(2)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    configure_logging(settings, default_format="json")
     try:
         asyncio.run(serve(settings))
     except StreamsError as exc:
@@ -57,9 +57,7 @@ def mailer() -> None:
     except SmtpUrlError as exc:
         click.echo(f"error: NUDGE_SMTP_URL: {exc}", err=True)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings, default_format="json")
     try:
         asyncio.run(run_mailer(settings, url))
     except StreamsError as exc:

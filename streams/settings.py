@@ -236,6 +236,11 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="health and /metrics")
     data_dir: Path = Field(Path(".nudge"), description="Faust's local state directory")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] | None = Field(
+        None,
+        description="log lines as one JSON object each or as text (default: json for "
+        "`nudge worker`, `collector` and `mailer`, text for `nudge dev`)",
+    )
 
     # --- mailer (`nudge mailer`, see README "Mailer") -------------------------------------
     smtp_url: SecretStr = Field(

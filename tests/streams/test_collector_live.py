@@ -212,6 +212,8 @@ def test_sigterm_stops_it_after_delivering_what_is_pending(collector: Running) -
     log = collector.log.read_text()
     assert "nudge collector stopped; pending events delivered" in log
     assert WRITE_KEY not in log and UNSUBSCRIBE_KEY not in log
+    for line in log.splitlines():  # JSON by default, uvicorn's lines too
+        assert orjson.loads(line)["message"], line
 
 
 async def test_a_broker_that_went_away_gets_503_never_200(unique: str, tmp_path: Path) -> None:
