@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
@@ -92,7 +92,11 @@ async def process_safely(
             )
         except Exception as exc:
             log.exception(
-                "dead-lettering %s[%d]@%d", message.topic, message.partition, message.offset
+                "dead-lettering %s[%d]@%d",
+                message.topic,
+                message.partition,
+                message.offset,
+                extra=_where(message),
             )
             letter = DeadLetter(
                 key=message.key,
@@ -107,6 +111,19 @@ async def process_safely(
             result = BatchResult(dead_letters=[letter])
         _merge(merged, result)
     return merged
+
+
+def _where(message: Incoming) -> dict[str, Any]:
+    """The fields of a JSON log line that say which message it is about (the key is the
+    user id: events are keyed by it)."""
+    where: dict[str, Any] = {
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+    }
+    if message.key:
+        where["user_id"] = message.key.decode(errors="replace")
+    return where
 
 
 def _merge(into: BatchResult, other: BatchResult) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from profiles import Keys
@@ -103,11 +104,15 @@ async def test_unprocessable_message_is_dead_lettered_alone(
     assert await kafka.sends(env.send_topic, "mallory") == []
     assert worker.metric("nudge_dead_letters_total", reason="processing_error") == 1
     assert worker.proc.poll() is None
+    lines = [orjson.loads(line) for line in worker.log.read_text().splitlines()]
+    [logged] = [line for line in lines if line["message"].startswith("dead-lettering")]
+    assert logged["topic"] == env.events_topic and logged["user_id"] == "mallory"
+    where = (str(logged["partition"]), str(logged["offset"]))
+    assert where == (headers["nudge.dlq.partition"], headers["nudge.dlq.offset"])
+    assert "stored profile of user 'mallory' is not valid" in logged["exc"]
 
 
 def kafka_value(event: dict[str, Any]) -> bytes:
-    import orjson
-
     return orjson.dumps(event)
 
 
