@@ -161,6 +161,8 @@ class Nudge:
             max_event_bytes=settings.max_event_bytes,
         )
         self.clock = PartitionClock()
+        #: the group has assigned this worker its partitions (perhaps none) at least once
+        self._assigned = False
         self.lock = asyncio.Lock()
         self.events_topic = self.app.topic(
             settings.events_topic,
@@ -194,9 +196,8 @@ class Nudge:
             return view.json({"status": "ok"})
 
         async def ready(view: Any, request: Any) -> Any:
-            checks = {"redis": await self._redis_ok(), "partitions": len(self._owned())}
-            ok = checks["redis"] is True
-            return view.json({"ready": ok, **checks}, status=200 if ok else 503)
+            checks = await self.readiness()
+            return view.json(checks, status=200 if checks["ready"] else 503)
 
         async def metrics(view: Any, request: Any) -> Any:
             body = generate_latest(self.metrics.registry)
@@ -205,6 +206,18 @@ class Nudge:
         self.app.page("/health/live")(live)
         self.app.page("/health/ready")(ready)
         self.app.page("/metrics")(metrics)
+
+    async def readiness(self) -> dict[str, Any]:
+        """``/health/ready``: ready once the group has given this worker its partitions
+        (none is an answer too) while Redis answers. The rules need no check: a worker
+        does not start without valid rules, and a reload keeps them when the new ones
+        are invalid."""
+        checks: dict[str, Any] = {
+            "redis": await self._redis_ok(),
+            "assigned": self._assigned,
+            "partitions": len(self._owned()),
+        }
+        return {"ready": checks["redis"] and checks["assigned"], **checks}
 
     async def reload_rules(self, why: str) -> bool:
         """Swap in the rules on disk if they are valid; keep the running ones if not."""
@@ -277,6 +290,7 @@ class Nudge:
         A broker that holds a fetch for the whole wait when little is there (tansu does)
         would otherwise hand the worker its events in bursts, up to that wait late.
         """
+        self._assigned = True
         try:
             consumer: Any = self.app.consumer
             fetcher = consumer._thread._consumer._fetcher

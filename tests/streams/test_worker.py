@@ -206,7 +206,12 @@ async def test_health_and_metrics_endpoints(worker_env: Env, start_worker: Start
     assert worker.get("/health/live")[0] == 200
     status, body = worker.get("/health/ready")
     assert status == 200
-    assert orjson.loads(body) == {"ready": True, "redis": True, "partitions": 4}
+    assert orjson.loads(body) == {
+        "ready": True,
+        "redis": True,
+        "assigned": True,
+        "partitions": 4,
+    }
     _, metrics = worker.get("/metrics")
     assert b"# TYPE nudge_events_total counter" in metrics
 
@@ -247,3 +252,22 @@ async def test_timers_move_with_a_rebalance(
         assert sent["request_id"] == request_id("cart_abandonment", user, "", cart["event_id"])
     for user in users:
         assert len(await kafka.sends(env.send_topic, user, "cart_abandonment")) == 1
+
+
+async def test_not_ready_until_the_group_assigns_partitions(worker_env: Env) -> None:
+    """Partitions, even none, must have been assigned: Redis alone does not make a
+    worker ready."""
+    from streams.app import create_app
+    from streams.settings import Settings
+    from triggers import load_rules
+
+    env = worker_env()
+    settings = Settings(redis_url=env.redis_url, config_dir=env.config_dir)
+    nudge = create_app(settings, load_rules(env.config_dir))
+    try:
+        before = await nudge.readiness()
+        assert before == {"ready": False, "redis": True, "assigned": False, "partitions": 0}
+        nudge._on_assigned(nudge.app, signal=None)  # the group's answer: no partitions
+        assert (await nudge.readiness())["ready"] is True
+    finally:
+        await nudge.redis.aclose()
