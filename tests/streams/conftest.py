@@ -25,13 +25,15 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from profiles import Keys, Pseudonyms, RedisProfileStore, RedisTimerStore, Snapshot, Timer
-from streams.embedded import free_port
+from streams.embedded import free_port, start_redis
 
 NUDGE = Path(sys.executable).parent / "nudge"
 PARTITIONS = 4
 #: the key the test workers sign unsubscribe links with
 UNSUBSCRIBE_KEY = "test-workers-unsubscribe-key-not-secret"
 ERASURE_KEY = "test-workers-erasure-key-not-secret-at-all"
+#: the password of :func:`guarded_redis`
+REDIS_PASSWORD = "requirepass-" + uuid.uuid4().hex
 
 
 @dataclass
@@ -340,3 +342,13 @@ async def redis_view(redis_url: str) -> AsyncIterator[Callable[[Keys], RedisView
     client = aioredis.Redis.from_url(redis_url)
     yield lambda keys: RedisView(client, keys)
     await client.aclose()
+
+
+@pytest.fixture
+def guarded_redis() -> Iterator[str]:
+    """The URL (without credentials) of a redis-server that refuses clients without
+    :data:`REDIS_PASSWORD`."""
+    proc, url = start_redis(extra_args=["--requirepass", REDIS_PASSWORD])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)

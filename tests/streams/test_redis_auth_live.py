@@ -6,27 +6,12 @@ import dataclasses
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
-from streams.embedded import start_redis
-
 from .conftest import NUDGE, Kafka, WorkerEnv, WorkerProcess
-
-PASSWORD = "requirepass-" + uuid.uuid4().hex
-
-
-@pytest.fixture
-def guarded_redis() -> Iterator[str]:
-    """The URL (without credentials) of a redis-server that refuses clients without
-    ``PASSWORD``."""
-    proc, url = start_redis(extra_args=["--requirepass", PASSWORD])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+from .conftest import REDIS_PASSWORD as PASSWORD
 
 
 def signup(user: str) -> dict[str, Any]:
