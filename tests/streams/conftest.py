@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,28 @@ def guarded_redis() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def signup(user: str) -> dict[str, Any]:
+    """A signup of ``user`` now, at ``<user>@example.com``, with email consent."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": "signup",
+        "user_id": user,
+        "ts": datetime.now(UTC).isoformat(),
+        "properties": {"email": f"{user}@example.com", "consent": {"email": True}},
+    }
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.1) -> Any:
+    """``check()`` (awaited if it is a coroutine) once it is truthy; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout}s")
+        await asyncio.sleep(every)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -143,17 +141,3 @@ class SmtpSink:
 
     def stop(self) -> None:
         self.controller.stop(no_assert=True)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.1) -> Any:
-    """``check()`` (awaited if it is a coroutine) once it is truthy; fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s")
-        await asyncio.sleep(every)

@@ -10,11 +10,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
@@ -29,25 +29,11 @@ from streams.identities import InMemoryIdentities
 from streams.publisher import KafkaPublisher
 from streams.settings import Settings
 
-from .conftest import NUDGE, UNSUBSCRIBE_KEY, Kafka
+from .conftest import NUDGE, UNSUBSCRIBE_KEY, Kafka, eventually
 
 WRITE_KEY = "live-collector-write-key-0123456789abcdef"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()}
 RID = "3f2a9c0d8e7b6a5f4e3d2c1b0a998877"
-
-T = TypeVar("T")
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 20) -> T:
-    """``check()``'s first truthy result, asked again until ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -116,7 +102,7 @@ async def on_topic(kafka: Kafka, topic: str, count: int) -> list[tuple[bytes, di
         records = [(r.key, orjson.loads(r.value)) for r in await kafka.read_all(topic)]
         return records if len(records) >= count else None
 
-    return await eventually(read)
+    return await eventually(read, timeout=20)
 
 
 async def test_events_arrive_on_the_topic_keyed_by_user(
@@ -182,7 +168,7 @@ async def test_a_click_redirects_and_puts_the_click_on_the_topic(
                 return event
         return None
 
-    click = await eventually(clicked)
+    click = await eventually(clicked, timeout=20)
     assert click["properties"] == {"message_id": RID, "url": url, "source": "click_link"}
 
 

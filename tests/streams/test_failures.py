@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +19,10 @@ import redis.asyncio as aioredis
 from profiles import Keys
 from streams.embedded import free_port, start_redis
 
-from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess, signup
 
 Env = Callable[..., WorkerEnv]
 Start = Callable[[WorkerEnv], WorkerProcess]
-
-
-def signup(user: str) -> dict[str, Any]:
-    return {
-        "event_id": uuid.uuid4().hex,
-        "type": "signup",
-        "user_id": user,
-        "ts": datetime.now(UTC).isoformat(),
-        "properties": {"email": f"{user}@example.com", "consent": {"email": True}},
-    }
 
 
 async def test_redis_outage_is_waited_out_without_losing_or_repeating_sends(

@@ -24,7 +24,8 @@ from streams.smtp import (
     SmtpUnsupported,
 )
 
-from .mailer_support import eventually, parse, send_request
+from .conftest import eventually
+from .mailer_support import parse, send_request
 
 NOW = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 SOURCE = Source("sends", 2, 41)

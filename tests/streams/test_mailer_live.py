@@ -30,8 +30,8 @@ from streams.settings import Settings
 from streams.smtp import parse_smtp_url
 from streams.topics import ensure_topics
 
-from .conftest import Kafka
-from .mailer_support import SmtpSink, eventually, parse, send_request
+from .conftest import Kafka, eventually
+from .mailer_support import SmtpSink, parse, send_request
 
 NUDGE = Path(sys.executable).parent / "nudge"
 

@@ -16,8 +16,8 @@ import pytest
 
 from streams.dev import Pipe
 
-from .conftest import TEST_RULES, Kafka, RedisView, WorkerEnv, WorkerProcess
-from .mailer_support import SmtpSink, eventually, parse
+from .conftest import TEST_RULES, Kafka, RedisView, WorkerEnv, WorkerProcess, eventually
+from .mailer_support import SmtpSink, parse
 
 pytestmark = pytest.mark.integration
 

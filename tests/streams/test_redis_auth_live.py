@@ -7,21 +7,9 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
 
-from .conftest import NUDGE, Kafka, WorkerEnv, WorkerProcess
+from .conftest import NUDGE, Kafka, WorkerEnv, WorkerProcess, signup
 from .conftest import REDIS_PASSWORD as PASSWORD
-
-
-def signup(user: str) -> dict[str, Any]:
-    return {
-        "event_id": uuid.uuid4().hex,
-        "type": "signup",
-        "user_id": user,
-        "ts": datetime.now(UTC).isoformat(),
-        "properties": {"email": f"{user}@example.com", "consent": {"email": True}},
-    }
 
 
 async def test_a_worker_with_the_password_setting_sends_a_welcome(
