@@ -18,7 +18,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from streams.embedded import EmbeddedError, free_port
+from streams.embedded import EmbeddedError, free_port, wait_started
 from streams.settings import Settings
 
 __all__ = ["Child", "Pipe", "SmtpSink", "child_env", "start_child", "wait_ready"]
@@ -72,19 +71,20 @@ def start_child(name: str, args: list[str], env: dict[str, str], log: Path) -> C
 def wait_ready(child: Child, url: str, timeout: float = READY_TIMEOUT) -> None:
     """Until ``url`` answers 200; :class:`EmbeddedError` with the log's tail if the child
     exits or ``timeout`` passes first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise EmbeddedError(f"nudge {child.name} exited: {_tail(child.log)}")
-        with (
-            contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(url, timeout=1) as answer,
-        ):
-            if answer.status == 200:
-                return
-        time.sleep(0.2)
-    child.stop()
-    raise EmbeddedError(f"nudge {child.name} was not ready within {timeout:.0f}s")
+    try:
+        wait_started(child.proc, lambda: _answers(url), f"nudge {child.name}", timeout)
+    except EmbeddedError as exc:
+        raise EmbeddedError(f"{exc}: {_tail(child.log)}") from exc
+
+
+def _answers(url: str) -> bool:
+    """Whether ``url`` answers 200 within a second."""
+    with (
+        contextlib.suppress(OSError, urllib.error.URLError),
+        urllib.request.urlopen(url, timeout=1) as answer,
+    ):
+        return bool(answer.status == 200)
+    return False
 
 
 def _tail(log: Path, lines: int = 5) -> str:

@@ -19,7 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ __all__ = [
     "is_listening",
     "start_broker",
     "start_redis",
+    "wait_started",
 ]
 
 
@@ -87,12 +88,16 @@ async def _broker_ready(bootstrap: str) -> bool:
         logging.getLogger("aiokafka").setLevel(logging.NOTSET)
 
 
-def _wait(proc: subprocess.Popen[bytes], ready: object, what: str, timeout: float) -> None:
+def wait_started(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, timeout: float
+) -> None:
+    """Until ``ready()`` is true; :class:`EmbeddedError` if ``proc`` exits first, or (and
+    ``proc`` is killed) if ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise EmbeddedError(f"{what} exited with code {proc.returncode}")
-        if callable(ready) and ready():
+        if ready():
             return
         time.sleep(0.1)
     proc.kill()
@@ -121,7 +126,7 @@ def start_broker(
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    _wait(proc, lambda: asyncio.run(_broker_ready(address)), "tansu broker", 30)
+    wait_started(proc, lambda: asyncio.run(_broker_ready(address)), "tansu broker", 30)
     return proc, address
 
 
@@ -150,7 +155,7 @@ def start_redis(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    _wait(proc, lambda: is_listening("127.0.0.1", port), "redis-server", 15)
+    wait_started(proc, lambda: is_listening("127.0.0.1", port), "redis-server", 15)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
