@@ -80,3 +80,7 @@ class RedisTimerStore:
             raws = await self._redis.hmget(self._keys.timers_data(partition), list(ids))
         found = [Timer.from_json(raw, partition) for raw in raws if raw is not None]
         return sorted(found, key=lambda t: (t.due_ms, t.id))
+
+    async def count(self, partition: int) -> int:
+        async with translate_errors():
+            return int(await self._redis.zcard(self._keys.timers_due(partition)))

@@ -160,6 +160,10 @@ class TimerStore(Protocol):
         """The timers of ``partition`` with these ids that are pending, soonest first."""
         ...
 
+    async def count(self, partition: int) -> int:
+        """How many timers of ``partition`` are pending (claimed ones included)."""
+        ...
+
 
 class InMemoryTimerStore:
     def __init__(self) -> None:
@@ -199,3 +203,6 @@ class InMemoryTimerStore:
     async def find(self, partition: int, ids: Collection[str]) -> list[Timer]:
         wanted = set(ids)
         return [t for t in await self.pending(partition) if t.id in wanted]
+
+    async def count(self, partition: int) -> int:
+        return len(self._parts.get(partition, {}))

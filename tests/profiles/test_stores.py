@@ -253,6 +253,16 @@ async def test_claimed_timer_is_leased_not_refired(timer_store: TimerStore) -> N
     assert [t.id for t in again] == [timer().id]
 
 
+async def test_count_is_every_pending_timer_of_the_partition(timer_store: TimerStore) -> None:
+    other = Timer("a", "u9", 1000, 3, {"event_id": "x"})
+    await timer_store.apply(ops(timer("a", due=1000), timer("b", due=5000), other))
+    await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert (await timer_store.count(0), await timer_store.count(3)) == (2, 1)
+    await timer_store.complete(await timer_store.claim_due(0, 6000, limit=10, lease_ms=1))
+    assert await timer_store.count(0) == 1  # the claimed-and-leased one is still pending
+    assert await timer_store.count(5) == 0
+
+
 async def test_completed_timer_is_gone(timer_store: TimerStore) -> None:
     await timer_store.apply(ops(timer()))
     claimed = await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
