@@ -36,6 +36,7 @@ from profiles import (
     RedisStatistics,
     RedisSuppressionList,
     RedisTimerStore,
+    StoreUnavailable,
 )
 from streams.catalog import CatalogFeed, FeedResult, load_if_empty
 from streams.failures import is_retryable, process_safely, retry_forever
@@ -44,7 +45,7 @@ from streams.metrics import Metrics
 from streams.outbox import KafkaOutbox
 from streams.redis_client import redis_client
 from streams.settings import Settings
-from streams.watch import ConfigWatch
+from streams.watch import ConfigWatch, config_hash
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
 from triggers.firing import MOMENT_MS
 
@@ -161,6 +162,8 @@ class Nudge:
             max_event_bytes=settings.max_event_bytes,
         )
         self.clock = PartitionClock()
+        #: the partitions ``nudge_pending_timers`` has a value for
+        self._gauged: set[int] = set()
         #: the group has assigned this worker its partitions (perhaps none) at least once
         self._assigned = False
         self.lock = asyncio.Lock()
@@ -185,6 +188,7 @@ class Nudge:
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.task(self._sweeper)
         self._config_watch = ConfigWatch(self.settings.config_dir, self.settings.model_dir)
+        self._loaded(self.engine.rules)
         if self.settings.config_poll_interval > 0:
             poll = self.settings.config_poll_interval
             self.app.timer(poll, name="nudge.config")(self._watch_config)
@@ -244,10 +248,16 @@ class Nudge:
             previous, self.engine.rules = self.engine.rules, rules
             self.statistics.config = rules.config.recommendations
         self.metrics.reloads.labels("applied").inc()
+        self._loaded(rules)
         model = f"model {rules.model_version}" if rules.model is not None else "no model"
         log.warning("config reloaded (%s): %d rules active, %s", why, len(rules.rules), model)
         await self._replan(previous)
         return True
+
+    def _loaded(self, rules: RuleSet) -> None:
+        """``nudge_config_info``: the hash of the config files now in force."""
+        digest = config_hash(self.settings.config_dir, self._config_watch.model_dir())
+        self.metrics.loaded(digest, len(rules.rules))
 
     async def _replan(self, previous: RuleSet) -> None:
         """Cancel or move the owned partitions' timers that the new rules changed."""
@@ -377,7 +387,8 @@ class Nudge:
 
     async def handle(self, batch: Sequence[Incoming]) -> None:
         started = time.perf_counter()
-        result = await process_safely(self._process, self._dead_letter, batch, self.metrics)
+        with self.metrics.in_flight.track_inprogress():
+            result = await process_safely(self._process, self._dead_letter, batch, self.metrics)
         for message in batch:
             self.clock.processed(message.partition, message.offset)
         for partition, event_ms in result.watermarks.items():
@@ -408,7 +419,8 @@ class Nudge:
     async def _sweep_round(self) -> bool:
         """One claim per owned partition; whether any claim was full."""
         full = False
-        for tp in sorted(self._owned()):
+        owned = sorted(self._owned())
+        for tp in owned:
             highwater = self._highwater(tp)
             if highwater is not None:
                 lag = max(highwater - self.clock.next_offset.get(tp.partition, 0), 0)
@@ -429,6 +441,7 @@ class Nudge:
                 # timers are durable: whatever failed is still there for the next sweep
                 if is_retryable(exc):
                     self.metrics.retries.labels("timers").inc()
+                    self.metrics.failed("timers", exc)
                     log.warning("timer sweep failed (%s); next sweep retries", exc)
                     return False
                 self.metrics.timer_failures.inc()
@@ -436,7 +449,21 @@ class Nudge:
                 continue
             self.metrics.record(result)
             full = full or result.timers_fired >= limit
+        await self._count_pending(owned)
         return full
+
+    async def _count_pending(self, owned: Sequence[Any]) -> None:
+        """``nudge_pending_timers`` for the partitions owned now; none for those gone."""
+        partitions = {tp.partition for tp in owned}
+        for gone in self._gauged - partitions:
+            self.metrics.pending_timers.remove(str(gone))
+        self._gauged = partitions
+        try:
+            for partition in sorted(partitions):
+                count = await self.engine.timers.count(partition)
+                self.metrics.pending_timers.labels(str(partition)).set(count)
+        except StoreUnavailable as exc:
+            self.metrics.failed("timers", exc)
 
     def _owned(self) -> set[Any]:
         try:

@@ -60,6 +60,7 @@ async def retry_forever(
             if not is_retryable(exc):
                 raise
             metrics.retries.labels(stage).inc()
+            metrics.failed(stage, exc)
             log.warning("%s failed (%s); retrying in %.1fs", stage, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
@@ -134,5 +135,7 @@ def _merge(into: BatchResult, other: BatchResult) -> None:
     into.sends += other.sends
     into.decisions += other.decisions
     into.by_type.update(other.by_type)
+    into.sends_due += other.sends_due
+    into.timer_lateness_ms += other.timer_lateness_ms
     for partition, mark in other.watermarks.items():
         into.watermarks[partition] = max(into.watermarks.get(partition, 0), mark)

@@ -6,9 +6,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiokafka.errors import KafkaError
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from profiles import StoreUnavailable
 from profiles.predictions import FeatureRow, Model, Scores
 from profiles.predictions.drift import DriftMonitor
 from triggers import BatchResult
@@ -36,6 +46,14 @@ PREDICTION_VALUE = "nudge_prediction_expected_value"
 #: the decision reasons of a send that rendered nothing
 RENDER_FAILURES = ("render_error", "missing_data")
 
+#: what the worker was doing when Redis or the broker failed: a batch of events, one
+#: message retried alone, a dead letter, a timer sweep, the catalog feed
+OPERATIONS = ("batch", "message", "dead_letter", "timers", "catalog")
+#: ``nudge_send_latency_seconds{kind}``
+SEND_KINDS = ("immediate", "timer")
+
+#: 10 ms to 10 minutes: a caught-up worker sends within tens of ms, a backlog in minutes
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 _MONEY_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
@@ -139,11 +157,75 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self._init_operations(r)
         self._init_predictions(r)
         self.drift = _DriftCollector(
             refresh=drift_refresh, window=drift_window, min_rows=drift_min_rows, clock=clock
         )
         r.register(self.drift)
+
+    def _init_operations(self, r: CollectorRegistry) -> None:
+        """What ops page on: latency, timers, errors, work in flight, the loaded config,
+        and the process itself."""
+        self.send_latency = Histogram(
+            "nudge_send_latency_seconds",
+            "Send requests: publish time minus the moment the send became due (the event's "
+            "time for immediate sends, the timer's due time for timer sends)",
+            ["kind"],
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.timer_lateness = Histogram(
+            "nudge_timer_lateness_seconds",
+            "Timers fired: fire time minus due time",
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.pending_timers = Gauge(
+            "nudge_pending_timers",
+            "Timers waiting (due or not), per owned events partition",
+            ["partition"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "nudge_redis_errors_total",
+            "Redis calls that failed (and were retried), by what the worker was doing",
+            ["operation"],
+            registry=r,
+        )
+        self.kafka_errors = Counter(
+            "nudge_kafka_errors_total",
+            "Broker calls that failed (and were retried), by what the worker was doing",
+            ["operation"],
+            registry=r,
+        )
+        for operation in OPERATIONS:
+            self.redis_errors.labels(operation)
+            self.kafka_errors.labels(operation)
+        for kind in SEND_KINDS:
+            self.send_latency.labels(kind)
+        self.in_flight = Gauge(
+            "nudge_batches_in_flight",
+            "Batches of events taken and not yet durable (retries included)",
+            registry=r,
+        )
+        self.config = Info(
+            "nudge_config", "The rule config in force: its content hash and rule count", registry=r
+        )
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
+    def loaded(self, config_hash: str, rules: int) -> None:
+        """The rule config now in force (at start and after every applied reload)."""
+        self.config.info({"hash": config_hash, "rules": str(rules)})
+
+    def failed(self, operation: str, exc: BaseException) -> None:
+        """Count a retried failure against Redis or the broker, by what it interrupted."""
+        system = failing_system(exc)
+        if system == "redis":
+            self.redis_errors.labels(operation).inc()
+        elif system == "kafka":
+            self.kafka_errors.labels(operation).inc()
 
     def _init_predictions(self, r: CollectorRegistry) -> None:
         self.predictions = Counter(
@@ -181,7 +263,9 @@ class Metrics:
             value.observe(s.expected_value)
         self.drift.observe(model, rows, scores)
 
-    def record(self, result: BatchResult) -> None:
+    def record(self, result: BatchResult, *, now: float | None = None) -> None:
+        """Count what a durable batch or sweep did; ``now`` (epoch seconds, default the
+        wall clock) is when its sends were published."""
         for event_type, count in result.by_type.items():
             self.events.labels(event_type).inc(count)
         if result.duplicates:
@@ -201,6 +285,24 @@ class Metrics:
             self.record_predictions(scored.model, scored.rows, scored.scores)
         if result.timers_fired:
             self.timers_fired.inc(result.timers_fired)
+        self._record_latency(result, now=time.time() if now is None else now)
+
+    def _record_latency(self, result: BatchResult, *, now: float) -> None:
+        now_ms = now * 1000
+        for kind, due_ms in result.sends_due:
+            self.send_latency.labels(kind).observe(max(now_ms - due_ms, 0) / 1000)
+        for late_ms in result.timer_lateness_ms:
+            self.timer_lateness.observe(max(late_ms, 0) / 1000)
+
+
+def failing_system(exc: BaseException) -> str | None:
+    """``redis`` or ``kafka``: which one an error (or the error it wraps) came from."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, StoreUnavailable):
+            return "redis"
+        if isinstance(error, KafkaError):
+            return "kafka"
+    return None
 
 
 class _DriftCollector:

@@ -3,11 +3,12 @@ prediction model (its ``manifest.json``)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from triggers.loader import RULES_FILE, model_dir_named
 
-__all__ = ["MODEL_MANIFEST", "ConfigWatch", "config_fingerprint"]
+__all__ = ["MODEL_MANIFEST", "ConfigWatch", "config_fingerprint", "config_hash"]
 
 #: the file of a model directory that changes whenever the model does
 MODEL_MANIFEST = "manifest.json"
@@ -28,6 +29,21 @@ def config_fingerprint(
         except OSError:
             found.append((str(manifest), -1, -1))
     return tuple(found)
+
+
+def config_hash(config_dir: Path, model_dir: Path | None = None) -> str:
+    """A short digest of what the worker loaded: every file under ``config_dir`` (by
+    relative path and content) and the model's manifest, so two workers that show the same
+    hash run the same rules, templates and model."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in config_dir.rglob("*") if p.is_file())
+    if model_dir is not None and (model_dir / MODEL_MANIFEST).is_file():
+        files.append(model_dir / MODEL_MANIFEST)
+    for path in files:
+        name = path.relative_to(config_dir) if path.is_relative_to(config_dir) else path.name
+        digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 class ConfigWatch:

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from profiles import (
     NO_LOOKUPS,
@@ -111,6 +111,10 @@ class InMemoryOutbox:
         self.decisions += decisions
 
 
+#: how a send came about: straight from an event, or from a timer that fell due
+SendKind = Literal["immediate", "timer"]
+
+
 @dataclass
 class BatchResult:
     events: int = 0
@@ -124,6 +128,11 @@ class BatchResult:
     watermarks: dict[int, int] = field(default_factory=dict)
     #: the prediction model's work: what it scored, and its calls that failed
     scored: Scored = field(default_factory=Scored)
+    #: per send, in order: ``immediate`` or ``timer``, and when it became due (epoch ms:
+    #: its trigger event's time, or its timer's due time), for the send latency metric
+    sends_due: list[tuple[SendKind, int]] = field(default_factory=list)
+    #: per fired timer, how long after its due time it fired (ms; the sweep's clock)
+    timer_lateness_ms: list[int] = field(default_factory=list)
 
 
 class ConcurrentUpdate(TriggerError):
@@ -178,9 +187,13 @@ class Engine:
             mark = result.watermarks.get(message.partition, 0)
             result.watermarks[message.partition] = max(mark, event.ts_ms)
         dead_letters = result.dead_letters
+        event_ms = {e.event_id: e.ts_ms for events in by_user.values() for e, _ in events}
         for _ in range(self.cas_attempts):
             conflicts = await self._apply(by_user, dead_letters, result)
             if not conflicts:
+                result.sends_due = [
+                    ("immediate", event_ms.get(s.trigger_event_id, 0)) for s in result.sends
+                ]
                 return result
             log.warning("profiles changed under us, retrying %d users", len(conflicts))
             by_user = {user_id: by_user[user_id] for user_id in conflicts}
@@ -368,6 +381,12 @@ class Engine:
             log.warning("profiles changed under %d users' timers; they fire again", len(conflicts))
         await self.timers.complete([t for t in claimed if t.user_id not in conflicts])
         result.timers_fired = len(claimed)
+        now_ms = int(now.timestamp() * 1000)
+        result.timer_lateness_ms = [now_ms - t.due_ms for t in claimed]
+        due_ms = {(t.rule_id, t.trigger_event_id): t.due_ms for t in claimed}
+        result.sends_due = [
+            ("timer", due_ms.get((s.rule_id, s.trigger_event_id), now_ms)) for s in result.sends
+        ]
         return result
 
     async def replan(self, partition: int, previous: RuleSet, now: datetime) -> BatchResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,21 @@ class WorkerProcess:
             if line.startswith(prefix):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
+
+    def metrics(self, name: str) -> dict[str, float]:
+        """Every sample of ``name``, by its labels as written (``partition="3"``)."""
+        _, body = self.get("/metrics")
+        found = {}
+        for line in body.decode().splitlines():
+            sample, _, value = line.rpartition(" ")
+            if sample == name or sample.startswith(f"{name}{{"):
+                found[sample[len(name) :].strip("{}")] = float(value)
+        return found
+
+    def info(self, name: str) -> dict[str, str]:
+        """The labels of an info metric (one sample, value 1)."""
+        [labels] = self.metrics(name)
+        return dict(re.findall(r'(\w+)="([^"]*)"', labels))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:

@@ -50,11 +50,16 @@ async def test_redis_outage_is_waited_out_without_losing_or_repeating_sends(
             time.sleep(0.2)
         assert worker.get("/health/ready")[0] == 503
         assert await kafka.sends(env.send_topic, "during-0") == []
+        # ops see it: the batch waiting, and the failures counted against Redis
+        assert worker.metric("nudge_batches_in_flight") == 1
+        assert worker.metric("nudge_redis_errors_total", operation="batch") >= 2
+        assert worker.metric("nudge_kafka_errors_total", operation="batch") == 0
 
         redis_proc, _ = start_redis(port, extra_args=persist)
         for user in during:
             assert await kafka.wait_for_sends(env.send_topic, user, "welcome", timeout=60)
         assert worker.get("/health/ready")[0] == 200
+        assert worker.metric("nudge_batches_in_flight") == 0
         for user in before + during:
             sends = await kafka.sends(env.send_topic, user)
             assert [s["rule_id"] for s in sends] == ["welcome"], user

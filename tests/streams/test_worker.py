@@ -18,7 +18,7 @@ import orjson
 
 from triggers import request_id
 
-from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
+from .conftest import TEST_RULES, Kafka, RedisView, WorkerEnv, WorkerProcess, eventually
 
 Env = Callable[..., WorkerEnv]
 Start = Callable[[WorkerEnv], WorkerProcess]
@@ -214,6 +214,49 @@ async def test_health_and_metrics_endpoints(worker_env: Env, start_worker: Start
     }
     _, metrics = worker.get("/metrics")
     assert b"# TYPE nudge_events_total counter" in metrics
+
+
+async def test_metrics_show_latency_timers_render_failures_and_the_config(
+    worker_env: Env, start_worker: Start, kafka: Kafka
+) -> None:
+    # a rule whose template requires a cart, on signups (transactional, so no arbitration
+    # with the welcome): every signup is a render failure
+    rules = TEST_RULES.format(cart_wait="2s", winback_wait="1h") + BROKEN_RULE
+    env = worker_env(rules=rules)
+    worker = start_worker(env)
+    config = worker.info("nudge_config_info")
+    assert config["rules"] == "5" and len(config["hash"]) == 12
+    await kafka.produce(env.events_topic, signup("ida"), add_to_cart("ida"))
+    missing = ("broken", "suppressed", "missing_data")
+    assert missing in await kafka.wait_for_decision(env.decisions_topic, "ida", missing)
+    # counted once the batch is durable, just after its output is published
+    await eventually(lambda: worker.metric("nudge_send_latency_seconds_count", kind="immediate"))
+    assert worker.metric("nudge_send_latency_seconds_count", kind="immediate") == 1
+    assert 0 < worker.metric("nudge_send_latency_seconds_sum", kind="immediate") < 30
+    assert worker.metric("nudge_render_failures_total", rule="broken", reason="missing_data") == 1
+    # the winback timer (1 h) stays pending in the user's partition
+    await eventually(lambda: sum(worker.metrics("nudge_pending_timers").values()) >= 1)
+    await kafka.wait_for_sends(env.send_topic, "ida", "cart_abandonment")
+    await eventually(lambda: worker.metric("nudge_send_latency_seconds_count", kind="timer") == 1)
+    assert worker.metric("nudge_timer_lateness_seconds_count") >= 1
+    # a timer fires within a sweep or two of its due time (0.2 s apart here)
+    assert worker.metric("nudge_timer_lateness_seconds_bucket", le="2.5") >= 1
+    assert worker.metric("nudge_batches_in_flight") == 0
+    assert worker.metric("process_resident_memory_bytes") > 0
+
+    rules_file = env.config_dir / "rules.yaml"
+    rules_file.write_text(rules_file.read_text().replace(BROKEN_RULE, ""))
+    await eventually(lambda: worker.info("nudge_config_info")["rules"] == "4")
+    assert worker.info("nudge_config_info")["hash"] != config["hash"]
+
+
+BROKEN_RULE = """\
+  - id: broken
+    kind: on_event
+    events: [signup]
+    category: transactional
+    template: cart_abandonment
+"""
 
 
 async def test_timers_move_with_a_rebalance(

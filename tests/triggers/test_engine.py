@@ -145,6 +145,21 @@ async def test_welcome_fires_once_with_a_deterministic_request_id(h: Harness) ->
     assert welcome.headers["List-Unsubscribe"].startswith("<https://")
 
 
+async def test_each_send_says_when_it_became_due_and_timers_how_late_they_fired(
+    h: Harness,
+) -> None:
+    signed_up = signup(h)
+    carted = cart(h, T0 + timedelta(minutes=5))
+    result = await h.engine.process([signed_up, carted])
+    assert [s.rule_id for s in result.sends] == ["welcome"]
+    assert result.sends_due == [("immediate", int(T0.timestamp() * 1000))]
+    due = T0 + timedelta(hours=1, minutes=5)
+    fired = await h.engine.fire_due(0, due + timedelta(seconds=3))
+    assert [s.rule_id for s in fired.sends] == ["cart_abandonment"]
+    assert fired.sends_due == [("timer", int(due.timestamp() * 1000))]
+    assert fired.timer_lateness_ms == [3000]
+
+
 async def test_duplicate_event_id_changes_nothing(h: Harness) -> None:
     result = await h.engine.process([signup(h), cart(h, eid="c1"), cart(h, eid="c1")])
     assert (result.events, result.duplicates) == (2, 1)
