@@ -394,6 +394,7 @@ class Nudge:
         for partition, event_ms in result.watermarks.items():
             self.clock.saw_event_time(partition, event_ms)
         self.metrics.record(result)
+        log_render_errors(result)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(batch))
 
@@ -448,6 +449,7 @@ class Nudge:
                 log.exception("timers of partition %d failed; other partitions go on", tp.partition)
                 continue
             self.metrics.record(result)
+            log_render_errors(result)
             full = full or result.timers_fired >= limit
         await self._count_pending(owned)
         return full
@@ -519,6 +521,16 @@ class Gathered:
     def take(self) -> list[Any]:
         events, self.events = self.events, []
         return events
+
+
+def log_render_errors(result: BatchResult) -> None:
+    """A template that failed is a bug to fix: one line per mail it cost, naming the rule
+    and the user (the decision's detail quotes no value of the profile). Missing data is
+    the user's, not a bug: the decisions and ``nudge_render_failures_total`` count it."""
+    for decision in result.decisions:
+        if decision.reason == "render_error":
+            where = {"user_id": decision.user_id, "rule_id": decision.rule_id}
+            log.warning("a mail did not render: %s", decision.detail, extra=where)
 
 
 def _incoming(message: Any) -> Incoming:

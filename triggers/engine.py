@@ -357,7 +357,9 @@ class Engine:
         }
         for user_id, problem in broken.items():
             # suppressed loudly and completed, rather than failing every sweep forever
-            log.error("timers of user %r cannot fire: %s", user_id, problem)
+            for timer in by_user[user_id]:
+                where = {"partition": partition, "user_id": user_id, "rule_id": timer.rule_id}
+                log.error("a timer cannot fire: %s", problem, extra=where)
             steps[user_id] = UserStep(
                 profile=None,
                 decisions=[

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 
 import orjson
+import pytest
 
+from streams.app import log_render_errors
 from streams.logs import JsonFormatter, log_format, logging_config
 from streams.settings import Settings
+from triggers import BatchResult, Decision
 
 
 def record(msg: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
@@ -62,3 +66,19 @@ def test_the_setting_overrides_the_verbs_default() -> None:
     config = logging_config(Settings(log_level="warning"), default_format="text")
     assert config["root"]["level"] == "WARNING"
     assert "format" in config["formatters"]["nudge"]
+
+
+def test_a_mail_that_did_not_render_is_logged_with_its_rule_and_user(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    decisions = [
+        Decision("cart", "ada", "suppressed", "render_error", "e1", at, detail="'x' is undefined"),
+        Decision("cart", "bob", "suppressed", "missing_data", "e2", at, detail="cart.items"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="streams.app"):
+        log_render_errors(BatchResult(decisions=decisions))
+    [logged] = caplog.records
+    parsed = orjson.loads(JsonFormatter().format(logged))
+    assert (parsed["rule_id"], parsed["user_id"]) == ("cart", "ada")
+    assert "'x' is undefined" in parsed["message"]
