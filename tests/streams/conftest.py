@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -305,6 +306,20 @@ rules:
     wait: {winback_wait}
     template: winback
 """
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus's promtool: the one `make test` unpacks beside this interpreter, else one
+    on PATH; the test skips without either."""
+    beside = Path(sys.executable).parent / "promtool"
+    found = str(beside) if beside.is_file() else shutil.which("promtool")
+    if found is None:
+        pytest.skip(
+            "promtool not installed: `make .venv/bin/promtool` fetches it "
+            "(Debian's prometheus package, unpacked), or put one on PATH"
+        )
+    return found
 
 
 @pytest.fixture
