@@ -17,6 +17,7 @@ inside a worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -455,10 +456,13 @@ class Nudge:
         return full
 
     async def _count_pending(self, owned: Sequence[Any]) -> None:
-        """``nudge_pending_timers`` for the partitions owned now; none for those gone."""
+        """``nudge_pending_timers`` for the partitions owned now; neither it nor the lag
+        for those gone (another worker reports them now)."""
         partitions = {tp.partition for tp in owned}
         for gone in self._gauged - partitions:
-            self.metrics.pending_timers.remove(str(gone))
+            for gauge in (self.metrics.pending_timers, self.metrics.lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(gone))
         self._gauged = partitions
         try:
             for partition in sorted(partitions):

@@ -137,6 +137,8 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        for result in ("applied", "rejected"):
+            self.reloads.labels(result)
         self.catalog_records = Counter(
             "nudge_catalog_records_total",
             "Catalog topic records by result (stored|deleted|invalid)",

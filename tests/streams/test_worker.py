@@ -284,6 +284,9 @@ async def test_timers_move_with_a_rebalance(
     assert len(partitions) > 1  # the carts' timers live in several partitions
     second = start_worker(env, partitions=1)  # joins the group: the partitions are shared
     assert second.partitions() < 4
+    # each reports the timers and lag of the partitions it owns now, not those it lost
+    await eventually(lambda: len(first.metrics("nudge_pending_timers")) == first.partitions())
+    await eventually(lambda: len(first.metrics("nudge_partition_lag")) == first.partitions())
     first.stop()  # clean leave: the second worker takes every partition
     second.wait_ready(partitions=4)
     earliest_due = min(datetime.fromisoformat(c["ts"]) for c in carts.values()) + timedelta(
