@@ -16,7 +16,7 @@ from profiles.catalog import (
     parse_product,
 )
 from profiles.errors import CorruptProfile, InvalidEvent, ProfileError, StoreUnavailable
-from profiles.events import KNOWN_EVENT_TYPES, Event, parse_event
+from profiles.events import DEFAULT_MAX_EVENT_BYTES, KNOWN_EVENT_TYPES, Event, parse_event
 from profiles.features import FeedbackConfig, LifecycleConfig
 from profiles.fold import apply_event
 from profiles.keys import Keys
@@ -65,6 +65,7 @@ from profiles.unsubscribe import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
     "KNOWN_EVENT_TYPES",
     "NO_LOOKUPS",
     "Activity",

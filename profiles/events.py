@@ -29,6 +29,7 @@ from profiles.addresses import normalise_address
 from profiles.errors import InvalidEvent
 
 __all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
     "KNOWN_EVENT_TYPES",
     "AddToCart",
     "Bounce",
@@ -283,10 +284,19 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def parse_event(raw: bytes | None, *, key: bytes | None = None) -> Event:
-    """Validate one raw Kafka message value against the event contract."""
+#: the largest event parsed by default (bytes); see ``Settings.max_event_bytes``
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+
+
+def parse_event(
+    raw: bytes | None, *, key: bytes | None = None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> Event:
+    """Validate one raw Kafka message value against the event contract. A value over
+    ``max_bytes`` is refused (``too_large``) before it is parsed."""
     if raw is None:
         raise InvalidEvent("empty_value", "message has no value")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("too_large", f"{len(raw)} bytes; the limit is {max_bytes}")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from profiles import (
+    DEFAULT_MAX_EVENT_BYTES,
     NO_LOOKUPS,
     Activity,
     CorruptProfile,
@@ -66,8 +67,6 @@ COUNTERS_REFRESH_S = 5.0
 STATS_FUTURE_MS = 86_400_000
 #: ... and at most this many half-lives behind it (their weight would be below 2**-200)
 STATS_PAST_HALF_LIVES = 200
-#: the largest event parsed by default (bytes); see ``Settings.max_event_bytes``
-DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -174,12 +173,8 @@ class Engine:
         by_user: dict[str, list[tuple[Event, int]]] = {}
         limit = self.max_event_bytes
         for message in batch:
-            if message.value is not None and len(message.value) > limit:
-                detail = f"{len(message.value)} bytes; the limit is {limit}"
-                result.dead_letters.append(_dead_letter(message, "too_large", detail))
-                continue
             try:
-                event = parse_event(message.value, key=message.key)
+                event = parse_event(message.value, key=message.key, max_bytes=limit)
             except InvalidEvent as exc:
                 result.dead_letters.append(_dead_letter(message, exc.reason, exc.detail))
                 continue
