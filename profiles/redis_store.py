@@ -22,8 +22,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from profiles.errors import ProfileError, StoreUnavailable
@@ -72,12 +78,17 @@ async def run_scripts(
     return list(await pipe.execute())
 
 
+#: what Redis answers while a replica takes over (Cluster) or a node loads its data: an
+#: outage to wait out, not a bad message (the worker retries, never dead-letters, on it)
+FAILING_OVER = (ClusterDownError, TryAgainError, ReadOnlyError, BusyLoadingError)
+
+
 @asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """Turn redis-py errors into this package's errors at the boundary."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, OSError, *FAILING_OVER) as exc:
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
     except RedisError as exc:
         raise ProfileError(f"Redis error: {exc}") from exc

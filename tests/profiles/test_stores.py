@@ -9,21 +9,32 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from profiles import (
     InMemoryProfileStore,
     InMemoryTimerStore,
     Keys,
     Profile,
+    ProfileError,
     ProfileStore,
     ProfileWrite,
     RedisProfileStore,
     RedisTimerStore,
     Snapshot,
+    StoreUnavailable,
     Timer,
     TimerOps,
     TimerStore,
 )
+from profiles.redis_store import translate_errors
 
 from ..conftest import STORES, redis_of
 
@@ -467,3 +478,27 @@ async def test_on_a_single_node_every_users_counters_go_to_one_hash(
     found = {k async for k in redis_client.scan_iter(match=keys.counters_pattern())}
     assert found == {keys.all_counters().encode()}
     assert await store.counters() == {"sent": 50.0}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        ReadOnlyError("READONLY You can't write against a read only replica."),
+        BusyLoadingError("LOADING Redis is loading the dataset in memory"),
+        RedisConnectionError("Connection refused"),
+    ],
+)
+async def test_a_failover_or_an_outage_is_an_outage_to_wait_out(error: Exception) -> None:
+    # the worker retries a batch on StoreUnavailable; any other error dead-letters it
+    with pytest.raises(StoreUnavailable):
+        async with translate_errors():
+            raise error
+
+
+async def test_other_redis_errors_are_profile_errors() -> None:
+    with pytest.raises(ProfileError) as raised:
+        async with translate_errors():
+            raise ResponseError("ERR Error running script")
+    assert not isinstance(raised.value, StoreUnavailable)
