@@ -93,6 +93,8 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     if url := os.environ.get("NUDGE_TEST_REDIS_CLUSTER_URL"):
         yield url
         return
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("a Redis Cluster needs redis-server and redis-cli on PATH")
     data = tmp_path_factory.mktemp("redis-cluster")
     procs: list[subprocess.Popen[bytes]] = []
     try:
