@@ -3,13 +3,14 @@
 A whole batch's users are read by one Lua call (``load_profiles.lua``) and written back
 by another (``save_profiles.lua``): one round trip each, and the client encodes one
 command instead of a few per user. On Redis Cluster (``cluster=True``) a script may only
-touch one hash slot, so users are grouped by slot, one call per group, all in one
-pipeline. The shop-wide counters a write brings are added by the same call, to the
-counters hash of the user's slot (:meth:`profiles.keys.Keys.counters`).
+touch one hash slot, so users are grouped by slot, one call per group, the calls under
+way at once (:func:`run_scripts`). The shop-wide counters a write brings are added by the
+same call, to the counters hash of the user's slot (:meth:`profiles.keys.Keys.counters`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,9 +20,16 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.crc import key_slot
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from profiles.errors import ProfileError, StoreUnavailable
@@ -37,11 +45,42 @@ from profiles.store import (
 )
 from profiles.stored import dump_profile, load_profile
 
-__all__ = ["RedisProfileStore", "load_script", "translate_errors"]
+__all__ = ["RedisProfileStore", "ScriptCall", "load_script", "run_scripts", "translate_errors"]
+
+#: one call of a Lua script: its keys (all in one hash slot) and its arguments
+ScriptCall = tuple[Sequence[Any], Sequence[Any]]
 
 
 def load_script(name: str) -> str:
     return resources.files("profiles").joinpath(name).read_text(encoding="utf-8")
+
+
+async def run_scripts(
+    client: aioredis.Redis | aioredis.RedisCluster, script: AsyncScript, calls: Sequence[ScriptCall]
+) -> list[Any]:
+    """The replies of ``script`` to each of ``calls``, in order.
+
+    On one node the calls go in one pipeline: one round trip however many there are (the
+    hot path). redis-py's cluster pipeline refuses ``EVALSHA``, and a script may only
+    touch one hash slot anyway, so on Redis Cluster every call is a command of its own,
+    sent to its slot's node, all of them under way at once: a batch waits for its slowest
+    node, not for one round trip per slot.
+    """
+    if isinstance(client, aioredis.RedisCluster):
+        # the cluster client fails commands that race to make its first connections
+        await client.initialize()
+        return list(
+            await asyncio.gather(*(script(keys=k, args=a, client=client) for k, a in calls))
+        )
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        await script(keys=keys, args=args, client=pipe)
+    return list(await pipe.execute())
+
+
+#: what Redis answers while a replica takes over (Cluster) or a node loads its data: an
+#: outage to wait out, not a bad message (the worker retries, never dead-letters, on it)
+FAILING_OVER = (ClusterDownError, TryAgainError, ReadOnlyError, BusyLoadingError)
 
 
 @asynccontextmanager
@@ -49,7 +88,7 @@ async def translate_errors() -> AsyncIterator[None]:
     """Turn redis-py errors into this package's errors at the boundary."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, OSError, *FAILING_OVER) as exc:
         raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
     except RedisError as exc:
         raise ProfileError(f"Redis error: {exc}") from exc
@@ -102,12 +141,12 @@ class RedisProfileStore:
         groups = self._groups(list(wanted))
         if not groups:
             return {}
+        calls = [
+            (self._keys_of(users), [b"".join(map(event_digest, wanted[u])) for u in users])
+            for users in groups
+        ]
         async with translate_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for users in groups:
-                args = [b"".join(map(event_digest, wanted[user_id])) for user_id in users]
-                await self._load(keys=self._keys_of(users), args=args, client=pipe)
-            replies = await pipe.execute()
+            replies = await run_scripts(self._redis, self._load, calls)
         out = {}
         legacy = []
         for users, rows in zip(groups, replies, strict=True):
@@ -149,30 +188,33 @@ class RedisProfileStore:
         groups = self._groups(list(by_user))
         if not groups:
             return []
+        calls = [
+            (self._keys_of(users, counters=True), self._save_args([by_user[u] for u in users]))
+            for users in groups
+        ]
         async with translate_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for users in groups:
-                args: list[Any] = [self._dedup_window, self._tombstone_ms]
-                for user_id in users:
-                    write = by_user[user_id]
-                    doc = dump_profile(write.profile) if write.profile else b""
-                    applied = write.applied
-                    cutoff = dedup_cutoff(applied, self._dedup_max_age_ms) if applied else 0
-                    forget = 1 if write.forgets else ""
-                    erased = "" if write.erased_ms is None else write.erased_ms
-                    records = dedup_records(applied)
-                    # most writes bring no counters: one empty argument
-                    counters = orjson.dumps(write.counters) if write.counters else ""
-                    args += [write.expected_version, doc, records, cutoff, forget, erased, counters]
-                keys = self._keys_of(users, counters=True)
-                await self._save(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
+            replies = await run_scripts(self._redis, self._save, calls)
         return [
             user_id
             for users, flags in zip(groups, replies, strict=True)
             for user_id, ok in zip(users, flags, strict=True)
             if not ok
         ]
+
+    def _save_args(self, writes: Sequence[ProfileWrite]) -> list[Any]:
+        """The save script's arguments: the store's bounds, then seven per write."""
+        args: list[Any] = [self._dedup_window, self._tombstone_ms]
+        for write in writes:
+            doc = dump_profile(write.profile) if write.profile else b""
+            applied = write.applied
+            cutoff = dedup_cutoff(applied, self._dedup_max_age_ms) if applied else 0
+            forget = 1 if write.forgets else ""
+            erased = "" if write.erased_ms is None else write.erased_ms
+            records = dedup_records(applied)
+            # most writes bring no counters: one empty argument
+            counters = orjson.dumps(write.counters) if write.counters else ""
+            args += [write.expected_version, doc, records, cutoff, forget, erased, counters]
+        return args
 
     async def scan(self, *, chunk: int = 500) -> AsyncIterator[list[str]]:
         """Every user with a stored profile (``SCAN``: a user may appear twice)."""

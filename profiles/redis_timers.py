@@ -2,7 +2,8 @@
 
 Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> JSON) that share
 one hash tag; applying changes, claiming and completing are Lua scripts, so each is atomic
-and costs one command per partition.
+and costs one command per partition: on one node all in one pipeline, on Redis Cluster
+under way at once (:func:`profiles.redis_store.run_scripts`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from profiles.keys import Keys
-from profiles.redis_store import load_script, translate_errors
+from profiles.redis_store import ScriptCall, load_script, run_scripts, translate_errors
 from profiles.timers import Timer, TimerOps
 
 __all__ = ["RedisTimerStore"]
@@ -28,8 +29,12 @@ class RedisTimerStore:
         self._claim = client.register_script(load_script("claim_timers.lua"))
         self._complete = client.register_script(load_script("complete_timers.lua"))
 
+    def _pair(self, partition: int) -> list[str]:
+        """A partition's two keys, as its scripts take them (one hash slot)."""
+        return [self._keys.timers_due(partition), self._keys.timers_data(partition)]
+
     async def apply(self, ops: TimerOps) -> None:
-        """One script call per partition touched, all in one round trip."""
+        """One script call per partition touched (see :func:`run_scripts`)."""
         if not ops:
             return
         schedule: dict[int, list[Any]] = defaultdict(list)
@@ -38,32 +43,27 @@ class RedisTimerStore:
             schedule[partition] += [tid, timer.due_ms, timer.to_json()]
         for partition, tid in ops.cancel:
             cancel[partition].append(tid)
+        calls: list[ScriptCall] = [
+            (self._pair(p), [len(schedule[p]) // 3, *schedule[p], *cancel[p]])
+            for p in sorted(schedule.keys() | cancel.keys())
+        ]
         async with translate_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for partition in sorted(schedule.keys() | cancel.keys()):
-                keys = [self._keys.timers_due(partition), self._keys.timers_data(partition)]
-                args = [len(schedule[partition]) // 3, *schedule[partition], *cancel[partition]]
-                await self._apply(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+            await run_scripts(self._redis, self._apply, calls)
 
     async def claim_due(
         self, partition: int, now_ms: int, *, limit: int, lease_ms: int
     ) -> list[Timer]:
-        keys = [self._keys.timers_due(partition), self._keys.timers_data(partition)]
         async with translate_errors():
-            flat = await self._claim(keys=keys, args=[now_ms, limit, lease_ms])
+            flat = await self._claim(keys=self._pair(partition), args=[now_ms, limit, lease_ms])
         return [Timer.from_json(flat[i + 1], partition) for i in range(0, len(flat), 2)]
 
     async def complete(self, timers: Sequence[Timer]) -> None:
         by_partition: dict[int, list[bytes | str]] = defaultdict(list)
         for timer in timers:
             by_partition[timer.partition] += [timer.id, timer.stored_json]
+        calls = [(self._pair(p), args) for p, args in by_partition.items()]
         async with translate_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for partition, args in by_partition.items():
-                keys = [self._keys.timers_due(partition), self._keys.timers_data(partition)]
-                await self._complete(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+            await run_scripts(self._redis, self._complete, calls)
 
     async def pending(self, partition: int) -> list[Timer]:
         async with translate_errors():

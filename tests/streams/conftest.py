@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -258,11 +258,13 @@ class Kafka:
 class RedisView:
     """Read what the worker wrote to Redis."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, keys: Keys) -> None:
+        cluster = isinstance(client, aioredis.RedisCluster)
+        store = cast(aioredis.Redis, client)
         self.profiles = RedisProfileStore(
-            client, keys=keys, pseudonyms=Pseudonyms(ERASURE_KEY.encode())
+            store, keys=keys, pseudonyms=Pseudonyms(ERASURE_KEY.encode()), cluster=cluster
         )
-        self.timers = RedisTimerStore(client, keys=keys)
+        self.timers = RedisTimerStore(store, keys=keys)
 
     async def profile(self, user_id: str) -> Snapshot:
         return await self.profiles.snapshot(user_id)
@@ -372,6 +374,14 @@ async def kafka(kafka_bootstrap: str) -> AsyncIterator[Kafka]:
 @pytest.fixture
 async def redis_view(redis_url: str) -> AsyncIterator[Callable[[Keys], RedisView]]:
     client = aioredis.Redis.from_url(redis_url)
+    yield lambda keys: RedisView(client, keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def cluster_view(redis_cluster_url: str) -> AsyncIterator[Callable[[Keys], RedisView]]:
+    """:class:`RedisView` on the session's Redis Cluster."""
+    client = aioredis.RedisCluster.from_url(redis_cluster_url)
     yield lambda keys: RedisView(client, keys)
     await client.aclose()
 

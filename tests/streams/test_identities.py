@@ -1,4 +1,5 @@
-"""One suite, two identity stores: Redis and its in-memory twin must agree."""
+"""One suite, three identity stores: Redis (one node and a Cluster) and its in-memory twin
+must agree."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from streams.identities import (
     RedisIdentities,
 )
 
+from ..conftest import STORES, redis_of
 
-@pytest.fixture(params=["memory", "redis"])
-def identities(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys
-) -> Identities:
+
+@pytest.fixture(params=STORES)
+def identities(request: pytest.FixtureRequest, keys: Keys) -> Identities:
     if request.param == "memory":
         return InMemoryIdentities()
-    return RedisIdentities(redis_client, keys=keys)
+    return RedisIdentities(redis_of(request), keys=keys)
 
 
 async def test_an_unlinked_id_resolves_to_nothing(identities: Identities) -> None:

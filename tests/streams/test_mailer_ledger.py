@@ -1,4 +1,5 @@
-"""One suite, two delivery ledgers: Redis and its in-memory twin must agree."""
+"""One suite, three delivery ledgers: Redis (one node and a Cluster) and its in-memory twin
+must agree."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from streams.deliveries import (
     RedisDeliveryLedger,
 )
 
+from ..conftest import STORES, redis_of
+
 TTL = 3600.0
 LEASE = 60.0
 
@@ -28,8 +31,8 @@ class Ledger:
     expire_lease: Callable[[str], Awaitable[None]]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def ledger(request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: Keys) -> Ledger:
+@pytest.fixture(params=STORES)
+def ledger(request: pytest.FixtureRequest, keys: Keys) -> Ledger:
     if request.param == "memory":
         memory = InMemoryDeliveryLedger(lease=LEASE)
 
@@ -38,10 +41,12 @@ def ledger(request: pytest.FixtureRequest, redis_client: aioredis.Redis, keys: K
 
         return Ledger(memory, expire_memory)
 
-    async def expire_redis(request_id: str) -> None:
-        await redis_client.delete(keys.delivery_lease(request_id))
+    client = redis_of(request)
 
-    return Ledger(RedisDeliveryLedger(redis_client, keys=keys, ttl=TTL, lease=LEASE), expire_redis)
+    async def expire_redis(request_id: str) -> None:
+        await client.delete(keys.delivery_lease(request_id))
+
+    return Ledger(RedisDeliveryLedger(client, keys=keys, ttl=TTL, lease=LEASE), expire_redis)
 
 
 async def test_the_first_claim_is_taken(ledger: Ledger) -> None:
