@@ -230,6 +230,12 @@ KNOWN_EVENT_TYPES: dict[str, type[_Props]] = {
 }
 
 
+#: the window of event times nudge accepts: a timer set by an event, its wait added, and
+#: every date computed from it stay representable (a year-9999 event would overflow them)
+EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TS = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 class Event(BaseModel):
     """One behavioural event. ``ts`` is normalised to an aware UTC datetime."""
 
@@ -248,7 +254,10 @@ class Event(BaseModel):
         if isinstance(value, bool):
             raise ValueError("ts must be ISO-8601 with a zone or epoch milliseconds")
         if isinstance(value, int | float):
-            return datetime.fromtimestamp(value / 1000, tz=UTC)
+            try:
+                return datetime.fromtimestamp(value / 1000, tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                raise ValueError(f"ts {value} is not a time in epoch milliseconds") from None
         return value
 
     @field_validator("ts")
@@ -256,7 +265,12 @@ class Event(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("ts must carry a time zone (e.g. 2026-01-31T12:00:00Z)")
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
+        if not EARLIEST_TS <= value < LATEST_TS:
+            raise ValueError(
+                f"ts must be from {EARLIEST_TS:%Y-%m-%d} to before {LATEST_TS:%Y-%m-%d}"
+            )
+        return value
 
     @property
     def ts_ms(self) -> int:

@@ -66,6 +66,11 @@ CATALOG_BATCH, CATALOG_WITHIN = 500, 0.05
 QUIET_LOGGERS = ("aiokafka", "faust", "mode")
 
 
+#: how far ahead of the wall clock an event's time may move its partition's clock (ms):
+#: producers' clocks run a little ahead, not hours
+FUTURE_SKEW_MS = 5_000
+
+
 class PartitionClock:
     """Event time per partition while catching up; wall-clock time once caught up.
 
@@ -82,6 +87,10 @@ class PartitionClock:
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
 
     def saw_event_time(self, partition: int, event_ms: int) -> None:
+        """An event time seen; one ahead of the wall clock counts only up to
+        :data:`FUTURE_SKEW_MS` ahead, so a client with a wrong clock (or a hostile one)
+        cannot move its partition's clock into the future and fire every timer there."""
+        event_ms = min(event_ms, int(time.time() * 1000) + FUTURE_SKEW_MS)
         self.watermark_ms[partition] = max(self.watermark_ms.get(partition, 0), event_ms)
 
     def now(self, partition: int, highwater: int | None) -> datetime:

@@ -31,6 +31,37 @@ def test_epoch_millis_are_accepted() -> None:
     assert parse_event(raw(ts=1772366400000)).ts == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "9999-12-31T23:59:59Z",  # a timer's wait added would overflow
+        "2100-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        -1,
+        1e300,  # beyond any clock: once an OverflowError out of the parser
+        2**53 + 1,
+    ],
+)
+def test_times_outside_the_accepted_window_are_a_schema_violation(ts: object) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw(ts=ts))
+    assert (caught.value.reason, caught.value.detail[:3]) == ("schema_violation", "ts:")
+
+
+def test_the_edges_of_the_window_are_accepted() -> None:
+    assert parse_event(raw(ts=0)).ts == datetime(1970, 1, 1, tzinfo=UTC)
+    last = parse_event(raw(ts="2099-12-31T23:59:59.999Z")).ts
+    assert last == datetime(2099, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
+def test_a_value_over_the_size_limit_is_refused_unparsed() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(b"{" * 101, max_bytes=100)  # not JSON either: the size decides first
+    assert caught.value.reason == "too_large"
+    assert parse_event(raw(), max_bytes=len(raw())).user_id == "u1"
+
+
 def test_custom_lowercase_type_has_free_properties() -> None:
     event = parse_event(raw(type="price.alert", properties={"anything": [1, 2]}))
     assert event.typed is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from streams.app import PartitionClock
+from streams.app import FUTURE_SKEW_MS, PartitionClock
 
 LONG_AGO_MS = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
@@ -28,8 +28,18 @@ def test_a_caught_up_partition_follows_the_wall_clock() -> None:
     assert clock.now(4, highwater=None).timestamp() >= before  # nothing known yet
 
 
-def test_event_time_ahead_of_the_wall_clock_wins() -> None:
+def test_event_time_a_little_ahead_of_the_wall_clock_wins() -> None:
     clock = PartitionClock()
-    future_ms = int((time.time() + 3600) * 1000)
-    clock.saw_event_time(0, future_ms)
-    assert clock.now(0, highwater=None) == datetime.fromtimestamp(future_ms / 1000, tz=UTC)
+    ahead_ms = int((time.time() + 2) * 1000)
+    clock.saw_event_time(0, ahead_ms)
+    assert clock.now(0, highwater=None) == datetime.fromtimestamp(ahead_ms / 1000, tz=UTC)
+
+
+def test_an_event_dated_far_ahead_moves_the_clock_only_a_little() -> None:
+    # a client with a clock years ahead must not make every timer of its partition due
+    clock = PartitionClock()
+    clock.saw_event_time(0, int(datetime(2099, 1, 1, tzinfo=UTC).timestamp() * 1000))
+    limit = time.time() + FUTURE_SKEW_MS / 1000
+    assert clock.now(0, highwater=None).timestamp() <= limit
+    clock.processed(0, offset=9)
+    assert clock.now(0, highwater=50).timestamp() <= limit  # in a backlog too
