@@ -352,5 +352,8 @@ class Profile(BaseModel):
 
 
 def decayed_score(score: float, at: datetime, now: datetime, half_life_days: float) -> float:
-    elapsed_days = (now - at).total_seconds() / 86400
+    """``score`` as of ``at``, decayed to ``now``. A ``now`` before ``at`` (a condition
+    judged at an older event's time) sees the score as it is: decaying backwards would
+    inflate it, past any float for an event decades older."""
+    elapsed_days = max((now - at).total_seconds() / 86400, 0.0)
     return score * math.pow(0.5, elapsed_days / half_life_days)

@@ -48,6 +48,7 @@ from streams.redis_client import redis_client
 from streams.settings import Settings
 from streams.watch import ConfigWatch, config_hash
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
+from triggers.contracts import DEAD_LETTER_KEEP
 from triggers.firing import MOMENT_MS
 
 __all__ = ["Gathered", "Nudge", "create_app"]
@@ -131,6 +132,8 @@ class Nudge:
             broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=settings.session_timeout / 5,
             producer_acks=-1,
+            # room for a dead letter of any event within the limit, with its headers
+            producer_max_request_size=settings.max_event_bytes + DEAD_LETTER_KEEP,
             web_host=settings.web_host,
             web_port=settings.web_port,
             web_bind=settings.web_host,

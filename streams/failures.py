@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from profiles import StoreUnavailable
 from streams.metrics import Metrics
@@ -38,10 +38,21 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
+#: broker errors that no retry passes: a record larger than the producer or broker takes
+TOO_LARGE: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """An outage to wait out, as opposed to a message or state that is bad."""
     # faust wraps producer failures in its own ProducerSendError (from KafkaError)
+    if is_too_large(exc):
+        return False
     return isinstance(exc, RETRYABLE) or isinstance(exc.__cause__, RETRYABLE)
+
+
+def is_too_large(exc: BaseException) -> bool:
+    """A record the broker refuses for its size: waiting changes nothing."""
+    return isinstance(exc, TOO_LARGE) or isinstance(exc.__cause__, TOO_LARGE)
 
 
 async def retry_forever(
@@ -108,10 +119,24 @@ async def process_safely(
                 partition=message.partition,
                 offset=message.offset,
             )
-            await retry_forever(partial(dead_letter, letter), stage="dead_letter", metrics=metrics)
+            await _publish_dead_letter(dead_letter, letter, metrics)
             result = BatchResult(dead_letters=[letter])
         _merge(merged, result)
     return merged
+
+
+async def _publish_dead_letter(
+    dead_letter: PublishDeadLetter, letter: DeadLetter, metrics: Metrics
+) -> None:
+    """Publish ``letter``; one the broker refuses for its size goes with the start of
+    its value only (its detail says so), rather than holding the partition forever."""
+    try:
+        await retry_forever(partial(dead_letter, letter), stage="dead_letter", metrics=metrics)
+    except Exception as exc:
+        if not is_too_large(exc):
+            raise
+        cut = letter.cut()
+        await retry_forever(partial(dead_letter, cut), stage="dead_letter", metrics=metrics)
 
 
 def _where(message: Incoming) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -87,6 +87,10 @@ class SendRequest(BaseModel):
         return schema
 
 
+#: the bytes of its value a dead letter keeps when the whole would not fit on the topic
+DEAD_LETTER_KEEP = 64 * 1024
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """An input message the engine could not accept, with why and where it came from."""
@@ -98,6 +102,14 @@ class DeadLetter:
     topic: str
     partition: int
     offset: int
+
+    def cut(self, keep: int = DEAD_LETTER_KEEP) -> DeadLetter:
+        """This dead letter with only the first ``keep`` bytes of its value, saying so in
+        its detail: for a value the broker would refuse whole (``too_large``)."""
+        if self.value is None or len(self.value) <= keep:
+            return self
+        detail = f"{self.detail} (value cut to its first {keep} of {len(self.value)} bytes)"
+        return replace(self, value=self.value[:keep], detail=detail)
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [

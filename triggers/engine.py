@@ -503,7 +503,7 @@ def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) ->
 
 
 def _dead_letter(message: Incoming, reason: str, detail: str) -> DeadLetter:
-    return DeadLetter(
+    letter = DeadLetter(
         key=message.key,
         value=message.value,
         reason=reason,
@@ -512,3 +512,5 @@ def _dead_letter(message: Incoming, reason: str, detail: str) -> DeadLetter:
         partition=message.partition,
         offset=message.offset,
     )
+    # a value over the limit may be over what the broker takes too: keep its start
+    return letter.cut() if reason == "too_large" else letter

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from profiles import Event, Profile, ScoringConfig, apply_event
+from profiles.model import decayed_score
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SCORING = ScoringConfig()
@@ -258,3 +259,10 @@ def test_category_affinity_weights_views_carts_and_purchases() -> None:
         ),
     )
     assert p.affinity == {"kitchen": 4.0, "apparel": 5.0}
+
+
+def test_a_score_judged_before_its_last_event_is_not_inflated() -> None:
+    # an event of 1970 arriving after one of 2099: 2**1500 once overflowed the float
+    latest = datetime(2099, 12, 31, tzinfo=UTC)
+    assert decayed_score(10.0, latest, datetime(1970, 1, 1, tzinfo=UTC), 30) == 10.0
+    assert decayed_score(10.0, latest, latest + timedelta(days=30), 30) == 5.0

@@ -22,6 +22,7 @@ from triggers import (
     load_rules,
     request_id,
 )
+from triggers.contracts import DEAD_LETTER_KEEP
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -359,3 +360,15 @@ async def test_an_event_over_the_size_limit_is_dead_lettered_unparsed(h: Harness
     assert (letter.reason, letter.value, letter.offset) == ("too_large", big.value, 98)
     assert letter.detail == f"{limit + 1} bytes; the limit is {limit}"
     assert len(h.outbox.by_rule("welcome")) == 1
+
+
+async def test_a_dead_letter_over_the_limit_keeps_only_the_start_of_its_value(h: Harness) -> None:
+    huge = Incoming(b"x" * (DEAD_LETTER_KEEP + 10), b"u1", "events", 0, 5)
+    h.engine.max_event_bytes = DEAD_LETTER_KEEP
+    await h.send(huge)
+    [letter] = h.outbox.dead_letters
+    assert letter.reason == "too_large"
+    assert letter.value == huge.value[:DEAD_LETTER_KEEP]
+    assert letter.detail.endswith(
+        f"(value cut to its first {DEAD_LETTER_KEEP} of {len(huge.value or b'')} bytes)"
+    )
