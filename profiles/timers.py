@@ -206,3 +206,9 @@ class InMemoryTimerStore:
 
     async def count(self, partition: int) -> int:
         return len(self._parts.get(partition, {}))
+
+    def next_due_ms(self, partition: int) -> int | None:
+        """When the soonest timer of ``partition`` falls due, without parsing any (the
+        simulator asks before every event)."""
+        part = self._parts.get(partition)
+        return min(score for score, _ in part.values()) if part else None

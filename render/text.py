@@ -35,10 +35,12 @@ _CONFIG = ParserConfig(
         start_tag_mapping={"a": _link_start}, end_tag_mapping={"a": _link_end}
     ),
 )
-_TRAILING = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def html_to_text(html: str) -> str:
-    text = _TRAILING.sub("", get_text(html, _CONFIG))
+    # line by line, not a regex: `[ \t]+$` is quadratic in a long run of blanks, which a
+    # table cell with a long value pads its column with
+    lines = get_text(html, _CONFIG).split("\n")
+    text = "\n".join(line.rstrip(" \t") for line in lines)
     return _BLANK_RUNS.sub("\n\n", text).strip()

@@ -135,13 +135,12 @@ async def simulate(
 async def _fire_until(engine: Engine, sim: Simulation, clock: _Clock, limit: datetime) -> None:
     limit_ms = int(limit.timestamp() * 1000)
     while True:
-        pending = await sim.timers.pending(_PARTITION)
-        if not pending or pending[0].due_ms > limit_ms:
+        due_ms = sim.timers.next_due_ms(_PARTITION)
+        if due_ms is None or due_ms > limit_ms:
             return
-        due = datetime.fromtimestamp(pending[0].due_ms / 1000, tz=UTC)
-        clock.advance(due)
+        clock.advance(datetime.fromtimestamp(due_ms / 1000, tz=UTC))
         # the rest of that second is the same moment (see triggers.firing.MOMENT_MS)
-        moment_end_ms = (pending[0].due_ms // MOMENT_MS + 1) * MOMENT_MS - 1
+        moment_end_ms = (due_ms // MOMENT_MS + 1) * MOMENT_MS - 1
         horizon = datetime.fromtimestamp(min(moment_end_ms, limit_ms) / 1000, tz=UTC)
         await engine.fire_due(_PARTITION, clock.now, horizon=horizon)
 
