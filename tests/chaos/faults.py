@@ -93,13 +93,15 @@ class RedisServer:
 
 class LatencyProxy:
     """A TCP proxy to ``target_port`` that, while ``delay`` returns a number, holds each
-    chunk that long before passing it on (either direction)."""
+    chunk that long before passing it on (either direction); :meth:`cut` drops every
+    open connection mid-stream."""
 
     def __init__(self, target_port: int, delay: Callable[[], float | None]) -> None:
         self.target_port = target_port
         self.delay = delay
         self.port = free_port()
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -108,7 +110,12 @@ class LatencyProxy:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
+    def cut(self) -> None:
+        for writer in list(self._open):
+            writer.transport.abort()
+
     async def stop(self) -> None:
+        self.cut()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -120,9 +127,13 @@ class LatencyProxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
+        self._open |= {writer, up_writer}
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            )
+        finally:
+            self._open -= {writer, up_writer}
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
