@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROMTOOL := $(BIN)/promtool
 
-.PHONY: run test lint typecheck unit bench bench-engine bench-all demo-model clean
+.PHONY: run test lint typecheck unit chaos bench bench-engine bench-all demo-model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
+
+## chaos: at-least-once under faults (workers killed, paused and rebalanced, Redis crashed, away
+## and slow) with the workload in flight, every send accounted for; CHAOS_USERS=200 for a quick run
+chaos: $(STAMP)
+	$(BIN)/pytest tests/chaos --chaos -q
 
 ## bench: throughput of `nudge worker` against a bare Faust agent on the same broker;
 ## BENCH_MODE=scale|latency|timers|memory runs another mode, BENCH_ARGS adds options

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,16 +76,36 @@ class PartitionClock:
     """Event time per partition while catching up; wall-clock time once caught up.
 
     Timers are due by event time. While a partition has a backlog, its clock is the
-    newest event time processed, so a purchase still in the backlog cancels its cart
+    newest event time processed, so a purchase still in the backlog cancels a cart
     timer before the timer may fire. A caught-up partition follows the wall clock.
+
+    A partition just assigned (after a start or a rebalance) has no clock until the
+    worker knows where it stands: its committed offset and its high watermark, or a
+    batch of it processed. Until then its timers wait, or a worker taking over a backlog
+    would fire, on the wall clock, timers that events in that backlog cancel or move.
     """
 
     def __init__(self) -> None:
         self.watermark_ms: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}
+        self.unsettled: set[int] = set()
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """Forget what is known of ``partitions``: the consumer goes back to their
+        committed offsets, or another worker moved them on meanwhile."""
+        for partition in partitions:
+            self.watermark_ms.pop(partition, None)
+            self.next_offset.pop(partition, None)
+            self.unsettled.add(partition)
+
+    def committed(self, partition: int, offset: int) -> None:
+        """The consumer resumes ``partition`` at ``offset``: everything before is done."""
+        self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset)
+        self.unsettled.discard(partition)
 
     def processed(self, partition: int, offset: int) -> None:
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
+        self.unsettled.discard(partition)
 
     def saw_event_time(self, partition: int, event_ms: int) -> None:
         """An event time seen; one ahead of the wall clock counts only up to
@@ -94,10 +114,14 @@ class PartitionClock:
         event_ms = min(event_ms, int(time.time() * 1000) + FUTURE_SKEW_MS)
         self.watermark_ms[partition] = max(self.watermark_ms.get(partition, 0), event_ms)
 
-    def now(self, partition: int, highwater: int | None) -> datetime:
+    def now(self, partition: int, highwater: int | None) -> datetime | None:
+        """The partition's time; ``None`` while nothing may fire in it yet."""
+        if partition in self.unsettled:
+            return None
         wall_ms = int(time.time() * 1000)
-        behind = highwater is not None and self.next_offset.get(partition, 0) < highwater
-        if behind and partition in self.watermark_ms:
+        if highwater is not None and self.next_offset.get(partition, 0) < highwater:
+            if partition not in self.watermark_ms:  # a backlog, no event of it seen yet
+                return None
             return datetime.fromtimestamp(self.watermark_ms[partition] / 1000, tz=UTC)
         return datetime.fromtimestamp(
             max(wall_ms, self.watermark_ms.get(partition, 0)) / 1000, tz=UTC
@@ -275,7 +299,7 @@ class Nudge:
     async def _replan(self, previous: RuleSet) -> None:
         """Cancel or move the owned partitions' timers that the new rules changed."""
         for tp in sorted(self._owned()):
-            now = self.clock.now(tp.partition, self._highwater(tp))
+            now = self.clock.now(tp.partition, self._highwater(tp)) or datetime.now(UTC)
             try:
                 async with self.lock:
                     result = await self.engine.replan(tp.partition, previous, now)
@@ -314,6 +338,7 @@ class Nudge:
         would otherwise hand the worker its events in bursts, up to that wait late.
         """
         self._assigned = True
+        self.clock.assigned(tp.partition for tp in self._owned())
         try:
             consumer: Any = self.app.consumer
             fetcher = consumer._thread._consumer._fetcher
@@ -439,7 +464,10 @@ class Nudge:
             if highwater is not None:
                 lag = max(highwater - self.clock.next_offset.get(tp.partition, 0), 0)
                 self.metrics.lag.labels(str(tp.partition)).set(lag)
+            self._settle(tp, highwater)
             now = self.clock.now(tp.partition, highwater)
+            if now is None:  # where the partition stands is not known yet
+                continue
             # fire only whole moments (seconds), so timers of one user falling due in the
             # same second arbitrate together, here as in `nudge simulate`
             horizon = datetime.fromtimestamp(
@@ -489,6 +517,15 @@ class Nudge:
         except Exception:  # consumer not started yet
             return set()
         return {tp for tp in assignment if tp.topic == self.settings.events_topic}
+
+    def _settle(self, tp: Any, highwater: int | None) -> None:
+        """Give a just-assigned partition its committed offset once the consumer has
+        fetched it (faust keeps it from the seek it does on every assignment)."""
+        if tp.partition not in self.clock.unsettled or highwater is None:
+            return
+        committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
+        if committed is not None:
+            self.clock.committed(tp.partition, int(committed))
 
     def _highwater(self, tp: Any) -> int | None:
         try:

@@ -258,9 +258,22 @@ def stub_model() -> type[StubModel]:
     return StubModel
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the real broker or Redis as an integration test."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos", action="store_true", help="run the chaos scenarios (tests/chaos, make chaos)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses the real broker or Redis as an integration test; leave
+    the chaos scenarios (minutes each) out unless ``--chaos`` asks for them."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if {"kafka_bootstrap", "redis_url", "redis_cluster_url"} & used:
             item.add_marker(pytest.mark.integration)
+    if config.getoption("--chaos"):
+        return
+    chaos = [item for item in items if item.get_closest_marker("chaos")]
+    if chaos:
+        config.hook.pytest_deselected(items=chaos)
+        items[:] = [item for item in items if not item.get_closest_marker("chaos")]

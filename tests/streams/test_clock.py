@@ -43,3 +43,25 @@ def test_an_event_dated_far_ahead_moves_the_clock_only_a_little() -> None:
     assert clock.now(0, highwater=None).timestamp() <= limit
     clock.processed(0, offset=9)
     assert clock.now(0, highwater=50).timestamp() <= limit  # in a backlog too
+
+
+def test_a_partition_just_assigned_waits_until_its_committed_offset_is_known() -> None:
+    clock = PartitionClock()
+    clock.processed(3, offset=49)
+    clock.saw_event_time(3, LONG_AGO_MS)
+    clock.assigned([3])  # a rebalance: what this worker knew of it may be stale
+    assert clock.now(3, highwater=80) is None
+    clock.committed(3, 60)  # 20 events still to process, none of them seen yet
+    assert clock.now(3, highwater=80) is None
+    clock.processed(3, offset=60)
+    clock.saw_event_time(3, LONG_AGO_MS)
+    assert clock.now(3, highwater=80) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_partition_assigned_with_nothing_to_catch_up_follows_the_wall_clock() -> None:
+    clock = PartitionClock()
+    clock.assigned([1])
+    clock.committed(1, 80)
+    before = int(time.time() * 1000) / 1000
+    now = clock.now(1, highwater=80)
+    assert now is not None and now.timestamp() >= before

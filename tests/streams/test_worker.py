@@ -18,7 +18,15 @@ import orjson
 
 from triggers import request_id
 
-from .conftest import TEST_RULES, Kafka, RedisView, WorkerEnv, WorkerProcess, eventually
+from .conftest import (
+    PARTITIONS,
+    TEST_RULES,
+    Kafka,
+    RedisView,
+    WorkerEnv,
+    WorkerProcess,
+    eventually,
+)
 
 Env = Callable[..., WorkerEnv]
 Start = Callable[[WorkerEnv], WorkerProcess]
@@ -317,3 +325,47 @@ async def test_not_ready_until_the_group_assigns_partitions(worker_env: Env) -> 
         assert (await nudge.readiness())["ready"] is True
     finally:
         await nudge.redis.aclose()
+
+
+async def test_a_purchase_in_the_backlog_cancels_the_cart_timer_after_a_restart(
+    worker_env: Env, start_worker: Start, kafka: Kafka, redis_view: View
+) -> None:
+    """A restarted worker has processed nothing yet: its clock must not run ahead of the
+    backlog, or a cart timer due meanwhile fires before the purchase that cancels it."""
+    env = worker_env(cart_wait="4s", winback_wait="1h")
+    first = start_worker(env)
+    view = redis_view(env.keys)
+    cart = add_to_cart("olga")
+    await kafka.produce(env.events_topic, signup("olga"), cart)
+    await view.wait_until(lambda: _cart_timer(view, "olga"))
+    first.stop(signal.SIGKILL)
+    carted = datetime.fromisoformat(cart["ts"])
+    # others' signups ahead of the purchase in olga's partition: a backlog to work through
+    backlog = [
+        {**signup(user), "ts": (carted + timedelta(seconds=0.5)).isoformat()}
+        for user in _same_partition_users("olga", 1500)
+    ]
+    bought = {**ev("purchase", "olga", order_id="o1", total=14.0)}
+    bought["ts"] = (carted + timedelta(seconds=1)).isoformat()
+    await kafka.produce(env.events_topic, *backlog, bought)
+    await eventually(lambda: datetime.now(UTC) > carted + timedelta(seconds=5), timeout=10)
+    start_worker(env)
+    assert await kafka.wait_for_sends(env.send_topic, "olga", "receipt", timeout=60)
+    await view.wait_until(lambda: _no_timers(view, "olga"))
+    assert await kafka.sends(env.send_topic, "olga", "cart_abandonment") == []
+
+
+async def _cart_timer(view: RedisView, user: str) -> bool:
+    return any(t.rule_id == "cart_abandonment" for t in await view.pending(user))
+
+
+def _same_partition_users(user: str, count: int) -> list[str]:
+    """``count`` user ids whose events land in ``user``'s partition (the producer's
+    murmur2 partitioner)."""
+    from aiokafka.partitioner import murmur2
+
+    def partition(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+
+    names = (f"filler-{n}" for n in range(count * PARTITIONS * 4))
+    return [name for name in names if partition(name) == partition(user)][:count]

@@ -1,0 +1,121 @@
+"""At-least-once under faults: each scenario runs the workload while something breaks,
+then the checker accounts for every expected send request (see ``checker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import Chaos, seed
+from .faults import LatencyProxy, RedisServer, Workers, moments
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
+
+
+async def _at(start: float, moment: float) -> None:
+    """Sleep until ``moment`` seconds after ``start`` (monotonic)."""
+    await asyncio.sleep(max(0.0, start + moment - time.monotonic()))
+
+
+async def test_worker_killed_ten_times(chaos: Chaos) -> None:
+    workers = chaos.workers()
+    await workers.start("w", ready=4)
+
+    async def kill_and_restart(pool: Workers) -> None:
+        start = time.monotonic()
+        for moment in moments(random.Random(seed()), 10, 2, 75, gap=5):
+            await _at(start, moment)
+            pool.kill("w")
+            await pool.start("w")
+        await pool.wait_all_ready()
+
+    await chaos.run("worker SIGKILL x10", kill_and_restart, window=80, workers=workers)
+
+
+async def test_one_of_two_workers_killed_and_restarted(chaos: Chaos) -> None:
+    workers = chaos.workers()
+    await workers.start("stays", ready=4)
+    await workers.start("killed", ready=1)
+
+    async def kill_one(pool: Workers) -> None:
+        rng = random.Random(seed())
+        start = time.monotonic()
+        for moment in moments(rng, 6, 3, 70, gap=8):
+            await _at(start, moment)
+            pool.kill("killed")
+            await asyncio.sleep(rng.uniform(0.5, 3))
+            await pool.start("killed")
+        await pool.wait_all_ready()
+
+    await chaos.run("2 workers, 1 SIGKILLed x6", kill_one, window=80, workers=workers)
+
+
+async def test_redis_killed_and_restarted_and_away_for_30s(chaos: Chaos, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)
+    redis.start()
+    workers = chaos.workers(redis_url=redis.url)
+    try:
+        await workers.start("w", ready=4)
+
+        async def break_redis(pool: Workers) -> None:
+            start = time.monotonic()
+            await _at(start, 12)
+            redis.kill()  # a crash, restarted at once from its append-only file
+            redis.start()
+            await _at(start, 35)
+            redis.kill()
+            await asyncio.sleep(30)
+            redis.start()
+
+        await chaos.run("Redis SIGKILL, then away 30 s", break_redis, window=80, workers=workers)
+    finally:
+        workers.stop_all()
+        redis.stop()
+
+
+async def test_paused_worker_comes_back_after_its_partitions_moved(chaos: Chaos) -> None:
+    workers = chaos.workers()
+    paused = await workers.start("paused", ready=4)
+    await workers.start("other", ready=1)
+
+    async def pause(pool: Workers) -> None:
+        start = time.monotonic()
+        for moment in (10, 45):
+            await _at(start, moment)
+            paused.proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(15)  # longer than the session timeout (6 s): a rebalance
+            paused.proc.send_signal(signal.SIGCONT)
+        await pool.wait_all_ready()
+
+    await chaos.run("worker SIGSTOP 15 s x2", pause, window=80, workers=workers)
+
+
+async def test_slow_redis(chaos: Chaos, redis_url: str) -> None:
+    slow: list[bool] = [False]
+    rng = random.Random(seed())
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = LatencyProxy(port, lambda: rng.uniform(0.2, 0.8) if slow[0] else None)
+    await proxy.start()
+    workers = chaos.workers(redis_url=proxy.url)
+    try:
+        await workers.start("w", ready=4)
+
+        async def slow_down(pool: Workers) -> None:
+            start = time.monotonic()
+            for begin in (10, 45):
+                await _at(start, begin)
+                slow[0] = True
+                await asyncio.sleep(10)
+                proxy.cut()  # commands in flight fail: their batch is retried
+                await asyncio.sleep(10)
+                slow[0] = False
+
+        await chaos.run("Redis 200-800 ms slow x2, cut", slow_down, window=80, workers=workers)
+    finally:
+        workers.stop_all()
+        await proxy.stop()
