@@ -8,6 +8,7 @@ import pytest
 
 EXPECTED = {
     "profiles": {
+        "DEFAULT_MAX_EVENT_BYTES",
         "KNOWN_EVENT_TYPES",
         "NO_LOOKUPS",
         "Cart",
