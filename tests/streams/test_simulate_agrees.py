@@ -9,6 +9,11 @@ keys, sequences, segments, subscriptions left and rejoined, and the frequency ca
 clock races. Unsubscribe links are not compared (each side signs at its own moment, the
 worker with its key, the simulator with the development key): every marketing send's
 link must verify to its own user.
+
+The races are tested apart: follow-ups (a purchase, a second cart add) published when
+the wall clock reaches their event time, just before a cart deadline and across the
+whole-second boundary before the deadline's second, must agree too. At or after a
+deadline within its second they do not yet (an expected failure, see that test).
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profiles import UnsubscribeSigner
 from triggers import load_rules, simulate
+from triggers.firing import MOMENT_MS
 
 from .conftest import UNSUBSCRIBE_KEY, Kafka, RedisView, WorkerEnv, WorkerProcess
 
@@ -256,3 +263,168 @@ def test_simulate_and_live_worker_agree(
         assert asyncio.run(live()) == expected
 
     agree()
+
+
+BOUNDARY_RULES = """\
+version: 1
+rules:
+  - id: cart
+    kind: absence
+    start: [add_to_cart]
+    cancel: [purchase]
+    wait: 2s
+    condition: "profile.cart.item_count > 0"
+    template: cart_abandonment
+  - id: receipt
+    kind: on_event
+    events: [purchase]
+    category: transactional
+    template: welcome
+"""
+#: the cart rule's wait (ms)
+CART_WAIT_MS = 2000
+#: where a deadline falls within its second (ms): at the very start, just after, midway
+#: and past it; at most 600 so a live event before the deadline reaches the worker well
+#: before the sweep that fires that second (just after it ends)
+DEADLINE_PHASES = [0, 1, 250, 500, 600]
+
+
+def before_deadline(deadline_ms: int) -> list[int]:
+    """Times for an event racing a deadline from before it: 1 ms and 500 ms early, the
+    last millisecond of the second before the deadline's, the first of its own."""
+    second = deadline_ms - deadline_ms % MOMENT_MS
+    early = (deadline_ms - 1, deadline_ms - 500, second - 1, second)
+    return sorted({t for t in early if t < deadline_ms})
+
+
+def at_or_after_deadline(deadline_ms: int) -> list[int]:
+    """Times for an event racing a deadline from at or after it, within its second."""
+    return [deadline_ms, deadline_ms + 1, deadline_ms + 399]
+
+
+#: per user: (deadline phase, which of the racing times, follow-up type)
+Plan = list[tuple[int, int, str]]
+
+
+@st.composite
+def races(draw: st.DrawFn) -> Plan:
+    """Per user, a cart add and a follow-up racing its timer: a purchase cancelling it or
+    a second add moving it."""
+    kinds = st.sampled_from(["purchase", "add_to_cart"])
+    return [
+        (draw(st.sampled_from(DEADLINE_PHASES)), draw(st.integers(0, 3)), draw(kinds))
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+
+
+def race_events(
+    plan: Plan, tag: str, start_ms: int, racing: Callable[[int], list[int]]
+) -> list[tuple[int, bytes]]:
+    """(epoch ms, line) of each user's signup, cart add and follow-up, in time order: the
+    cart's deadline falls at its phase within a second starting 1 to 2 s after
+    ``start_ms``, the follow-up at the picked one of the ``racing`` times."""
+    base = start_ms - start_ms % MOMENT_MS + 2 * MOMENT_MS
+    timed = []
+    for user, (phase, pick, follow_up) in enumerate(plan):
+        added = base + phase
+        times = racing(added + CART_WAIT_MS)
+        cart = {"product_id": "p1", "cart_id": "c1", "price": 2.0}
+        second = {**cart, "product_id": "p2"}
+        if follow_up == "purchase":
+            second = {"order_id": f"o{user}", "total": 2.0, "items": [cart]}
+        signup = {"email": f"u{user}@example.com", "consent": {"email": True}}
+        for at, kind, props in [
+            (base - 500, "signup", signup),
+            (added, "add_to_cart", cart),
+            (times[pick % len(times)], follow_up, second),
+        ]:
+            event = {
+                "event_id": uuid.uuid4().hex,
+                "type": kind,
+                "user_id": f"{tag}-u{user}",
+                "ts": datetime.fromtimestamp(at / 1000, tz=UTC).isoformat(),
+                "properties": props,
+            }
+            timed.append((at, orjson.dumps(event)))
+    return sorted(timed, key=lambda item: item[0])
+
+
+async def produce_on_time(bootstrap: str, topic: str, timed: list[tuple[int, bytes]]) -> None:
+    """Publish each line once the wall clock reaches its event time, so a caught-up worker
+    meets the race as it happens."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for at, line in timed:
+            await asyncio.sleep(max(at / 1000 - time.time(), 0))
+            await producer.send_and_wait(topic, line, key=orjson.loads(line)["user_id"].encode())
+    finally:
+        await producer.stop()
+
+
+def race_outcomes(
+    env: WorkerEnv, redis_url: str, plan: Plan, racing: Callable[[int], list[int]]
+) -> tuple[set[Any], set[Any]]:
+    """Publish ``plan``'s events on time to the running worker; (live sends, simulated)."""
+    tag = uuid.uuid4().hex[:8]
+    timed = race_events(plan, tag, int(time.time() * 1000), racing)
+    lines = [line for _, line in timed]
+    asyncio.run(produce_on_time(env.bootstrap, env.events_topic, timed))
+    rules = load_rules(env.config_dir)
+    simulated = asyncio.run(simulate(rules, lines, until=datetime(2100, 1, 1, tzinfo=UTC)))
+    expected = {(s.user_id, s.rule_id, s.request_id) for s in simulated.sends}
+
+    async def live() -> set[Any]:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await live_sends(env, RedisView(client, env.keys), tag, lines)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(live()), expected
+
+
+def test_simulate_and_live_worker_agree_on_deadline_races(
+    worker_env: Callable[..., WorkerEnv],
+    start_worker: Callable[[WorkerEnv], WorkerProcess],
+    redis_url: str,
+) -> None:
+    """Follow-ups land just before cart deadlines and across whole-second boundaries,
+    published when the wall clock reaches their time; the simulator, replaying the very
+    lines, and the live worker send the same requests."""
+    env = worker_env(rules=BOUNDARY_RULES)
+    start_worker(env)
+
+    @settings(
+        max_examples=6,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(plan=races())
+    def agree(plan: Plan) -> None:
+        live, expected = race_outcomes(env, redis_url, plan, before_deadline)
+        assert live == expected
+
+    agree()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a caught-up worker applies an event before its partition's timers due by "
+    "the event's time (the sweep fires a second only once it has ended); simulate fires "
+    "them first",
+)
+def test_simulate_and_live_worker_agree_on_events_at_and_after_deadlines(
+    worker_env: Callable[..., WorkerEnv],
+    start_worker: Callable[[WorkerEnv], WorkerProcess],
+    redis_url: str,
+) -> None:
+    """A purchase exactly at its cart's deadline, one 1 ms after, a second add 399 ms
+    after (all within the deadline's second): the simulator fires each reminder first."""
+    env = worker_env(rules=BOUNDARY_RULES)
+    start_worker(env)
+    plan = [(0, 0, "purchase"), (250, 1, "purchase"), (250, 2, "add_to_cart")]
+    live, expected = race_outcomes(env, redis_url, plan, at_or_after_deadline)
+    assert live == expected
