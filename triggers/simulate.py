@@ -123,7 +123,10 @@ async def simulate(
         ordered.append((event.ts, offset, raw, event.user_id.encode()))
     ordered.sort(key=lambda item: (item[0], item[1]))
     for ts, offset, raw, key in ordered:
-        await _fire_until(engine, sim, clock, ts)
+        # a moment's events come before the timers due in it, as on a live worker, which
+        # fires a second's timers once that second has ended
+        moment_ms = int(ts.timestamp() * 1000) // MOMENT_MS * MOMENT_MS
+        await _fire_until(engine, sim, clock, datetime.fromtimestamp((moment_ms - 1) / 1000, UTC))
         clock.advance(ts)
         await engine.process([Incoming(raw, key, SIMULATED_TOPIC, _PARTITION, offset)])
         await engine.settle()  # the next event's renders see this one in the statistics

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -410,19 +409,15 @@ def test_simulate_and_live_worker_agree_on_deadline_races(
     agree()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a caught-up worker applies an event before its partition's timers due by "
-    "the event's time (the sweep fires a second only once it has ended); simulate fires "
-    "them first",
-)
 def test_simulate_and_live_worker_agree_on_events_at_and_after_deadlines(
     worker_env: Callable[..., WorkerEnv],
     start_worker: Callable[[WorkerEnv], WorkerProcess],
     redis_url: str,
 ) -> None:
     """A purchase exactly at its cart's deadline, one 1 ms after, a second add 399 ms
-    after (all within the deadline's second): the simulator fires each reminder first."""
+    after (all within the deadline's second): both apply the event first, since a
+    moment's timers fire once the moment (the second) has ended. (The simulator once
+    fired them first and sent reminders the worker did not.)"""
     env = worker_env(rules=BOUNDARY_RULES)
     start_worker(env)
     plan = [(0, 0, "purchase"), (250, 1, "purchase"), (250, 2, "add_to_cart")]
