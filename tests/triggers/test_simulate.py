@@ -384,3 +384,28 @@ def test_a_hard_bounce_holds_every_mail_until_a_new_address(tmp_path: Path) -> N
         if d["user_id"] == "kai" and d["outcome"] == "suppressed"
     }
     assert {("cart_abandonment", "undeliverable"), ("order_thanks", "undeliverable")} <= held
+
+
+@pytest.mark.parametrize(
+    ("after_deadline", "reminded"),
+    [
+        (timedelta(0), False),  # at the deadline: same moment, the purchase comes first
+        (timedelta(milliseconds=999), False),  # still the deadline's second
+        (timedelta(seconds=1), True),  # the next second: the reminder fired before it
+    ],
+)
+def test_a_moments_events_come_before_the_timers_due_in_it(
+    tmp_path: Path, after_deadline: timedelta, reminded: bool
+) -> None:
+    """As on a live worker, which sweeps a second's timers once that second has ended."""
+    events, out = tmp_path / "e.jsonl", tmp_path / "s.jsonl"
+    deadline = timedelta(minutes=5, hours=1)  # the shipped cart wait after the add
+    lines = [
+        signup("ola"),
+        ev(1, "add_to_cart", "ola", timedelta(minutes=5), product_id="mug", price=14.0),
+        ev(2, "purchase", "ola", deadline + after_deadline, order_id="o1", total=14.0),
+    ]
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    run("--events", str(events), "--until", "2026-03-03", "--out", str(out))
+    carts = [s for s in read(out) if s["rule_id"] == "cart_abandonment"]
+    assert len(carts) == int(reminded)
