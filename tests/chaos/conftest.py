@@ -23,7 +23,7 @@ from triggers import load_rules
 from ..streams.conftest import TEST_RULES, WorkerEnv
 from .checker import Account, Row, Tail, expected_sends, settle
 from .faults import Workers
-from .workload import plan, publish
+from .workload import plan, publish, read_back
 
 CART_WAIT, WINBACK_WAIT = 5.0, 8.0
 RULES = TEST_RULES.format(cart_wait=f"{CART_WAIT:g}s", winback_wait=f"{WINBACK_WAIT:g}s")
@@ -50,13 +50,32 @@ class Chaos:
     env: WorkerEnv
     pools: list[Workers] = field(default_factory=list)
 
+    def on_broker(self, bootstrap: str) -> None:
+        """Run this scenario against the broker at ``bootstrap`` (one of its own)."""
+        assert not self.pools, "choose the broker before starting workers"
+        self.env = replace(self.env, bootstrap=bootstrap)
+
     def workers(self, *, redis_url: str | None = None) -> Workers:
         """A pool of workers on this scenario's topics (and on ``redis_url`` if given)."""
         env = self.env if redis_url is None else replace(self.env, redis_url=redis_url)
         self.pools.append(Workers(env))
         return self.pools[-1]
 
-    async def run(self, name: str, fault: Fault, *, window: float, workers: Workers) -> Row:
+    async def run(
+        self,
+        name: str,
+        fault: Fault,
+        *,
+        window: float,
+        workers: Workers,
+        publish_timeout_ms: int = 40_000,
+        expect_from_topic: bool = False,
+    ) -> Row:
+        """The workload under ``fault``, then the account. ``publish_timeout_ms`` bounds
+        how long the workload waits for an acknowledgement before sending a record
+        again; with ``expect_from_topic`` the expected outcome is computed from the
+        events topic read back (every record that reached it, resent ones included)
+        rather than from the lines handed to the producer."""
         steps = plan(users(), window, seed())
         sends = Tail(self.env.bootstrap, self.env.send_topic)
         decisions = Tail(self.env.bootstrap, self.env.decisions_topic)
@@ -64,9 +83,16 @@ class Chaos:
         await decisions.start()
         try:
             faults = asyncio.create_task(fault(workers))
-            published = await publish(self.env.bootstrap, self.env.events_topic, steps)
+            published = await publish(
+                self.env.bootstrap,
+                self.env.events_topic,
+                steps,
+                request_timeout_ms=publish_timeout_ms,
+            )
             await faults
             faults_ended = time.monotonic()
+            if expect_from_topic:
+                published.lines = await read_back(self.env.bootstrap, self.env.events_topic)
             rules = load_rules(self.env.config_dir)
             expected = await expected_sends(rules, published.lines, WINBACK_WAIT)
             await asyncio.sleep(max(0.0, (expected.last_due - datetime.now(UTC)).total_seconds()))
@@ -87,7 +113,7 @@ class Chaos:
             recover_s=recover,
         )
         ROWS.append(row)
-        print(" | ".join(row.cells()))
+        print(" | ".join(row.cells()), f"(events resent by the workload: {published.resent})")
         (self.env.tmp / f"events-{name.split()[0]}.jsonl").write_bytes(b"\n".join(published.lines))
         assert not account.lost, account.describe(account.lost)
         assert not account.unexpected, account.describe(account.unexpected)

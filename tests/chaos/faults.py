@@ -1,4 +1,5 @@
-"""What the chaos scenarios break: worker processes, a redis-server, the path to it."""
+"""What the chaos scenarios break: worker processes, a redis-server, the path to it, a
+broker."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.embedded import free_port, start_redis
+from streams.embedded import free_port, start_broker, start_redis
 
 from ..streams.conftest import PARTITIONS, WorkerEnv, WorkerProcess
 
-__all__ = ["LatencyProxy", "RedisServer", "Workers", "moments"]
+__all__ = ["Broker", "LatencyProxy", "RedisServer", "Workers", "moments"]
 
 
 def moments(rng: random.Random, count: int, start: float, end: float, gap: float) -> list[float]:
@@ -88,6 +89,39 @@ class RedisServer:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+            self.proc = None
+
+
+class Broker:
+    """A tansu broker of one scenario's own (memory storage), paused and resumed with
+    SIGSTOP and SIGCONT: it keeps its topics and offsets, accepts connections (the
+    kernel does) and answers nothing until resumed."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.bootstrap = ""
+
+    def start(self) -> None:
+        self.proc, self.bootstrap = start_broker(log=self.log)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused one cannot stop
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             self.proc = None
 
 
