@@ -121,7 +121,7 @@ async def process_safely(
             )
             await _publish_dead_letter(dead_letter, letter, metrics)
             result = BatchResult(dead_letters=[letter])
-        _merge(merged, result)
+        merged.add(result)
     return merged
 
 
@@ -150,17 +150,3 @@ def _where(message: Incoming) -> dict[str, Any]:
     if message.key:
         where["user_id"] = message.key.decode(errors="replace")
     return where
-
-
-def _merge(into: BatchResult, other: BatchResult) -> None:
-    into.events += other.events
-    into.duplicates += other.duplicates
-    into.timers_fired += other.timers_fired
-    into.dead_letters += other.dead_letters
-    into.sends += other.sends
-    into.decisions += other.decisions
-    into.by_type.update(other.by_type)
-    into.sends_due += other.sends_due
-    into.timer_lateness_ms += other.timer_lateness_ms
-    for partition, mark in other.watermarks.items():
-        into.watermarks[partition] = max(into.watermarks.get(partition, 0), mark)

@@ -133,6 +133,21 @@ class BatchResult:
     #: per fired timer, how long after its due time it fired (ms; the sweep's clock)
     timer_lateness_ms: list[int] = field(default_factory=list)
 
+    def add(self, other: BatchResult) -> None:
+        """Count ``other``'s work into this one (a batch split, timers fired before it)."""
+        self.events += other.events
+        self.duplicates += other.duplicates
+        self.timers_fired += other.timers_fired
+        self.dead_letters += other.dead_letters
+        self.sends += other.sends
+        self.decisions += other.decisions
+        self.by_type.update(other.by_type)
+        self.sends_due += other.sends_due
+        self.timer_lateness_ms += other.timer_lateness_ms
+        self.scored += other.scored
+        for partition, mark in other.watermarks.items():
+            self.watermarks[partition] = max(self.watermarks.get(partition, 0), mark)
+
 
 class ConcurrentUpdate(TriggerError):
     """Profiles kept changing under this worker (another worker owns the partition)."""
