@@ -33,7 +33,9 @@ another guard objects; quiet hours never let it out inside them).
 
 A firing that passes renders its mail (:func:`triggers.compose.compose`): one whose
 template requires data the user lacks is suppressed (``missing_data``, the detail names
-the field), one that fails to render too (``render_error``).
+the field), one that fails to render too (``render_error``), and one whose HTML and text
+come to more than :data:`MAX_MAIL_BYTES` (a template looping over a huge order, say)
+as well (``too_large``).
 
 Every outcome becomes a :class:`Decision`; sends and decisions are recorded on the
 profile so that caps, cooldowns and ``explain`` see them.
@@ -70,7 +72,11 @@ from triggers.schedule import best_hour, quiet_until, user_zone
 from triggers.timeline import Timeline
 from triggers.tracking import track
 
-__all__ = ["Resolution", "resolve"]
+#: the largest mail (its HTML and text, UTF-8) a send request may carry: far past what
+#: mail clients show (Gmail clips at 102 KB), well under what the send-requests topic takes
+MAX_MAIL_BYTES = 512 * 1024
+
+__all__ = ["MAX_MAIL_BYTES", "Resolution", "resolve"]
 
 
 @dataclass
@@ -325,6 +331,11 @@ def _send(
         signer=ruleset.links,
         keep={composed.unsubscribe_url},
     )
+    size = len(html.encode()) + len(email.text.encode())
+    if size > MAX_MAIL_BYTES:  # no mailer takes it, nor the topic: never retried forever
+        detail = f"{size} bytes of HTML and text; the limit is {MAX_MAIL_BYTES}"
+        _decide(out, profile, firing, now, "suppressed", "too_large", detail)
+        return
     assert profile.email is not None  # checked by the no_email guard
     sender = ruleset.config.sender
     headers = {}

@@ -23,6 +23,7 @@ from triggers import (
     request_id,
 )
 from triggers.contracts import DEAD_LETTER_KEEP
+from triggers.decide import MAX_MAIL_BYTES
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -372,3 +373,15 @@ async def test_a_dead_letter_over_the_limit_keeps_only_the_start_of_its_value(h:
     assert letter.detail.endswith(
         f"(value cut to its first {DEAD_LETTER_KEEP} of {len(huge.value or b'')} bytes)"
     )
+
+
+async def test_a_mail_too_large_for_any_mailer_is_suppressed_not_sent(h: Harness) -> None:
+    # a name of 300,000 characters, shown in the welcome's HTML and text
+    huge = h.message(
+        "signup", email="u1@example.com", first_name="x" * 300_000, consent={"email": True}
+    )
+    result = await h.engine.process([huge])
+    assert h.outbox.by_rule("welcome") == []
+    [welcome] = [d for d in result.decisions if d.rule_id == "welcome"]
+    assert (welcome.outcome, welcome.reason) == ("suppressed", "too_large")
+    assert welcome.detail.endswith(f"the limit is {MAX_MAIL_BYTES}")
