@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -215,6 +216,15 @@ async def live_sends(env: WorkerEnv, view: RedisView, tag: str, lines: list[byte
     return {(s["user_id"], s["rule_id"], s["request_id"]) for s in ours}
 
 
+async def sent_live(env: WorkerEnv, redis_url: str, tag: str, lines: list[bytes]) -> set[Any]:
+    """:func:`live_sends` with a Redis client of its own."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return await live_sends(env, RedisView(client, env.keys), tag, lines)
+    finally:
+        await client.aclose()
+
+
 def link_verifies(
     signer: UnsubscribeSigner, user_id: str, headers: dict[str, str], now: datetime
 ) -> bool:
@@ -250,16 +260,7 @@ def test_simulate_and_live_worker_agree(
         for send in simulated.sends:  # each verifies as of its own virtual moment
             assert link_verifies(rules.unsubscribe, send.user_id, send.headers, send.created_at)
 
-        async def live() -> set[Any]:
-            import redis.asyncio as aioredis
-
-            client = aioredis.Redis.from_url(redis_url)
-            try:
-                return await live_sends(env, RedisView(client, env.keys), tag, lines)
-            finally:
-                await client.aclose()
-
-        assert asyncio.run(live()) == expected
+        assert asyncio.run(sent_live(env, redis_url, tag, lines)) == expected
 
     agree()
 
@@ -373,16 +374,7 @@ def race_outcomes(
     simulated = asyncio.run(simulate(rules, lines, until=datetime(2100, 1, 1, tzinfo=UTC)))
     expected = {(s.user_id, s.rule_id, s.request_id) for s in simulated.sends}
 
-    async def live() -> set[Any]:
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            return await live_sends(env, RedisView(client, env.keys), tag, lines)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(live()), expected
+    return asyncio.run(sent_live(env, redis_url, tag, lines)), expected
 
 
 def test_simulate_and_live_worker_agree_on_deadline_races(
