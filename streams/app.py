@@ -49,7 +49,7 @@ from streams.settings import Settings
 from streams.watch import ConfigWatch, config_hash
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
 from triggers.contracts import DEAD_LETTER_KEEP
-from triggers.firing import MOMENT_MS
+from triggers.firing import end_of_previous_moment
 
 __all__ = ["Gathered", "Nudge", "create_app"]
 
@@ -470,9 +470,7 @@ class Nudge:
                 continue
             # fire only whole moments (seconds), so timers of one user falling due in the
             # same second arbitrate together, here as in `nudge simulate`
-            horizon = datetime.fromtimestamp(
-                ((int(now.timestamp() * 1000) // MOMENT_MS) * MOMENT_MS - 1) / 1000, tz=UTC
-            )
+            horizon = end_of_previous_moment(now)
             limit = self.settings.timer_batch
             try:
                 async with self.lock:

@@ -27,6 +27,7 @@ __all__ = [
     "RETENTION",
     "Firing",
     "date_timer",
+    "end_of_previous_moment",
     "from_ms",
     "ms",
     "recheck_timer",
@@ -55,6 +56,13 @@ def ms(moment: datetime) -> int:
 
 def from_ms(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def end_of_previous_moment(at: datetime) -> datetime:
+    """The last millisecond of the moment (second) before the one ``at`` falls in: how
+    far timers may fire before anything of ``at``'s moment happens (a moment's timers
+    fire once it has ended, after its events)."""
+    return from_ms(ms(at) // MOMENT_MS * MOMENT_MS - 1)
 
 
 def whole_moment_ms(epoch_ms: float) -> int:

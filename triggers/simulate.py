@@ -31,7 +31,7 @@ from profiles import (
 from triggers.arms import DEFAULT_ARM
 from triggers.contracts import DeadLetter, SendRequest
 from triggers.engine import Engine, Incoming, InMemoryOutbox
-from triggers.firing import MOMENT_MS
+from triggers.firing import MOMENT_MS, end_of_previous_moment
 from triggers.loader import RuleSet
 
 __all__ = ["Simulation", "compare", "simulate"]
@@ -123,10 +123,8 @@ async def simulate(
         ordered.append((event.ts, offset, raw, event.user_id.encode()))
     ordered.sort(key=lambda item: (item[0], item[1]))
     for ts, offset, raw, key in ordered:
-        # a moment's events come before the timers due in it, as on a live worker, which
-        # fires a second's timers once that second has ended
-        moment_ms = int(ts.timestamp() * 1000) // MOMENT_MS * MOMENT_MS
-        await _fire_until(engine, sim, clock, datetime.fromtimestamp((moment_ms - 1) / 1000, UTC))
+        # a moment's events come before the timers due in it, as on a live worker
+        await _fire_until(engine, sim, clock, end_of_previous_moment(ts))
         clock.advance(ts)
         await engine.process([Incoming(raw, key, SIMULATED_TOPIC, _PARTITION, offset)])
         await engine.settle()  # the next event's renders see this one in the statistics
