@@ -45,7 +45,14 @@ from profiles.store import (
 )
 from profiles.stored import dump_profile, load_profile
 
-__all__ = ["RedisProfileStore", "ScriptCall", "load_script", "run_scripts", "translate_errors"]
+__all__ = [
+    "FAILING_OVER",
+    "RedisProfileStore",
+    "ScriptCall",
+    "load_script",
+    "run_scripts",
+    "translate_errors",
+]
 
 #: one call of a Lua script: its keys (all in one hash slot) and its arguments
 ScriptCall = tuple[Sequence[Any], Sequence[Any]]

@@ -27,17 +27,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import orjson
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    ReadOnlyError,
-    RedisError,
-    TryAgainError,
-)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from profiles import Keys
+from profiles.redis_store import FAILING_OVER
 from streams.errors import StreamsError
 
 __all__ = [
@@ -181,15 +176,11 @@ return 0
 )
 
 
-#: what Redis answers while a replica takes over or a node loads its data: wait it out
-_FAILING_OVER = (ReadOnlyError, ClusterDownError, TryAgainError, BusyLoadingError)
-
-
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError, *_FAILING_OVER) as exc:
+    except (RedisConnectionError, RedisTimeoutError, OSError, *FAILING_OVER) as exc:
         raise LedgerUnavailable(f"Redis unavailable: {exc}") from exc
     except RedisError as exc:
         raise LedgerError(f"Redis error: {exc}") from exc
