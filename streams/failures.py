@@ -45,14 +45,17 @@ TOO_LARGE: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,)
 def is_retryable(exc: BaseException) -> bool:
     """An outage to wait out, as opposed to a message or state that is bad."""
     # faust wraps producer failures in its own ProducerSendError (from KafkaError)
-    if is_too_large(exc):
-        return False
-    return isinstance(exc, RETRYABLE) or isinstance(exc.__cause__, RETRYABLE)
+    return not is_too_large(exc) and _caused_by(exc, RETRYABLE)
 
 
 def is_too_large(exc: BaseException) -> bool:
     """A record the broker refuses for its size: waiting changes nothing."""
-    return isinstance(exc, TOO_LARGE) or isinstance(exc.__cause__, TOO_LARGE)
+    return _caused_by(exc, TOO_LARGE)
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """``exc``, or the error it was raised from, is one of ``kinds``."""
+    return isinstance(exc, kinds) or isinstance(exc.__cause__, kinds)
 
 
 async def retry_forever(

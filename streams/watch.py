@@ -14,13 +14,17 @@ __all__ = ["MODEL_MANIFEST", "ConfigWatch", "config_fingerprint", "config_hash"]
 MODEL_MANIFEST = "manifest.json"
 
 
+def _config_files(config_dir: Path) -> list[Path]:
+    """Every file under ``config_dir``, in a stable order."""
+    return sorted(p for p in config_dir.rglob("*") if p.is_file())
+
+
 def config_fingerprint(
     config_dir: Path, model_dir: Path | None = None
 ) -> tuple[tuple[str, int, int], ...]:
     """What changes when any file under ``config_dir`` is edited, added or removed, or
     the manifest of ``model_dir`` (the prediction model) is replaced."""
-    files = sorted(p for p in config_dir.rglob("*") if p.is_file())
-    found = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files]
+    found = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in _config_files(config_dir)]
     if model_dir is not None:
         manifest = model_dir / MODEL_MANIFEST
         try:
@@ -36,7 +40,7 @@ def config_hash(config_dir: Path, model_dir: Path | None = None) -> str:
     relative path and content) and the model's manifest, so two workers that show the same
     hash run the same rules, templates and model."""
     digest = hashlib.sha256()
-    files = sorted(p for p in config_dir.rglob("*") if p.is_file())
+    files = _config_files(config_dir)
     if model_dir is not None and (model_dir / MODEL_MANIFEST).is_file():
         files.append(model_dir / MODEL_MANIFEST)
     for path in files:

@@ -134,7 +134,7 @@ class BatchResult:
     timer_lateness_ms: list[int] = field(default_factory=list)
 
     def add(self, other: BatchResult) -> None:
-        """Count ``other``'s work into this one (a batch split, timers fired before it)."""
+        """Count ``other``'s work into this one (the parts of a batch split up)."""
         self.events += other.events
         self.duplicates += other.duplicates
         self.timers_fired += other.timers_fired
@@ -197,13 +197,11 @@ class Engine:
             mark = result.watermarks.get(message.partition, 0)
             result.watermarks[message.partition] = max(mark, event.ts_ms)
         dead_letters = result.dead_letters
-        event_ms = {e.event_id: e.ts_ms for events in by_user.values() for e, _ in events}
+        parsed = by_user
         for _ in range(self.cas_attempts):
             conflicts = await self._apply(by_user, dead_letters, result)
             if not conflicts:
-                result.sends_due = [
-                    ("immediate", event_ms.get(s.trigger_event_id, 0)) for s in result.sends
-                ]
+                result.sends_due = _sends_due(result.sends, parsed)
                 return result
             log.warning("profiles changed under us, retrying %d users", len(conflicts))
             by_user = {user_id: by_user[user_id] for user_id in conflicts}
@@ -499,6 +497,17 @@ def _products_named(events: Iterable[Event | dict[str, Any]]) -> Iterator[str]:
         for item in props.get("items") or ():
             if isinstance(item, dict) and isinstance(item.get("product_id"), str):
                 yield item["product_id"]
+
+
+def _sends_due(
+    sends: Sequence[SendRequest], events: dict[str, list[tuple[Event, int]]]
+) -> list[tuple[SendKind, int]]:
+    """When each of a batch's sends became due: its trigger event's time (most batches
+    send nothing, and pay nothing for this)."""
+    if not sends:
+        return []
+    event_ms = {e.event_id: e.ts_ms for user_events in events.values() for e, _ in user_events}
+    return [("immediate", event_ms.get(s.trigger_event_id, 0)) for s in sends]
 
 
 def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) -> list[ProfileWrite]:
