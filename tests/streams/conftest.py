@@ -407,6 +407,17 @@ def signup(user: str) -> dict[str, Any]:
     }
 
 
+def add_to_cart(user: str, **extra: Any) -> dict[str, Any]:
+    """``user`` adding an enamel mug ($14) to their cart now; ``extra`` properties added."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": "add_to_cart",
+        "user_id": user,
+        "ts": datetime.now(UTC).isoformat(),
+        "properties": {"product_id": "mug", "name": "Enamel mug", "price": 14.0, **extra},
+    }
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.1) -> Any:
     """``check()`` (awaited if it is a coroutine) once it is truthy; fails after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -5,27 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import redis.asyncio as aioredis
 
 from profiles import Keys
 from triggers import request_id
 
-from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess, eventually, signup
-
-
-def add_to_cart(user: str) -> dict[str, Any]:
-    return {
-        "event_id": uuid.uuid4().hex,
-        "type": "add_to_cart",
-        "user_id": user,
-        "ts": datetime.now(UTC).isoformat(),
-        "properties": {"product_id": "mug", "name": "Enamel mug", "price": 14.0},
-    }
+from .conftest import (
+    Kafka,
+    RedisView,
+    WorkerEnv,
+    WorkerProcess,
+    add_to_cart,
+    eventually,
+    signup,
+)
 
 
 async def test_a_worker_on_redis_cluster_sends_and_its_timer_survives_a_restart(

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess
-from .test_worker import add_to_cart, ev, signup
+from .conftest import Kafka, RedisView, WorkerEnv, WorkerProcess, add_to_cart
+from .test_worker import ev, signup
 
 Env = Callable[..., WorkerEnv]
 Start = Callable[[WorkerEnv], WorkerProcess]

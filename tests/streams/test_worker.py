@@ -25,6 +25,7 @@ from .conftest import (
     RedisView,
     WorkerEnv,
     WorkerProcess,
+    add_to_cart,
     eventually,
 )
 
@@ -47,10 +48,6 @@ def signup(user: str, consent: bool = True) -> dict[str, Any]:
     return ev(
         "signup", user, email=f"{user}@example.com", first_name="Ada", consent={"email": consent}
     )
-
-
-def add_to_cart(user: str, **extra: Any) -> dict[str, Any]:
-    return ev("add_to_cart", user, product_id="mug", name="Enamel mug", price=14.0, **extra)
 
 
 async def test_welcome_fires_once_for_a_signup(
