@@ -49,7 +49,7 @@ from streams.settings import Settings
 from streams.watch import ConfigWatch, config_hash
 from triggers import BatchResult, ConfigError, DeadLetter, Engine, Incoming, RuleSet, load_rules
 from triggers.contracts import DEAD_LETTER_KEEP
-from triggers.firing import end_of_previous_moment
+from triggers.firing import FUTURE_SKEW_MS, end_of_previous_moment
 
 __all__ = ["Gathered", "Nudge", "create_app"]
 
@@ -65,11 +65,6 @@ CATALOG_BATCH, CATALOG_WITHIN = 500, 0.05
 
 #: library loggers held to the configured level (see ``Nudge._quiet_libraries``)
 QUIET_LOGGERS = ("aiokafka", "faust", "mode")
-
-
-#: how far ahead of the wall clock an event's time may move its partition's clock (ms):
-#: producers' clocks run a little ahead, not hours
-FUTURE_SKEW_MS = 5_000
 
 
 class PartitionClock:

@@ -49,8 +49,14 @@ from profiles.fold import ADDRESS_EVENTS, address_set_by
 from triggers.arms import COUNTER_PREFIX
 from triggers.contracts import DeadLetter, Decision, SendRequest
 from triggers.errors import TriggerError
-from triggers.firing import RECHECK
-from triggers.fold import UserStep, apply_user_events, fire_user_timers
+from triggers.firing import RECHECK, ms
+from triggers.fold import (
+    UserStep,
+    apply_user_events,
+    fire_user_timers,
+    overdue_before,
+    overdue_ids,
+)
 from triggers.loader import RuleSet
 from triggers.picks import seed_products
 from triggers.replan import Replan, replan_timer
@@ -198,10 +204,11 @@ class Engine:
             result.watermarks[message.partition] = max(mark, event.ts_ms)
         dead_letters = result.dead_letters
         parsed = by_user
+        fired: list[Timer] = []
         for _ in range(self.cas_attempts):
-            conflicts = await self._apply(by_user, dead_letters, result)
+            conflicts = await self._apply(by_user, dead_letters, result, fired)
             if not conflicts:
-                result.sends_due = _sends_due(result.sends, parsed)
+                result.sends_due = _sends_due(result.sends, parsed, fired)
                 return result
             log.warning("profiles changed under us, retrying %d users", len(conflicts))
             by_user = {user_id: by_user[user_id] for user_id in conflicts}
@@ -213,20 +220,28 @@ class Engine:
         by_user: dict[str, list[tuple[Event, int]]],
         dead_letters: list[DeadLetter],
         result: BatchResult,
+        fired: list[Timer],
     ) -> list[str]:
+        """Fold ``by_user`` into their profiles and commit; the users whose profile
+        changed meanwhile (to try again). The timers fired before the users' events are
+        added to ``fired``."""
         wanted = {user_id: [e.event_id for e, _ in events] for user_id, events in by_user.items()}
         incoming = [event for batch in by_user.values() for event, _ in batch]
         snapshots, erased = await asyncio.gather(
             self.profiles.load(wanted), self.suppression.erased(_addresses_set(incoming))
         )
         now = self.clock()
-        lookups = await self._lookups(incoming, snapshots.values(), now)
+        overdue = await self._overdue(by_user, snapshots, now)
+        triggers = [timer.trigger_event for timers in overdue.values() for timer in timers.values()]
+        lookups = await self._lookups([*incoming, *triggers], snapshots.values(), now)
         if erased:
             lookups = replace(lookups, erased_addresses=erased)
         steps = {}
         for user_id, events in by_user.items():
-            snapshot = snapshots[user_id]
-            steps[user_id] = step = apply_user_events(self.rules, snapshot, events, now, lookups)
+            snapshot, stored = snapshots[user_id], overdue.get(user_id)
+            steps[user_id] = step = apply_user_events(
+                self.rules, snapshot, events, now, lookups, stored
+            )
             result.duplicates += step.duplicates
             result.events += step.types.total()
             result.by_type.update(step.types)
@@ -246,8 +261,41 @@ class Engine:
         ]
         conflicts = await self._commit(steps.values(), writes, dead_letters, result)
         committed = [step for user_id, step in steps.items() if user_id not in conflicts]
+        # published even for a user tried again: the store no longer holds those timers
+        now_fired = [timer for step in steps.values() for timer in step.fired]
+        fired += now_fired
+        result.timers_fired += len(now_fired)
+        result.timer_lateness_ms += [ms(now) - timer.due_ms for timer in now_fired]
         await self._record(committed, now)
         return conflicts
+
+    async def _overdue(
+        self,
+        by_user: dict[str, list[tuple[Event, int]]],
+        snapshots: dict[str, Snapshot],
+        now: datetime,
+    ) -> dict[str, dict[str, Timer]]:
+        """Per user, by id, the stored timers already due before one of their events in
+        the batch (see :func:`triggers.fold.apply_user_events`): one read per partition,
+        and none for a batch without any (a worker keeping up)."""
+        wanted: dict[int, list[str]] = {}
+        for user_id, events in by_user.items():
+            profile = snapshots[user_id].profile
+            if profile is None or not profile.timers:
+                continue
+            latest = max(event.ts_ms for event, _ in events)
+            ids = overdue_ids(profile, overdue_before(latest, now))
+            if ids:
+                partition = events[0][1] if profile.partition is None else profile.partition
+                wanted.setdefault(partition, []).extend(ids)
+        if not wanted:
+            return {}
+        found = await asyncio.gather(*(self.timers.find(p, ids) for p, ids in wanted.items()))
+        overdue: dict[str, dict[str, Timer]] = {}
+        for timers in found:
+            for timer in timers:
+                overdue.setdefault(timer.user_id, {})[timer.id] = timer
+        return overdue
 
     async def _record(self, steps: list[UserStep], now: datetime) -> None:
         """Add what the committed steps applied to the shop-wide statistics.
@@ -500,14 +548,24 @@ def _products_named(events: Iterable[Event | dict[str, Any]]) -> Iterator[str]:
 
 
 def _sends_due(
-    sends: Sequence[SendRequest], events: dict[str, list[tuple[Event, int]]]
+    sends: Sequence[SendRequest],
+    events: dict[str, list[tuple[Event, int]]],
+    fired: Sequence[Timer],
 ) -> list[tuple[SendKind, int]]:
-    """When each of a batch's sends became due: its trigger event's time (most batches
-    send nothing, and pay nothing for this)."""
+    """When each of a batch's sends became due: the due time of the timer it came from,
+    else its trigger event's time (most batches send nothing, and pay nothing for this)."""
     if not sends:
         return []
     event_ms = {e.event_id: e.ts_ms for user_events in events.values() for e, _ in user_events}
-    return [("immediate", event_ms.get(s.trigger_event_id, 0)) for s in sends]
+    timer_ms = {(t.rule_id, t.trigger_event_id): t.due_ms for t in fired}
+    due: list[tuple[SendKind, int]] = []
+    for send in sends:
+        when = timer_ms.get((send.rule_id, send.trigger_event_id))
+        if when is not None:
+            due.append(("timer", when))
+        else:
+            due.append(("immediate", event_ms.get(send.trigger_event_id, 0)))
+    return due
 
 
 def _timer_writes(snapshots: dict[str, Snapshot], steps: dict[str, UserStep]) -> list[ProfileWrite]:

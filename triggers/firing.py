@@ -21,6 +21,7 @@ from triggers.rules import DateRule, Rule, SequenceRule
 from triggers.schedule import date_value, next_anniversary, user_zone
 
 __all__ = [
+    "FUTURE_SKEW_MS",
     "MOMENT_MS",
     "OWN_TIMERS",
     "RECHECK",
@@ -38,6 +39,10 @@ __all__ = [
 
 #: timers of one user due within the same window count as one moment (they arbitrate)
 MOMENT_MS = 1000
+
+#: how far ahead of the wall clock an event's time may count (ms): producers' clocks run
+#: a little ahead, not hours; an event from further ahead fires no timers early
+FUTURE_SKEW_MS = 5_000
 
 #: the rule id of re-check timers (rule ids start with a letter, so it cannot clash)
 RECHECK = "~recheck"

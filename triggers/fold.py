@@ -12,7 +12,7 @@ expires (:func:`_expire`) unless the user came back meanwhile.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +41,9 @@ from triggers.contracts import Decision, SendRequest
 from triggers.decide import Resolution, resolve
 from triggers.evaluate import Before, entered, evaluate_event
 from triggers.firing import (
+    FUTURE_SKEW_MS,
     MOMENT_MS,
+    OWN_TIMERS,
     RECHECK,
     RETENTION,
     Firing,
@@ -64,6 +66,8 @@ __all__ = [
     "UserStep",
     "apply_user_events",
     "fire_user_timers",
+    "overdue_before",
+    "overdue_ids",
     "rebaseline",
     "rescored",
 ]
@@ -112,6 +116,8 @@ class UserStep:
     expired: bool = False
     #: store counter increments written with the profile (see :mod:`triggers.arms`)
     counters: dict[str, float] = field(default_factory=dict)
+    #: the user's timers fired before one of the events (see :func:`apply_user_events`)
+    fired: list[Timer] = field(default_factory=list)
 
     def absorb(self, resolution: Resolution) -> None:
         self.sends += resolution.sends
@@ -133,8 +139,14 @@ def apply_user_events(
     events: Sequence[tuple[Event, int]],
     now: datetime,
     lookups: Lookups = NO_LOOKUPS,
+    stored: Mapping[str, Timer] | None = None,
 ) -> UserStep:
     """Apply ``(event, partition)`` pairs in order, skipping events already applied.
+
+    Before an event, the user's rule timers due before its moment fire, as they would
+    have had the sweep kept up (see :func:`overdue_before`); ``stored`` holds those
+    timers from the store by id (:func:`overdue_ids` says which to fetch), the timers
+    scheduled by the events before come from the step itself.
 
     The snapshot's profile is updated in place and becomes ``UserStep.profile``: the
     caller hands over a profile it owns (a fresh load), which saves a copy per event.
@@ -142,6 +154,7 @@ def apply_user_events(
     step = UserStep(
         profile=snapshot.profile, model=ruleset.model_version, tombstone_ms=snapshot.erased_ms
     )
+    stored = stored or {}
     seen = set(snapshot.seen)
     for event, partition in events:
         if event.event_id in seen:
@@ -153,11 +166,70 @@ def apply_user_events(
             continue
         if step.profile is None and event.type in FOR_KNOWN_USERS:
             continue
+        _fire_overdue(ruleset, step, stored, overdue_before(event.ts_ms, now), lookups)
         _apply_one(ruleset, step, event, partition, now, lookups)
         if event.type != "erase":  # an erasure forgets the events applied before it
             step.applied.append((event.event_id, event.ts_ms))
         step.types[event.type] += 1
     return step
+
+
+def overdue_before(event_ms: int, now: datetime) -> int:
+    """Timers due before this time (epoch ms) are overdue for an event at ``event_ms``:
+    the start of its moment (a moment's events come before its timers, as in the sweep),
+    and for an event from a clock running ahead, no later than :data:`FUTURE_SKEW_MS`
+    after ``now``."""
+    return min(event_ms, ms(now) + FUTURE_SKEW_MS) // MOMENT_MS * MOMENT_MS
+
+
+def overdue_ids(profile: Profile | None, before_ms: int) -> list[str]:
+    """The ids of the profile's pending rule timers due before ``before_ms``.
+
+    The engine's own timers are left to the sweep: re-checks score users as of the
+    batch, and a retention timer's expiry is judged against the user's last event.
+    """
+    if profile is None or not profile.timers or min(profile.timers.values()) >= before_ms:
+        return []
+    return [
+        tid
+        for tid, due_ms in profile.timers.items()
+        if due_ms < before_ms and tid.partition("|")[0] not in OWN_TIMERS
+    ]
+
+
+def _fire_overdue(
+    ruleset: RuleSet,
+    step: UserStep,
+    stored: Mapping[str, Timer],
+    before_ms: int,
+    lookups: Lookups,
+) -> None:
+    """Fire the user's rule timers due before ``before_ms``, a moment at a time, at their
+    due time (or the user's last event, if later).
+
+    A worker behind its partition (a backlog, a stalled broker, a sweep waiting for the
+    lock) would otherwise apply the event first: a purchase cancels the cart reminder
+    that was due before it, any event moves the winback that was due. ``nudge simulate``
+    fires them first; so does the worker now, with the same request ids.
+    """
+    ids = overdue_ids(step.profile, before_ms)
+    if not ids or step.profile is None:
+        return
+    scheduled = {timer.id: timer for timer in step.ops.schedule.values()}
+    due: dict[int, list[Timer]] = {}
+    for tid in ids:
+        timer = scheduled.get(tid) or stored.get(tid)
+        # one the store no longer has was fired or cancelled by an earlier try
+        if timer is not None and timer.due_ms == step.profile.timers[tid]:
+            due.setdefault(timer.due_ms // MOMENT_MS, []).append(timer)
+    for _, timers in sorted(due.items()):
+        timers.sort(key=lambda t: (t.due_ms, t.id))
+        for timer in timers:
+            step.ops.remove(timer.partition, timer.id)
+        profile = step.profile
+        at = timers[0].due_ms if profile is None else max(timers[0].due_ms, ms(profile.last_seen))
+        _fire_moment(ruleset, step, timers, from_ms(at), lookups)
+        step.fired += timers
 
 
 #: the rule id of decisions about an event rather than a rule (every rule alike)

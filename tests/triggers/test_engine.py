@@ -24,6 +24,8 @@ from triggers import (
 )
 from triggers.contracts import DEAD_LETTER_KEEP
 from triggers.decide import MAX_MAIL_BYTES
+from triggers.firing import FUTURE_SKEW_MS
+from triggers.simulate import simulate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -99,12 +101,14 @@ class Harness(Messages):
         self.outbox = Outbox()
         self.timers = InMemoryTimerStore()
         self.profiles = InMemoryProfileStore()
+        #: the engine's wall clock
+        self.now = T0
         self.engine = Engine(
             rules=load_rules(config),
             profiles=self.profiles,
             timers=self.timers,
             outbox=self.outbox,
-            clock=lambda: T0,
+            clock=lambda: self.now,
         )
 
     async def send(self, *messages: Incoming) -> None:
@@ -385,3 +389,95 @@ async def test_a_mail_too_large_for_any_mailer_is_suppressed_not_sent(h: Harness
     [welcome] = [d for d in result.decisions if d.rule_id == "welcome"]
     assert (welcome.outcome, welcome.reason) == ("suppressed", "too_large")
     assert welcome.detail.endswith(f"the limit is {MAX_MAIL_BYTES}")
+
+
+# --- timers overdue when a later event of their user arrives --------------------------------
+# A worker behind its partition (a backlog, a stalled broker, a sweep waiting for the lock)
+# gets a user's next event before its sweep fired the timers due before it; the sweep
+# never runs in these tests.
+
+
+def purchase(h: Messages, at: datetime) -> Incoming:
+    return h.message("purchase", at, order_id="o1", total=12.0)
+
+
+async def test_a_purchase_after_the_deadline_comes_after_the_cart_reminder(h: Harness) -> None:
+    await h.send(signup(h), cart(h))
+    h.now = T0 + timedelta(hours=3)
+    result = await h.engine.process([purchase(h, T0 + timedelta(hours=2))])
+    [sent] = h.outbox.by_rule("cart_abandonment")
+    assert sent.request_id == request_id("cart_abandonment", "u1", "", "e2")
+    assert [s.rule_id for s in result.sends] == ["cart_abandonment", "receipt"]
+    due_ms = int((T0 + timedelta(hours=1)).timestamp() * 1000)
+    assert result.sends_due[0] == ("timer", due_ms)
+    assert (result.timers_fired, result.timer_lateness_ms) == (1, [2 * 3600 * 1000])
+    assert "cart_abandonment" not in {t.rule_id for t in await h.timers.pending(0)}
+    await h.tick(T0 + timedelta(hours=4))
+    assert len(h.outbox.by_rule("cart_abandonment")) == 1  # the sweep has nothing left
+
+
+async def test_a_cart_and_a_late_purchase_in_one_batch_send_the_reminder(h: Harness) -> None:
+    h.now = T0 + timedelta(hours=3)
+    await h.send(signup(h), cart(h), purchase(h, T0 + timedelta(hours=2)))
+    assert len(h.outbox.by_rule("cart_abandonment")) == 1
+    assert await h.timers.pending(0) != []  # the winback, re-armed by the purchase
+    assert "cart_abandonment" not in {t.rule_id for t in await h.timers.pending(0)}
+
+
+async def test_a_purchase_in_the_deadlines_own_second_still_cancels(h: Harness) -> None:
+    # a moment's events come before its timers, in the sweep and in simulate alike
+    await h.send(signup(h), cart(h))
+    h.now = T0 + timedelta(hours=3)
+    await h.send(purchase(h, T0 + timedelta(hours=1, milliseconds=999)))
+    assert h.outbox.by_rule("cart_abandonment") == []
+
+
+async def test_the_winback_due_before_a_returning_users_event_is_sent(h: Harness) -> None:
+    await h.send(signup(h))
+    h.now = T0 + timedelta(days=41)
+    await h.send(h.message("page_view", T0 + timedelta(days=40), url="/"))
+    [sent] = h.outbox.by_rule("winback")
+    assert sent.trigger_event_id == "e1"
+    [winback] = [t for t in await h.timers.pending(0) if t.rule_id == "winback"]
+    assert winback.due_ms == int((T0 + timedelta(days=70)).timestamp() * 1000)
+
+
+async def test_an_event_from_a_clock_far_ahead_fires_no_timer_early(h: Harness) -> None:
+    await h.send(signup(h), cart(h))
+    await h.send(h.message("page_view", T0 + timedelta(days=400), url="/"))
+    assert h.outbox.by_rule("cart_abandonment") == []
+    assert h.outbox.by_rule("winback") == []
+    just_ahead = T0 + timedelta(hours=1, milliseconds=FUTURE_SKEW_MS)
+    h.now = T0 + timedelta(hours=1)
+    await h.send(purchase(h, just_ahead))  # within the skew: counts as its own time
+    assert len(h.outbox.by_rule("cart_abandonment")) == 1
+
+
+async def test_a_worker_behind_its_partition_sends_what_simulate_sends(
+    make_config: Callable[[str], Path],
+) -> None:
+    config = make_config(RULES)
+    h = Harness(config)
+    stream = [
+        signup(h),
+        cart(h),
+        purchase(h, T0 + timedelta(hours=2)),
+        signup(h, user="u2"),
+        cart(h, user="u2"),
+        h.message("purchase", T0 + timedelta(minutes=30), user="u2", order_id="o2", total=1.0),
+        h.message("page_view", T0 + timedelta(days=31), user="u2", url="/"),
+        h.message("page_view", T0 + timedelta(days=45), url="/"),
+    ]
+    h.now = T0 + timedelta(days=50)
+    await h.send(*stream[:4])
+    await h.send(*stream[4:])
+    simulated = await simulate(load_rules(config), [m.value or b"" for m in stream])
+    assert sorted(s.request_id for s in h.outbox.sends) == sorted(
+        s.request_id for s in simulated.sends
+    )
+    assert {s.rule_id for s in h.outbox.sends} == {
+        "welcome",
+        "receipt",
+        "cart_abandonment",
+        "winback",
+    }
