@@ -121,11 +121,6 @@ async def test_slow_redis(chaos: Chaos, redis_url: str) -> None:
         await proxy.stop()
 
 
-@pytest.mark.xfail(
-    reason="an event processed before the sweep fired its user's overdue timers supersedes "
-    "them: the winbacks due during the pause, owed by event time, are never sent",
-    strict=False,
-)
 async def test_broker_paused(chaos: Chaos, tmp_path: Path) -> None:
     broker = Broker(tmp_path / "tansu.log")
     await asyncio.to_thread(broker.start)  # it checks readiness with a loop of its own
