@@ -197,6 +197,11 @@ def overdue_ids(profile: Profile | None, before_ms: int) -> list[str]:
     ]
 
 
+#: most moments fired before one event (a series whose every step is overdue fires them
+#: all; this bounds a rule that would keep scheduling itself into the past)
+MAX_OVERDUE_MOMENTS = 100
+
+
 def _fire_overdue(
     ruleset: RuleSet,
     step: UserStep,
@@ -204,32 +209,44 @@ def _fire_overdue(
     before_ms: int,
     lookups: Lookups,
 ) -> None:
-    """Fire the user's rule timers due before ``before_ms``, a moment at a time, at their
-    due time (or the user's last event, if later).
+    """Fire the user's rule timers due before ``before_ms``, a moment at a time, earliest
+    first, each at its due time (or the user's last event, if later); a timer a firing
+    schedules (the next step of a series) fires too if it is due before ``before_ms``.
 
     A worker behind its partition (a backlog, a stalled broker, a sweep waiting for the
     lock) would otherwise apply the event first: a purchase cancels the cart reminder
     that was due before it, any event moves the winback that was due. ``nudge simulate``
-    fires them first; so does the worker now, with the same request ids.
+    fires them first; so does the worker, with the same request ids.
     """
-    ids = overdue_ids(step.profile, before_ms)
-    if not ids or step.profile is None:
-        return
-    scheduled = {timer.id: timer for timer in step.ops.schedule.values()}
-    due: dict[int, list[Timer]] = {}
-    for tid in ids:
-        timer = scheduled.get(tid) or stored.get(tid)
-        # one the store no longer has was fired or cancelled by an earlier try
-        if timer is not None and timer.due_ms == step.profile.timers[tid]:
-            due.setdefault(timer.due_ms // MOMENT_MS, []).append(timer)
-    for _, timers in sorted(due.items()):
-        timers.sort(key=lambda t: (t.due_ms, t.id))
+    for _ in range(MAX_OVERDUE_MOMENTS):
+        timers = _earliest_overdue(step, stored, before_ms)
+        if not timers or step.profile is None:
+            return
         for timer in timers:
             step.ops.remove(timer.partition, timer.id)
-        profile = step.profile
-        at = timers[0].due_ms if profile is None else max(timers[0].due_ms, ms(profile.last_seen))
+        at = max(timers[0].due_ms, ms(step.profile.last_seen))
         _fire_moment(ruleset, step, timers, from_ms(at), lookups)
         step.fired += timers
+
+
+def _earliest_overdue(step: UserStep, stored: Mapping[str, Timer], before_ms: int) -> list[Timer]:
+    """The user's overdue rule timers of the earliest moment, soonest first: scheduled in
+    this step, or else read from the store (one the store no longer has was fired or
+    cancelled by an earlier try of the batch)."""
+    profile = step.profile
+    ids = overdue_ids(profile, before_ms)
+    if not ids or profile is None:
+        return []
+    scheduled = {timer.id: timer for timer in step.ops.schedule.values()}
+    found = [scheduled.get(tid) or stored.get(tid) for tid in ids]
+    due = sorted(
+        (t for t in found if t is not None and t.due_ms == profile.timers[t.id]),
+        key=lambda t: (t.due_ms, t.id),
+    )
+    if not due:
+        return []
+    moment = due[0].due_ms // MOMENT_MS
+    return [t for t in due if t.due_ms // MOMENT_MS == moment]
 
 
 #: the rule id of decisions about an event rather than a rule (every rule alike)

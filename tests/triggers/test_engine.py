@@ -481,3 +481,33 @@ async def test_a_worker_behind_its_partition_sends_what_simulate_sends(
         "cart_abandonment",
         "winback",
     }
+
+
+SERIES = """\
+version: 1
+rules:
+  - id: series
+    kind: sequence
+    start: [signup]
+    exit: [purchase]
+    steps:
+      - template: welcome
+      - delay: 3d
+        template: welcome
+      - delay: 7d
+        template: welcome
+"""
+
+
+async def test_every_step_of_a_series_due_before_an_exit_is_sent_first(
+    make_config: Callable[[str], Path],
+) -> None:
+    config = make_config(SERIES)
+    h = Harness(config)
+    stream = [signup(h), purchase(h, T0 + timedelta(days=20))]
+    await h.send(stream[0])
+    h.now = T0 + timedelta(days=21)
+    await h.send(stream[1])
+    assert [s.trigger_event_id for s in h.outbox.by_rule("series")] == ["e1"] * 3
+    simulated = await simulate(load_rules(config), [m.value or b"" for m in stream])
+    assert [s.request_id for s in h.outbox.sends] == [s.request_id for s in simulated.sends]
