@@ -1,14 +1,23 @@
 """Every Redis key nudge writes, in one place.
 
-All keys of one user share the Redis Cluster hash tag ``{user_id}`` so a Lua script may
-touch several of them; a partition's timer keys share the tag ``{timers.<partition>}``.
-The catalog and the shop-wide statistics share the tag ``{shop}``: one Lua call records
-a whole batch's statistics or reads a batch's lookups, on Redis Cluster too (the price:
-all of them live on one node). An erased user's tombstone is named by a keyed hash of
-the id, not the id, and put in the user's slot by a tag of its own (:func:`slot_tag`), as is the
-hash of shop-wide counters kept per slot (written in the same script call as the
-profile); the suppression list of erased addresses has the tag ``{privacy}``. The
-mailer's record of a send request and its lease share the tag ``{mail.<request_id>}``.
+All keys of one user share a Redis Cluster hash tag so a Lua script may touch several of
+them: ``{user_id}``, as in ``nudge:{user_id}:profile``. Redis hashes what lies between
+the first ``{`` and the first ``}`` after it, so a ``}`` or ``{`` inside an id still
+leaves one non-empty tag per user (``a}b`` is tagged ``a``), but an id that starts with
+``}``, or the empty id, would leave an empty tag: Redis would hash each whole key and
+scatter the user's keys over several slots. Those ids alone get a tag of their own in
+front, ``nudge:}{<slot tag>}{user_id}:profile`` (see :func:`slot_tag`); the ``}`` after
+the prefix keeps that form apart from every key of the first one, whose keys stay as
+they were (on a single node, where the first form worked for every id, a profile stored
+under it for an id starting with ``}`` is no longer read). A partition's timer keys
+share the tag ``{timers.<partition>}``. The catalog and the shop-wide statistics share
+the tag ``{shop}``: one Lua call records a whole batch's statistics or reads a batch's
+lookups, on Redis Cluster too (the price: all of them live on one node). An erased
+user's tombstone is named by a keyed hash of the id, not the id, and put in the user's
+slot by a tag of its own (:func:`slot_tag`), as is the hash of shop-wide counters kept
+per slot (written in the same script call as the profile); the suppression list of
+erased addresses has the tag ``{privacy}``. The mailer's record of a send request and
+its lease share the tag ``{mail.<request_id>}``.
 """
 
 from __future__ import annotations
@@ -54,23 +63,36 @@ class Keys:
         if not self.prefix or any(c in self.prefix for c in "{}: "):
             raise ValueError(f"invalid Redis key prefix {self.prefix!r}")
 
+    def _user(self, user_id: str) -> str:
+        """The start of every key of the user, up to the ``}`` that closes the id."""
+        if user_id[:1] in ("", "}"):
+            return f"{self.prefix}:}}{{{slot_tag(user_id)}}}{{{user_id}}}"
+        return f"{self.prefix}:{{{user_id}}}"
+
     def profile(self, user_id: str) -> str:
         """Hash: ``v`` = version (compare-and-set), ``p`` = profile (see :mod:`profiles.stored`)."""
-        return f"{self.prefix}:{{{user_id}}}:profile"
+        return f"{self._user(user_id)}:profile"
+
+    def profiles_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern for every key :meth:`profile` makes, of both forms."""
+        return f"{_glob_literal(self.prefix)}:[{{}}]*}}:profile"
 
     def user_of(self, profile_key: str) -> str:
         """The user id in a key made by :meth:`profile`."""
         start = len(self.prefix) + 2
+        if profile_key[start - 1] == "}":
+            # past the own tag (a hex number) and the ``{`` that opens the id
+            start = profile_key.index("}", start) + 2
         return profile_key[start : profile_key.rindex("}:profile")]
 
     def seen(self, user_id: str) -> str:
         """String of the user's dedup records (see :func:`profiles.store.dedup_records`)."""
-        return f"{self.prefix}:{{{user_id}}}:dedup"
+        return f"{self._user(user_id)}:dedup"
 
     def legacy_seen(self, user_id: str) -> str:
         """Sorted set of raw applied event ids, as stored before digests; read until it
         ages out (see ``load_profiles.lua``)."""
-        return f"{self.prefix}:{{{user_id}}}:seen"
+        return f"{self._user(user_id)}:seen"
 
     def tombstone(self, user_id: str, hashed: str) -> str:
         """String: when the user was erased (epoch ms), for a bounded time (see

@@ -227,7 +227,9 @@ class RedisProfileStore:
         """Every user with a stored profile (``SCAN``: a user may appear twice)."""
         ids: list[str] = []
         async with translate_errors():
-            async for key in self._redis.scan_iter(match=self._keys.profile("*"), count=chunk):
+            async for key in self._redis.scan_iter(
+                match=self._keys.profiles_pattern(), count=chunk
+            ):
                 ids.append(self._keys.user_of(key.decode() if isinstance(key, bytes) else key))
                 if len(ids) >= chunk:
                     yield ids

@@ -40,7 +40,9 @@ async def explain_user(settings: Settings, rules: RuleSet, user_id: str) -> dict
     client = redis_client(settings)
     try:
         keys = Keys(settings.redis_prefix)
-        store = RedisProfileStore(client, keys=keys, pseudonyms=settings.pseudonyms)
+        store = RedisProfileStore(
+            client, keys=keys, cluster=settings.redis_cluster, pseudonyms=settings.pseudonyms
+        )
         snapshot = await store.snapshot(user_id)
         if snapshot.profile is None:
             return None

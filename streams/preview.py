@@ -170,7 +170,9 @@ async def redis_inputs(
     client = redis_client(settings)
     keys = Keys(settings.redis_prefix)
     try:
-        store = RedisProfileStore(client, keys=keys, pseudonyms=settings.pseudonyms)
+        store = RedisProfileStore(
+            client, keys=keys, cluster=settings.redis_cluster, pseudonyms=settings.pseudonyms
+        )
         profile = (await store.snapshot(user_id)).profile
         if profile is None:
             raise PreviewError(f"no profile for user {user_id!r}")

@@ -48,7 +48,9 @@ async def export_user(settings: Settings, user_id: str) -> dict[str, Any]:
     client = redis_client(settings)
     keys = Keys(settings.redis_prefix)
     try:
-        store = RedisProfileStore(client, keys=keys, pseudonyms=settings.pseudonyms)
+        store = RedisProfileStore(
+            client, keys=keys, cluster=settings.redis_cluster, pseudonyms=settings.pseudonyms
+        )
         snapshot = await store.snapshot(user_id)
         profile = snapshot.profile
         timers = await _timers(RedisTimerStore(client, keys=keys), profile)
@@ -136,7 +138,10 @@ async def wait_until_erased(settings: Settings, user_id: str, timeout: float) ->
     processed the erasure)."""
     client = redis_client(settings)
     store = RedisProfileStore(
-        client, keys=Keys(settings.redis_prefix), pseudonyms=settings.pseudonyms
+        client,
+        keys=Keys(settings.redis_prefix),
+        cluster=settings.redis_cluster,
+        pseudonyms=settings.pseudonyms,
     )
     deadline = asyncio.get_running_loop().time() + timeout
     try:

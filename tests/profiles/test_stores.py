@@ -333,6 +333,43 @@ async def test_scan_lists_every_stored_user(profile_store: ProfileStore) -> None
     assert set(found) == users - {"user|0"}
 
 
+#: ids whose braces meet Redis Cluster's hash tags (see :mod:`profiles.keys`)
+BRACED = ("}abc", "{}", "a}b{c", "}", "x{y}z")
+
+
+async def test_users_with_braces_in_their_ids_round_trip_in_one_batch(
+    profile_store: ProfileStore,
+) -> None:
+    stored = {u: profile(u, traits={"id": u}) for u in BRACED}
+    writes = [
+        ProfileWrite(u, 0, stored[u], ((f"{u}-e", 1),), counters=(("sent", 1),)) for u in BRACED
+    ]
+    assert await profile_store.save(writes) == []
+    snaps = await profile_store.load({u: [f"{u}-e", "other"] for u in BRACED})
+    for user in BRACED:
+        assert (snaps[user].profile, snaps[user].version) == (stored[user], 1)
+        assert snaps[user].seen == {f"{user}-e"}
+    assert {u async for chunk in profile_store.scan() for u in chunk} == set(BRACED)
+    assert await profile_store.counters() == {"sent": len(BRACED)}
+    assert (
+        await profile_store.save([ProfileWrite(u, 1, None, erased_ms=5_000) for u in BRACED]) == []
+    )
+    snaps = await profile_store.load({u: [] for u in BRACED})
+    assert {u: (s.profile, s.erased_ms) for u, s in snaps.items()} == dict.fromkeys(
+        BRACED, (None, 5_000)
+    )
+
+
+async def test_timers_of_users_with_braces_in_their_ids_fire_and_complete(
+    timer_store: TimerStore,
+) -> None:
+    await timer_store.apply(ops(*(timer(user=u) for u in BRACED)))
+    claimed = await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert sorted(t.user_id for t in claimed) == sorted(BRACED)
+    await timer_store.complete(claimed)
+    assert await timer_store.count(0) == 0
+
+
 async def test_a_timer_keeps_what_firing_reads_of_its_event(timer_store: TimerStore) -> None:
     event = {
         "event_id": "e1",

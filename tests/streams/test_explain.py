@@ -17,7 +17,10 @@ from profiles import (
     Profile,
     ProfileWrite,
     RedisProfileStore,
+    RedisTimerStore,
     ScoringConfig,
+    Timer,
+    TimerOps,
     apply_event,
 )
 from profiles.predictions import FEATURES, TARGETS, feature_vector
@@ -66,7 +69,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SCORING = ScoringConfig()
 
 
-def _shopper(*, scored_by: str | None) -> Profile:
+def _shopper(*, scored_by: str | None, user_id: str = "ada") -> Profile:
     """A user who signed up, browsed and left a mug in the cart; scored an hour later."""
     events = [
         ("signup", {"email": "ada@example.com", "consent": {"email": True}}),
@@ -78,7 +81,7 @@ def _shopper(*, scored_by: str | None) -> Profile:
         event = Event(
             event_id=f"e{n}",
             type=kind,
-            user_id="ada",
+            user_id=user_id,
             ts=T0 + n * timedelta(minutes=5),
             properties=props,
         )
@@ -206,3 +209,20 @@ async def test_explain_user_reads_the_stored_scores_and_asks_the_model_why(
     assert "consent: email yes, subscriptions left: none" in text
     assert "consent_log" not in report["profile"]
     orjson.dumps(report)
+
+
+async def test_explain_user_reads_a_user_whose_id_starts_with_a_brace_on_redis_cluster(
+    redis_cluster_url: str, cluster_client: Any, keys: Keys
+) -> None:
+    user = "}ada"  # a hash tag of its own: the user's keys in one slot
+    store = RedisProfileStore(cluster_client, keys=keys, cluster=True)
+    await store.save([ProfileWrite(user, 0, _shopper(scored_by=None, user_id=user))])
+    timer = Timer("cart", user, 1_000, 2, {"event_id": "e2", "type": "add_to_cart"})
+    await RedisTimerStore(cluster_client, keys=keys).apply(
+        TimerOps(schedule={(2, timer.id): timer})
+    )
+    settings = Settings(redis_url=redis_cluster_url, redis_cluster=True, redis_prefix=keys.prefix)
+    report = await explain_user(settings, load_rules(REPO / "config"), user)
+    assert report is not None
+    assert (report["user_id"], report["profile"]["email"]) == (user, "ada@example.com")
+    assert [t["trigger_event_id"] for t in report["pending_timers"]] == ["e2"]
