@@ -53,7 +53,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import workload
 from aiokafka.partitioner import murmur2
-from harness import REPO, command_line, machine
+from harness import REPO, command_line, cpu_seconds, machine
 
 from profiles import (
     InMemoryCatalog,
@@ -234,14 +234,6 @@ async def stores(redis_url: str | None, use_redis: bool) -> AsyncIterator[Stores
             proc.wait(timeout=10)
 
 
-def cpu_seconds_of(pid: int | None) -> float:
-    """User + system CPU of another process so far (0 when unknown)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # --- the timed loop -------------------------------------------------------------------------
 
 
@@ -267,7 +259,7 @@ class Run:
 
     @contextmanager
     def timed(self, tally: Tally) -> Iterator[None]:
-        redis_before = cpu_seconds_of(self.redis_pid)
+        redis_before = cpu_seconds(self.redis_pid)
         if self.profiler:
             self.profiler.enable()
         wall, cpu = time.perf_counter(), time.process_time()
@@ -278,7 +270,7 @@ class Run:
             tally.wall += time.perf_counter() - wall
             if self.profiler:
                 self.profiler.disable()
-            tally.redis_cpu += cpu_seconds_of(self.redis_pid) - redis_before
+            tally.redis_cpu += cpu_seconds(self.redis_pid) - redis_before
 
     async def batch(self, batch: Batch) -> None:
         self.clock.advance_ms(batch.newest_ms)

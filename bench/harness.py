@@ -41,6 +41,7 @@ __all__ = [
     "Worker",
     "WorkerSetup",
     "command_line",
+    "cpu_seconds",
     "create_topics",
     "handled",
     "machine",
@@ -86,6 +87,8 @@ class Services:
     bootstrap: str
     redis_url: str
     started: list[str] = field(default_factory=list)
+    #: ``tansu`` and ``redis`` -> process id, for those started here
+    pids: dict[str, int] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -97,10 +100,12 @@ def services(bootstrap: str | None, redis_url: str | None, work: Path) -> Iterat
         if not bootstrap:
             proc, found.bootstrap = start_broker(log=work / "tansu.log")
             procs.append(proc)
+            found.pids["tansu"] = proc.pid
             found.started.append(f"tansu broker at {found.bootstrap}")
         if not redis_url:
             proc, found.redis_url = start_redis()
             procs.append(proc)
+            found.pids["redis"] = proc.pid
             found.started.append(f"redis-server at {found.redis_url}")
         for line in found.started:
             print(f"started {line}")
@@ -117,6 +122,17 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of another process so far (0 when unknown or gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_mib(pid: int, field_name: str) -> float | None:

@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint", type=int, default=100_000, help="memory: RSS compared at this many events"
     )
+    parser.add_argument(
+        "--baseline-take",
+        choices=["take", "take_events"],
+        default="take",
+        help="throughput: how the bare agent reads its batches (the worker uses take_events)",
+    )
     parser.add_argument("--timeout", type=float, help="seconds for the whole run (default 600)")
     parser.add_argument("--bootstrap", help="use this Kafka broker instead of starting tansu")
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")

@@ -16,7 +16,11 @@ throughput
        progress read from ``/metrics`` (events + duplicates + dead letters).
 
     The figure is the ratio nudge / baseline; the worker's peak resident memory
-    (``VmHWM``) is read just before it is stopped.
+    (``VmHWM``) is read just before it is stopped. Beside it, CPU per event counted
+    between the same two moments: the bare agent's own (``time.process_time`` in it), and
+    during the worker's run the worker's, tansu's and redis-server's (``/proc``, for the
+    services this run started). ``--baseline-take take_events`` makes the bare agent read
+    as the worker does (``stream.take_events``).
 
 scale
     The same backlog for one ``nudge worker``, then for two in one consumer group (one
@@ -50,6 +54,7 @@ from harness import (
     Services,
     Worker,
     WorkerSetup,
+    cpu_seconds,
     create_topics,
     handled,
     memory_mib,
@@ -61,12 +66,13 @@ from harness import (
 __all__ = ["scale", "throughput"]
 
 #: The bare Faust agent, run in its own process: argv is
-#: app_id bootstrap topic expected_count result_file data_dir
+#: app_id bootstrap topic expected_count result_file data_dir take_method
+#: (``take``, the reference, or ``take_events``, the worker's way of reading)
 BASELINE_APP = """
 import json, os, sys, time
 import faust
 
-app_id, bootstrap, topic_name, expected, result_file, data_dir = sys.argv[1:7]
+app_id, bootstrap, topic_name, expected, result_file, data_dir, take = sys.argv[1:8]
 expected = int(expected)
 app = faust.App(
     app_id,
@@ -81,19 +87,20 @@ app = faust.App(
     autodiscover=False,
 )
 topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
-seen = {"count": 0, "first": None, "first_count": 0}
+seen = {"count": 0, "first": None, "first_count": 0, "first_cpu": 0.0}
 
 
 @app.agent(topic)
 async def count(stream):
-    async for batch in stream.take(500, within=0.2):
+    async for batch in getattr(stream, take)(500, within=0.2):
         now = time.time()
         seen["count"] += len(batch)
         if seen["first"] is None:
             seen["first"], seen["first_count"] = now, seen["count"]
+            seen["first_cpu"] = time.process_time()
         if seen["count"] >= expected:
             with open(result_file + ".tmp", "w") as out:
-                json.dump({**seen, "last": now}, out)
+                json.dump({**seen, "last": now, "last_cpu": time.process_time()}, out)
             os.replace(result_file + ".tmp", result_file)
 
 
@@ -111,6 +118,13 @@ class Measurement:
     last: float
     peak_rss_mib: float | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    #: CPU seconds of each process (consumers, tansu, redis) between the two observations
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def cpu_line(self) -> str:
+        """CPU per event counted, by process."""
+        counted = max(self.events - self.first_count, 1)
+        return ", ".join(f"{name} {spent / counted * 1e6:,.0f}" for name, spent in self.cpu.items())
 
     @property
     def seconds(self) -> float:
@@ -152,14 +166,20 @@ def backlog(
 
 
 def run_baseline(
-    svc: Services, topic: str, expected: int, work: Path, deadline: Deadline
+    svc: Services,
+    topic: str,
+    expected: int,
+    work: Path,
+    deadline: Deadline,
+    take: str = "take",
 ) -> Measurement:
     """The bare agent in its own process; it writes its timing to a file when done."""
     script = work / "baseline_app.py"
     script.write_text(BASELINE_APP)
     result, log_path = work / "baseline.json", work / "baseline.log"
     app_id = f"bench-baseline-{uuid.uuid4().hex[:8]}"
-    args = [app_id, svc.bootstrap, topic, str(expected), str(result), str(work / "baseline-data")]
+    data_dir = str(work / "baseline-data")
+    args = [app_id, svc.bootstrap, topic, str(expected), str(result), data_dir, take]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, str(script), *args], stdout=log, stderr=subprocess.STDOUT
@@ -175,16 +195,27 @@ def run_baseline(
         rss = memory_mib(proc.pid, "VmHWM")
     finally:
         stop(proc)
-    return Measurement(data["count"], data["first_count"], data["first"], data["last"], rss)
+    measured = Measurement(data["count"], data["first_count"], data["first"], data["last"], rss)
+    measured.cpu["agent"] = data["last_cpu"] - data["first_cpu"]
+    return measured
 
 
-def drain(found: list[Worker], partitions: int, expected: int, deadline: Deadline) -> Measurement:
+def drain(
+    found: list[Worker],
+    partitions: int,
+    expected: int,
+    deadline: Deadline,
+    services: dict[str, int] | None = None,
+) -> Measurement:
     """Poll the workers until they handled ``expected`` messages between them.
 
     The clock starts at the first progress seen once every worker owns a partition and
-    together they own them all.
+    together they own them all. The CPU of the workers and of ``services`` (name -> pid)
+    is read at the same two moments.
     """
+    pids = {worker.name: worker.proc.pid for worker in found} | (services or {})
     first: tuple[float, int] | None = None
+    cpu: dict[str, float] = {}
     while True:
         totals = [worker.metrics() for worker in found]
         now, done = time.time(), sum(handled(t) for t in totals)
@@ -192,9 +223,11 @@ def drain(found: list[Worker], partitions: int, expected: int, deadline: Deadlin
             worker.watch(deadline, f"{len(found)} worker(s): {done:,}/{expected:,} events")
         if first is None and done and balanced(found, partitions):
             first = (now, done)
+            cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
         if first is not None and done >= expected:
             extra = {name: sum(t[name] for t in totals if t) for name in totals[0] or {}}
-            return Measurement(done, first[1], first[0], now, extra=extra)
+            spent = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
+            return Measurement(done, first[1], first[0], now, extra=extra, cpu=spent)
         time.sleep(POLL_SECONDS)
 
 
@@ -206,10 +239,14 @@ def balanced(found: list[Worker], partitions: int) -> bool:
 
 
 def run_workers(
-    setup: WorkerSetup, count: int, args: argparse.Namespace, deadline: Deadline
+    setup: WorkerSetup,
+    count: int,
+    args: argparse.Namespace,
+    deadline: Deadline,
+    services: dict[str, int] | None = None,
 ) -> Measurement:
     with workers(setup, count) as found:
-        measured = drain(found, args.partitions, args.events, deadline)
+        measured = drain(found, args.partitions, args.events, deadline, services)
         measured.peak_rss_mib = max(worker.memory_mib("VmHWM") or 0 for worker in found)
     return measured
 
@@ -224,19 +261,21 @@ def throughput(
     base_topic, nudge_topic = f"bench.baseline-{unique}", f"bench.events-{unique}"
     shop = backlog(args, svc, deadline, [base_topic, nudge_topic])
     print("baseline: bare Faust agent ...")
-    baseline = run_baseline(svc, base_topic, args.events, work, deadline)
+    baseline = run_baseline(svc, base_topic, args.events, work, deadline, args.baseline_take)
     print(f"baseline: {baseline.rate:,.0f} events/s; nudge worker ...")
     setup = WorkerSetup(svc.bootstrap, svc.redis_url, args.config, nudge_topic, work)
-    nudge = run_workers(setup, 1, args, deadline)
+    nudge = run_workers(setup, 1, args, deadline, svc.pids)
     counts = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in nudge.extra.items())
     return [
         _events_line(shop, args.partitions),
-        f"baseline (Faust)  {baseline.rate:>9,.0f} events/s  ({baseline.seconds:.1f}s)",
+        f"baseline (Faust)  {baseline.rate:>9,.0f} events/s  ({baseline.seconds:.1f}s, "
+        f"stream.{args.baseline_take})",
         f"nudge worker      {nudge.rate:>9,.0f} events/s  ({nudge.seconds:.1f}s)",
         f"ratio             nudge runs at {nudge.rate / baseline.rate:.2f}x a bare Faust agent",
         f"peak memory       nudge worker {_mib(nudge.peak_rss_mib)}, "
         f"bare agent {_mib(baseline.peak_rss_mib)} (VmHWM)",
         f"nudge counters    {counts}",
+        f"CPU us/event      bare agent: {baseline.cpu_line()}; worker run: {nudge.cpu_line()}",
     ]
 
 
