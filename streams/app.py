@@ -63,6 +63,10 @@ SWEEP_PHASE = 0.005
 #: most catalog records applied at once, and how long to gather them (seconds)
 CATALOG_BATCH, CATALOG_WITHIN = 500, 0.05
 
+#: how late after the fetch wait a broker's answer may come before the partition
+#: clocks stop (ms): the network and a busy event loop (see ``PartitionClock.now``)
+ANSWER_MARGIN_MS = 250
+
 #: library loggers held to the configured level (see ``Nudge._quiet_libraries``)
 QUIET_LOGGERS = ("aiokafka", "faust", "mode")
 
@@ -72,7 +76,8 @@ class PartitionClock:
 
     Timers are due by event time. While a partition has a backlog, its clock is the
     newest event time processed, so a purchase still in the backlog cancels a cart
-    timer before the timer may fire. A caught-up partition follows the wall clock.
+    timer before the timer may fire. A caught-up partition follows the wall clock while
+    the broker answers its fetches.
 
     A partition just assigned (after a start or a rebalance) has no clock until the
     worker knows where it stands: its committed offset and its high watermark, or a
@@ -80,7 +85,10 @@ class PartitionClock:
     would fire, on the wall clock, timers that events in that backlog cancel or move.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, answer_within_ms: int = 2**62) -> None:
+        #: how long after a fetch's answer the next one is due (the fetch wait, and a
+        #: margin for the network and a busy event loop); by default, no bound
+        self.answer_within_ms = answer_within_ms
         self.watermark_ms: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}
         self.unsettled: set[int] = set()
@@ -109,17 +117,30 @@ class PartitionClock:
         event_ms = min(event_ms, int(time.time() * 1000) + FUTURE_SKEW_MS)
         self.watermark_ms[partition] = max(self.watermark_ms.get(partition, 0), event_ms)
 
-    def now(self, partition: int, highwater: int | None) -> datetime | None:
-        """The partition's time; ``None`` while nothing may fire in it yet."""
+    def now(
+        self, partition: int, highwater: int | None, polled_ms: int | None = None
+    ) -> datetime | None:
+        """The partition's time; ``None`` while nothing may fire in it yet.
+
+        ``polled_ms``: when the broker last answered a fetch of the partition (epoch
+        ms). Every event the broker had then is processed, and a broker that works
+        answers the next fetch as soon as it has another, or after the fetch wait with
+        none: so a caught-up partition follows the wall clock up to ``answer_within_ms``
+        after the last answer, and no further. A broker that stops answering stops the
+        clock there, so the events it holds back still come before the timers due after
+        their time, instead of being overtaken on the wall clock.
+        """
         if partition in self.unsettled:
             return None
-        wall_ms = int(time.time() * 1000)
         if highwater is not None and self.next_offset.get(partition, 0) < highwater:
             if partition not in self.watermark_ms:  # a backlog, no event of it seen yet
                 return None
             return datetime.fromtimestamp(self.watermark_ms[partition] / 1000, tz=UTC)
+        known_ms = int(time.time() * 1000)
+        if polled_ms is not None:
+            known_ms = min(known_ms, polled_ms + self.answer_within_ms)
         return datetime.fromtimestamp(
-            max(wall_ms, self.watermark_ms.get(partition, 0)) / 1000, tz=UTC
+            max(known_ms, self.watermark_ms.get(partition, 0)) / 1000, tz=UTC
         )
 
 
@@ -193,7 +214,8 @@ class Nudge:
             statistics=self.statistics,
             max_event_bytes=settings.max_event_bytes,
         )
-        self.clock = PartitionClock()
+        fetch_wait_ms = int(settings.fetch_max_wait * 1000)
+        self.clock = PartitionClock(answer_within_ms=fetch_wait_ms + ANSWER_MARGIN_MS)
         #: the partitions ``nudge_pending_timers`` has a value for
         self._gauged: set[int] = set()
         #: the group has assigned this worker its partitions (perhaps none) at least once
@@ -460,9 +482,10 @@ class Nudge:
                 lag = max(highwater - self.clock.next_offset.get(tp.partition, 0), 0)
                 self.metrics.lag.labels(str(tp.partition)).set(lag)
             self._settle(tp, highwater)
-            now = self.clock.now(tp.partition, highwater)
+            now = self.clock.now(tp.partition, highwater, self._polled_ms(tp))
             if now is None:  # where the partition stands is not known yet
                 continue
+            self.metrics.partition_clock.labels(str(tp.partition)).set(now.timestamp())
             # fire only whole moments (seconds), so timers of one user falling due in the
             # same second arbitrate together, here as in `nudge simulate`
             horizon = end_of_previous_moment(now)
@@ -489,11 +512,11 @@ class Nudge:
         return full
 
     async def _count_pending(self, owned: Sequence[Any]) -> None:
-        """``nudge_pending_timers`` for the partitions owned now; neither it nor the lag
-        for those gone (another worker reports them now)."""
-        partitions = {tp.partition for tp in owned}
+        """``nudge_pending_timers`` for the partitions owned now; neither it, the lag nor
+        the clock for those gone (another worker reports them now)."""
+        partitions, m = {tp.partition for tp in owned}, self.metrics
         for gone in self._gauged - partitions:
-            for gauge in (self.metrics.pending_timers, self.metrics.lag):
+            for gauge in (m.pending_timers, m.lag, m.partition_clock):
                 with contextlib.suppress(KeyError):
                     gauge.remove(str(gone))
         self._gauged = partitions
@@ -524,6 +547,15 @@ class Nudge:
         try:
             value = self.app.consumer.highwater(tp)
         except Exception:  # not fetched yet
+            return None
+        return int(value) if value is not None else None
+
+    def _polled_ms(self, tp: Any) -> int | None:
+        """When the broker last answered a fetch of ``tp`` (epoch ms), if known."""
+        try:
+            consumer: Any = self.app.consumer
+            value = consumer._thread._consumer.last_poll_timestamp(tp)
+        except Exception:  # not fetched yet, or another faust transport
             return None
         return int(value) if value is not None else None
 

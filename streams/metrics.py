@@ -159,6 +159,13 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.partition_clock = Gauge(
+            "nudge_partition_clock_seconds",
+            "The time timers of each events partition fire by (epoch seconds): the newest "
+            "event time in a backlog, else the wall clock while the broker answers",
+            ["partition"],
+            registry=r,
+        )
         self._init_operations(r)
         self._init_predictions(r)
         self.drift = _DriftCollector(

@@ -137,7 +137,13 @@ async def test_broker_paused(chaos: Chaos, tmp_path: Path) -> None:
                 broker.pause()
                 # longer than the session timeout (6 s) and than the request timeout of
                 # the workload's producer (5 s): it sends again what was not acknowledged
-                await asyncio.sleep(30)
+                await asyncio.sleep(5)
+                stopped = worker.metrics("nudge_partition_clock_seconds")
+                await asyncio.sleep(25)
+                # the partitions' clocks wait where the broker stopped answering: the
+                # events it holds back come before the timers due after their time
+                moved = worker.metrics("nudge_partition_clock_seconds")
+                assert stopped and all(moved[p] - at < 1 for p, at in stopped.items())
                 broker.resume()
                 await asyncio.sleep(2)
                 after = sum(worker.metrics("nudge_kafka_errors_total").values())

@@ -65,3 +65,19 @@ def test_a_partition_assigned_with_nothing_to_catch_up_follows_the_wall_clock() 
     before = int(time.time() * 1000) / 1000
     now = clock.now(1, highwater=80)
     assert now is not None and now.timestamp() >= before
+
+
+def test_a_caught_up_partition_stops_where_the_broker_stopped_answering() -> None:
+    clock = PartitionClock(answer_within_ms=270)
+    clock.processed(3, offset=49)
+    wall_ms = int(time.time() * 1000)
+    # answered 100 ms ago: the next answer is not late yet, the clock is the wall's
+    assert clock.now(3, highwater=50, polled_ms=wall_ms - 100).timestamp() >= wall_ms / 1000
+    # silent for 30 s (a stalled broker): the events it holds back may be dated any
+    # time since, so the clock waits just after its last answer
+    stalled = clock.now(3, highwater=50, polled_ms=wall_ms - 30_000)
+    assert stalled == datetime.fromtimestamp((wall_ms - 30_000 + 270) / 1000, tz=UTC)
+    clock.saw_event_time(3, wall_ms - 10_000)  # an event processed is known time
+    assert clock.now(3, highwater=50, polled_ms=wall_ms - 30_000) == datetime.fromtimestamp(
+        (wall_ms - 10_000) / 1000, tz=UTC
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -292,6 +293,11 @@ async def test_timers_move_with_a_rebalance(
     # each reports the timers and lag of the partitions it owns now, not those it lost
     await eventually(lambda: len(first.metrics("nudge_pending_timers")) == first.partitions())
     await eventually(lambda: len(first.metrics("nudge_partition_lag")) == first.partitions())
+    clock = "nudge_partition_clock_seconds"
+    await eventually(lambda: len(first.metrics(clock)) == first.partitions())
+    clocks = first.metrics(clock)
+    # caught up while the broker answers: the wall clock, give or take a sweep
+    assert all(abs(at - time.time()) < 3 for at in clocks.values()), clocks
     first.stop()  # clean leave: the second worker takes every partition
     second.wait_ready(partitions=4)
     earliest_due = min(datetime.fromisoformat(c["ts"]) for c in carts.values()) + timedelta(
