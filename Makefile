@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHAOS_STAMP := $(VENV)/.installed-chaos
 PROMTOOL := $(BIN)/promtool
 
 .PHONY: run test lint typecheck unit chaos bench bench-engine bench-all demo-model clean
@@ -45,9 +46,14 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
 ## chaos: at-least-once under faults (workers killed, paused and rebalanced, Redis crashed, away
-## and slow) with the workload in flight, every send accounted for; CHAOS_USERS=200 for a quick run
-chaos: $(STAMP)
+## and slow, the broker paused and restarted) with the workload in flight, every send accounted for; CHAOS_USERS=200 for a quick run
+chaos: $(CHAOS_STAMP)
 	$(BIN)/pytest tests/chaos --chaos -q
+
+# the broker restart scenario keeps the broker's data in an S3 endpoint (moto's server)
+$(CHAOS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,chaos]'
+	touch $@
 
 ## bench: throughput of `nudge worker` against a bare Faust agent on the same broker;
 ## BENCH_MODE=scale|latency|timers|memory runs another mode, BENCH_ARGS adds options

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,9 +106,17 @@ def wait_started(
 
 
 def start_broker(
-    port: int | None = None, *, log: Path | None = None
+    port: int | None = None,
+    *,
+    log: Path | None = None,
+    storage: str = "memory://tansu/",
+    env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start tansu (memory storage) on a free port; return the process and bootstrap."""
+    """Start tansu on ``port`` (a free one by default); return the process and bootstrap.
+
+    ``storage`` is its storage engine (memory by default; ``s3://bucket/`` keeps topics
+    and committed offsets across restarts, with the endpoint and credentials in ``env``,
+    added to this process's environment)."""
     port = port or free_port()
     address = f"127.0.0.1:{port}"
     command = [
@@ -118,13 +127,17 @@ def start_broker(
         "--advertised-listener-url",
         f"tcp://{address}",
         "--storage-engine",
-        "memory://tansu/",
+        storage,
     ]
     with contextlib.ExitStack() as stack:
         # the child gets its own copy of the descriptor; ours closes right away
         out = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
         proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     wait_started(proc, lambda: asyncio.run(_broker_ready(address)), "tansu broker", 30)
     return proc, address

@@ -1,23 +1,27 @@
 """What the chaos scenarios break: worker processes, a redis-server, the path to it, a
-broker."""
+broker (and the S3 endpoint that keeps a restarted broker's data)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.embedded import free_port, start_broker, start_redis
+import httpx
+
+from streams.embedded import free_port, start_broker, start_redis, wait_started
 
 from ..streams.conftest import PARTITIONS, WorkerEnv, WorkerProcess
 
-__all__ = ["Broker", "LatencyProxy", "RedisServer", "Workers", "moments"]
+__all__ = ["Broker", "LatencyProxy", "RedisServer", "S3Server", "Workers", "moments"]
 
 
 def moments(rng: random.Random, count: int, start: float, end: float, gap: float) -> list[float]:
@@ -92,18 +96,83 @@ class RedisServer:
             self.proc = None
 
 
-class Broker:
-    """A tansu broker of one scenario's own (memory storage), paused and resumed with
-    SIGSTOP and SIGCONT: it keeps its topics and offsets, accepts connections (the
-    kernel does) and answers nothing until resumed."""
+class S3Server:
+    """An S3 endpoint for the broker's storage: moto's server, in memory, in a process
+    of its own that outlives the broker's restarts. tansu keeps its topics, records,
+    consumer groups and committed offsets there, so a restarted broker has them all."""
+
+    BUCKET = "tansu"
 
     def __init__(self, log: Path) -> None:
         self.log = log
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def storage(self) -> str:
+        return f"s3://{self.BUCKET}/"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What tansu needs to reach this endpoint (any credentials do)."""
+        return {
+            "AWS_ENDPOINT": f"http://127.0.0.1:{self.port}",
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "chaos",
+            "AWS_SECRET_ACCESS_KEY": "chaos",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def start(self) -> None:
+        if importlib.util.find_spec("moto") is None:
+            raise RuntimeError("the broker's S3 storage needs moto: pip install -e '.[chaos]'")
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        wait_started(self.proc, self._bucket_made, "S3 server (moto)", 30)
+
+    def _bucket_made(self) -> bool:
+        try:
+            return httpx.put(f"http://127.0.0.1:{self.port}/{self.BUCKET}").is_success
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+class Broker:
+    """A tansu broker of one scenario's own, paused and resumed with SIGSTOP and
+    SIGCONT (it keeps its topics and offsets, accepts connections — the kernel does —
+    and answers nothing until resumed), or killed and started again on the same port.
+    With memory storage (the default) a killed broker comes back empty; with an
+    :class:`S3Server`'s storage it comes back with everything it had acknowledged."""
+
+    def __init__(self, log: Path, storage: S3Server | None = None) -> None:
+        self.log = log
+        self.storage = storage
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
         self.bootstrap = ""
 
     def start(self) -> None:
-        self.proc, self.bootstrap = start_broker(log=self.log)
+        store = self.storage
+        self.proc, self.bootstrap = start_broker(
+            self.port,
+            log=self.log,
+            storage=store.storage if store else "memory://tansu/",
+            env=store.env if store else None,
+        )
+        self.port = int(self.bootstrap.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = None
 
     def pause(self) -> None:
         assert self.proc is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Chaos, seed
-from .faults import Broker, LatencyProxy, RedisServer, Workers, moments
+from .faults import Broker, LatencyProxy, RedisServer, S3Server, Workers, moments
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
@@ -164,3 +164,42 @@ async def test_broker_paused(chaos: Chaos, tmp_path: Path) -> None:
     finally:
         workers.stop_all()
         broker.stop()
+
+
+@pytest.mark.xfail(
+    reason="tansu's S3 storage comes back from a SIGKILL with a hole in a partition: its end "
+    "offset is past records no fetch returns, so consumers stop there (README, Reliability)",
+    strict=False,  # whether a kill lands while a record is half stored is a matter of timing
+)
+async def test_broker_killed_and_restarted(chaos: Chaos, tmp_path: Path) -> None:
+    store = S3Server(tmp_path / "s3.log")
+    store.start()
+    broker = Broker(tmp_path / "tansu.log", storage=store)
+    await asyncio.to_thread(broker.start)
+    chaos.on_broker(broker.bootstrap)
+    workers = chaos.workers()
+    try:
+        await workers.start("w", ready=4)
+
+        async def restart_broker(pool: Workers) -> None:
+            start = time.monotonic()
+            for moment, down in ((15, 2), (45, 10)):
+                await _at(start, moment)
+                broker.kill()  # a crash: what it had not stored is gone, unacknowledged
+                await asyncio.sleep(down)
+                await asyncio.to_thread(broker.start)  # same port, same storage
+            await pool.wait_all_ready()
+
+        await chaos.run(
+            "broker SIGKILL, restarted x2",
+            restart_broker,
+            window=80,
+            workers=workers,
+            publish_timeout_ms=5_000,
+            expect_from_topic=True,
+        )
+        assert all(w.proc.poll() is None for w in workers.running.values()), workers.tails()
+    finally:
+        workers.stop_all()
+        broker.stop()
+        store.stop()
