@@ -29,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streams.errors import StreamsError
 
 __all__ = [
+    "MEMORY_STORAGE",
     "EmbeddedError",
     "EmbeddedServices",
     "free_port",
@@ -105,11 +106,15 @@ def wait_started(
     raise EmbeddedError(f"{what} did not become ready within {timeout:.0f}s")
 
 
+#: tansu's storage engine unless told otherwise: nothing survives the broker
+MEMORY_STORAGE = "memory://tansu/"
+
+
 def start_broker(
     port: int | None = None,
     *,
     log: Path | None = None,
-    storage: str = "memory://tansu/",
+    storage: str = MEMORY_STORAGE,
     env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start tansu on ``port`` (a free one by default); return the process and bootstrap.

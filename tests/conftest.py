@@ -33,12 +33,14 @@ from streams.embedded import free_port, is_listening, start_broker, start_redis
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s; reaped either way."""
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +50,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     proc, bootstrap = start_broker(log=tmp_path_factory.mktemp("broker") / "tansu.log")
     yield bootstrap
-    _stop(proc)
+    stop_process(proc)
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +67,7 @@ def redis_url() -> Iterator[str]:
         return
     proc, url = start_redis()
     yield url
-    _stop(proc)
+    stop_process(proc)
 
 
 def _cluster_port() -> int:
@@ -116,7 +118,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
 
 
 @pytest.fixture

@@ -61,6 +61,11 @@ class Chaos:
         self.pools.append(Workers(env))
         return self.pools[-1]
 
+    def stop_workers(self) -> None:
+        """Stop every worker of every pool (again, if already stopped: a no-op)."""
+        for pool in self.pools:
+            pool.stop_all()
+
     async def run(
         self,
         name: str,
@@ -129,8 +134,7 @@ def chaos(
     """A scenario on fresh topics and Redis keys; its workers are stopped at the end."""
     scenario = Chaos(WorkerEnv(kafka_bootstrap, redis_url, make_config(RULES), tmp_path))
     yield scenario
-    for pool in scenario.pools:
-        pool.stop_all()
+    scenario.stop_workers()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

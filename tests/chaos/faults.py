@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from streams.embedded import free_port, start_broker, start_redis, wait_started
+from streams.embedded import MEMORY_STORAGE, free_port, start_broker, start_redis, wait_started
 
+from ..conftest import stop_process
 from ..streams.conftest import PARTITIONS, WorkerEnv, WorkerProcess
 
 __all__ = ["Broker", "LatencyProxy", "RedisServer", "S3Server", "Workers", "moments"]
@@ -91,8 +92,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+            stop_process(self.proc)
             self.proc = None
 
 
@@ -139,8 +139,7 @@ class S3Server:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+            stop_process(self.proc)
             self.proc = None
 
 
@@ -163,7 +162,7 @@ class Broker:
         self.proc, self.bootstrap = start_broker(
             self.port,
             log=self.log,
-            storage=store.storage if store else "memory://tansu/",
+            storage=store.storage if store else MEMORY_STORAGE,
             env=store.env if store else None,
         )
         self.port = int(self.bootstrap.rsplit(":", 1)[1])
@@ -185,12 +184,7 @@ class Broker:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)  # a paused one cannot stop
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
             self.proc = None
 
 

@@ -173,12 +173,12 @@ async def test_broker_paused(chaos: Chaos, tmp_path: Path) -> None:
 )
 async def test_broker_killed_and_restarted(chaos: Chaos, tmp_path: Path) -> None:
     store = S3Server(tmp_path / "s3.log")
-    store.start()
     broker = Broker(tmp_path / "tansu.log", storage=store)
-    await asyncio.to_thread(broker.start)
-    chaos.on_broker(broker.bootstrap)
-    workers = chaos.workers()
     try:
+        store.start()
+        await asyncio.to_thread(broker.start)
+        chaos.on_broker(broker.bootstrap)
+        workers = chaos.workers()
         await workers.start("w", ready=4)
 
         async def restart_broker(pool: Workers) -> None:
@@ -200,6 +200,6 @@ async def test_broker_killed_and_restarted(chaos: Chaos, tmp_path: Path) -> None
         )
         assert all(w.proc.poll() is None for w in workers.running.values()), workers.tails()
     finally:
-        workers.stop_all()
+        chaos.stop_workers()  # before their broker: they stop cleanly while it answers
         broker.stop()
         store.stop()
