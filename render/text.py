@@ -19,8 +19,8 @@ laid out as plain text in one walk over the tree:
 - runs of blanks in text become one space, trailing blanks are trimmed and runs of
   blank lines shortened to one.
 
-It replaced inscriptis, whose general CSS layout cost ~0.7 ms of a shipped mail's
-~1.2 ms render; this walk costs about a tenth of that (bench/README.md, timers).
+It replaced inscriptis, whose general CSS layout took ~0.7 ms of a shipped mail's ~1.2 ms
+render; this walk takes ~0.2 ms (bench/README.md, timers).
 """
 
 from __future__ import annotations
@@ -181,6 +181,8 @@ class _Canvas:
         self._indent, self._prefix = indent, ""
 
     def _table(self, table: etree._Element) -> None:
+        for caption in table.iterchildren("caption"):
+            self.element(caption)
         rows = [[cell for cell in row if cell.tag in _CELLS] for row in _rows(table)]
         if all(len(cells) <= 1 for cells in rows):
             # a layout table: its cells one after the other, laid out like blocks

@@ -52,7 +52,7 @@ def test_lists_get_markers_and_nest() -> None:
 
 def test_table_cells_sit_side_by_side_in_columns() -> None:
     html = (
-        "<p>Your order:</p><table>"
+        "<p>Your order:</p><table><caption>Order 17</caption>"
         '<tr><td><img src="mug.png" alt=""></td><td>1 x Mug</td><td>$14.00</td></tr>'
         "<tr><td>&nbsp;</td><td>2 x Teapot, large</td><td>$118.00</td></tr>"
         "<tbody><tr><td></td><th>Total</th><td>$132.00</td></tr></tbody>"
@@ -61,6 +61,7 @@ def test_table_cells_sit_side_by_side_in_columns() -> None:
     # the image and spacer column is blank in every row, so it is left out
     assert html_to_text(html) == (
         "Your order:\n\n"
+        "Order 17\n\n"
         "1 x Mug            $14.00\n"
         "2 x Teapot, large  $118.00\n"
         "Total              $132.00\n\n"
