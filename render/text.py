@@ -43,6 +43,8 @@ _BLOCKS = _SPACED | {
     "pre", "table", "tr", "td", "th", "caption",
 }  # fmt: skip
 _CELLS = frozenset({"td", "th"})
+#: elements laid out by a rule of their own, not as their children in a row
+_OWN_LAYOUT = frozenset({"br", "img", "table", "pre", "ul", "ol"})
 _ROW_GROUPS = frozenset({"thead", "tbody", "tfoot"})
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 _ASCII_BLANKS = " \t\n\r\f\v"
@@ -122,8 +124,10 @@ class _Canvas:
         self._lines += [self._indent + first + lines[0], *(pad + line for line in lines[1:])]
 
     def _gap(self, blank: int) -> None:
-        self._break()
-        self._blank = max(self._blank, blank)
+        if self._words:
+            self._break()
+        if blank > self._blank:
+            self._blank = blank
 
     # --- the walk -----------------------------------------------------------------------
 
@@ -131,7 +135,9 @@ class _Canvas:
         tag = element.tag
         if not isinstance(tag, str) or _hidden(element):
             return self  # a comment or processing instruction, or nothing to show
-        if tag == "br":
+        if tag not in _OWN_LAYOUT:
+            self._children(element)
+        elif tag == "br":
             self._break(keep_empty=True)
         elif tag == "img":
             if alt := (element.get("alt") or "").strip():
@@ -144,10 +150,8 @@ class _Canvas:
             self._gap(0)
             self._put("".join(map(str, element.itertext())).strip("\n").split("\n"))
             self._gap(0)
-        elif tag in ("ul", "ol"):
+        else:  # ul, ol
             self._list(element)
-        else:
-            self._children(element)
         return self
 
     def _children(self, element: etree._Element) -> None:
@@ -156,10 +160,11 @@ class _Canvas:
         block = tag in _BLOCKS
         if block:
             self._gap(blank)
-        self.text(element.text)
+        text, walk = self.text, self.element
+        text(element.text)
         for child in element:
-            self.element(child)
-            self.text(child.tail)
+            walk(child)
+            text(child.tail)
         if tag == "a" and (href := (element.get("href") or "").strip()):
             self.text(f" <{href}>")
         if block:
