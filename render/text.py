@@ -61,7 +61,8 @@ def html_to_text(html: str) -> str:
     root = etree.HTML(html.encode("utf-8", "replace"), parser)
     if root is None:  # nothing but blanks, a comment or a doctype
         return ""
-    text = "\n".join(line.rstrip(" \t") for line in _Canvas().element(root).lines())
+    # a line of nothing but blanks (a paragraph holding only &nbsp;) is a blank line
+    text = "\n".join(line.rstrip() for line in _Canvas().element(root).lines())
     return _BLANK_RUNS.sub("\n\n", text).strip("\n")
 
 
@@ -83,6 +84,7 @@ class _Canvas:
         self._blank = 0  # blank lines owed before the next line
         self._prefix = ""  # written before the next line (a list item's marker)
         self._indent = ""
+        self._pre = 0  # inside this many <pre>: blanks and line breaks kept
 
     def lines(self) -> list[str]:
         self._break()
@@ -92,6 +94,9 @@ class _Canvas:
 
     def text(self, text: str | None) -> None:
         if not text:
+            return
+        if self._pre:
+            self._preformatted(text)
             return
         if not text.strip(_ASCII_BLANKS):  # a no-break space is not a blank here
             self._space = True
@@ -107,21 +112,30 @@ class _Canvas:
         self._words.append(collapsed.rstrip(" "))
         self._space = collapsed[-1] == " "
 
+    def _preformatted(self, text: str) -> None:
+        for n, line in enumerate(text.split("\n")):
+            if n:
+                self._break(keep_empty=True)
+            if line:
+                self._words.append(line)
+        self._space = False
+
     def _break(self, *, keep_empty: bool = False) -> None:
         """End the line being filled, if it has anything on it (or, with ``keep_empty``,
         even if not: ``<br><br>``)."""
         line = "".join(self._words)
         self._words, self._space = [], False
-        if line or keep_empty:
+        if keep_empty or line.strip():
             self._put([line])
 
     def _put(self, lines: list[str]) -> None:
         if self._lines and self._blank:
             self._lines += [""] * self._blank
         self._blank = 0
-        first, self._prefix = self._prefix, ""
-        pad = self._indent + " " * len(first)
-        self._lines += [self._indent + first + lines[0], *(pad + line for line in lines[1:])]
+        indent, first = self._indent, self._prefix
+        self._prefix = ""  # a list item's marker stands in the indent of its first line
+        head = indent[: len(indent) - len(first)] + first
+        self._lines += [head + lines[0], *(indent + line for line in lines[1:])]
 
     def _gap(self, blank: int) -> None:
         if self._words:
@@ -147,9 +161,9 @@ class _Canvas:
             self._table(element)
             self._gap(0)
         elif tag == "pre":
-            self._gap(0)
-            self._put("".join(map(str, element.itertext())).strip("\n").split("\n"))
-            self._gap(0)
+            self._pre += 1
+            self._children(element)
+            self._pre -= 1
         else:  # ul, ol
             self._list(element)
         return self
@@ -166,29 +180,39 @@ class _Canvas:
             walk(child)
             text(child.tail)
         if tag == "a" and (href := (element.get("href") or "").strip()):
+            owed = self._space  # the link's text ended in a blank: it goes after the URL
             self.text(f" <{href}>")
+            self._space = owed
         if block:
             self._gap(blank)
 
     def _list(self, element: etree._Element) -> None:
+        """Items marked ``*`` or numbered (from ``start``), their lines indented past the
+        marker."""
         self._gap(0)
-        indent, self._indent = self._indent, self._indent + _INDENT
-        number = 0
+        outer = self._indent
+        self._indent = outer + _INDENT
+        number = _start(element) - 1
         self.text(element.text)
         for child in element:
             if child.tag == "li" and not _hidden(child):
                 number += 1
                 self._gap(0)
                 self._prefix = f"{number}. " if element.tag == "ol" else "* "
+                self._indent = outer + _INDENT + " " * len(self._prefix)
             self.element(child)
             self.text(child.tail)
         self._gap(0)
-        self._indent, self._prefix = indent, ""
+        self._indent, self._prefix = outer, ""
 
     def _table(self, table: etree._Element) -> None:
         for caption in table.iterchildren("caption"):
             self.element(caption)
-        rows = [[cell for cell in row if cell.tag in _CELLS] for row in _rows(table)]
+        self._stray(table)
+        rows = [
+            [cell for cell in row if cell.tag in _CELLS and not _hidden(cell)]
+            for row in _rows(table)
+        ]
         if all(len(cells) <= 1 for cells in rows):
             # a layout table: its cells one after the other, laid out like blocks
             for cells in rows:
@@ -201,6 +225,33 @@ class _Canvas:
         self._columns([[_Canvas().element(cell).lines() for cell in cells] for cells in rows])
         self._gap(1)
 
+    def _stray(self, table: etree._Element) -> None:
+        """What a table holds outside its cells (text, a ``form`` around rows): browsers
+        show it above the table, so it comes first."""
+        self.text(table.text)
+        for child in table:
+            if child.tag == "tr":
+                self._stray_in_row(child)
+            elif child.tag in _ROW_GROUPS:
+                self.text(child.text)
+                for row in child:
+                    if row.tag == "tr":
+                        self._stray_in_row(row)
+                    else:
+                        self.element(row)
+                    self.text(row.tail)
+            elif child.tag != "caption":
+                self.element(child)
+            self.text(child.tail)
+        self._gap(0)
+
+    def _stray_in_row(self, row: etree._Element) -> None:
+        self.text(row.text)
+        for cell in row:
+            if cell.tag not in _CELLS:
+                self.element(cell)
+            self.text(cell.tail)
+
     def _columns(self, rows: list[list[list[str]]]) -> None:
         """Rows of cells, each cell's lines, side by side."""
         columns = list(zip_longest(*rows, fillvalue=[]))
@@ -212,6 +263,14 @@ class _Canvas:
             for n in range(max((len(cell) for cell, _ in cells), default=0)):
                 parts = [(cell[n] if n < len(cell) else "").ljust(width) for cell, width in cells]
                 self._put([_CELL_GAP.join(parts).rstrip(" ")])
+
+
+def _start(ordered: etree._Element) -> int:
+    """The number of a list's first item (``<ol start>``; 1 when it is absent or no number)."""
+    try:
+        return int(ordered.get("start") or 1)
+    except ValueError:
+        return 1
 
 
 def _rows(table: etree._Element) -> list[etree._Element]:

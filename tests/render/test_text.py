@@ -47,7 +47,7 @@ def test_lists_get_markers_and_nest() -> None:
         "<ul><li>one<ul><li>inner</li></ul></li><li>two</li></ul>"
         "<ol><li>first</li><li>second</li></ol>"
     )
-    assert html_to_text(html) == "  * one\n    * inner\n  * two\n  1. first\n  2. second"
+    assert html_to_text(html) == "  * one\n      * inner\n  * two\n  1. first\n  2. second"
 
 
 def test_table_cells_sit_side_by_side_in_columns() -> None:
@@ -83,6 +83,38 @@ def test_layout_tables_of_one_column_read_as_their_content() -> None:
         "<tr><td><p>Footer</p></td></tr></table></td></tr></table>"
     )
     assert html_to_text(html) == "S <https://s.example>\n\nHello\n\nText\n\na  b\n\nFooter"
+
+
+def test_what_a_table_holds_outside_its_cells_comes_before_it() -> None:
+    html = (
+        "<table>Dear Ada,<tr><td>a</td> tail <td>b</td></tr><div>Note</div>"
+        "<tr><td hidden>hidden cell</td><td>cc</td><td>d</td></tr></table>"
+    )
+    assert html_to_text(html) == "Dear Ada, tail\nNote\n\na   b\ncc  d"
+
+
+def test_list_items_wrap_under_their_text_and_numbers_start_where_told() -> None:
+    html = '<ul><li>one<br>two</li></ul><ol start="3"><li>c</li><li>d</li></ol>'
+    assert html_to_text(html) == "  * one\n    two\n  3. c\n  4. d"
+
+
+def test_a_link_text_ending_in_a_blank_keeps_it_after_the_url() -> None:
+    assert html_to_text('Read <a href="https://x.example">our blog </a>today') == (
+        "Read our blog <https://x.example> today"
+    )
+
+
+def test_blocks_of_nothing_but_no_break_spaces_are_blank_lines() -> None:
+    html = "<p>a</p><p>&nbsp;</p><p>&nbsp;</p><div>&nbsp;</div><p>b</p>"
+    assert html_to_text(html) == "a\n\nb"
+
+
+def test_preformatted_text_keeps_its_blanks_and_lines_but_not_hidden_parts() -> None:
+    html = (
+        '<pre>  keep\n    this<span style="display:none">SECRET</span><br>'
+        '<a href="https://x.example">link</a> <img src="i.png" alt="img"></pre>'
+    )
+    assert html_to_text(html) == "  keep\n    this\nlink <https://x.example> [img]"
 
 
 def test_line_breaks_and_preformatted_text() -> None:
@@ -131,8 +163,13 @@ def documents(draw: st.DrawFn) -> tuple[str, list[str], list[str]]:
         elif kind == "block":
             tag = draw(BLOCK)
             parts.append(f"<{tag}>{word}</{tag}>")
-        else:
-            parts.append(f"<table><tr><td>{word}</td><td></td></tr></table>")
+        else:  # rows of cells (an empty one here and there), each word once, row by row
+            rows = draw(st.lists(st.lists(WORDS | st.just(""), min_size=1, max_size=3), max_size=3))
+            cells = ["".join(f"<td>{cell}</td>" for cell in row) for row in rows]
+            parts.append(
+                f"<table><tr><td>{word}</td></tr>{''.join(f'<tr>{c}</tr>' for c in cells)}</table>"
+            )
+            shown += [cell for row in rows for cell in row if cell]
     return "<body>" + "".join(parts) + "</body>", shown, hidden
 
 

@@ -181,6 +181,29 @@ def test_the_german_cart_formats_money_the_german_way(shipped: RuleSet) -> None:
     assert email.preheader == "3 Artikel im Wert von 132,00\xa0$ warten auf Sie."
 
 
+def test_the_shipped_cart_reminders_text_part_reads_as_the_mail_does(shipped: RuleSet) -> None:
+    """The text part a reader gets, through the shipped layout: the logo's alt text and
+    link, the heading, the cart as aligned columns, the button's link and the footer; the
+    hidden preheader and the layout's tables leave no trace."""
+    rule, _ = sender(shipped, "cart_abandonment")
+    email = compose(shipped, full_profile("en_US"), Firing(rule, "ada", {}), T0, NO_LOOKUPS).email
+    paragraphs = email.text.split("\n\n")
+    assert paragraphs[:6] == [
+        "[The Shop] <https://shop.example>",
+        "Ada, your cart is waiting",
+        "You left 3 items behind. We have kept them for you.",
+        "1 \u00d7 Enamel mug  $14.00\n2 \u00d7 sku-kettle  $118.00\nTotal           $132.00",
+        "Complete your order <https://shop.example>",
+        paragraphs[5],
+    ]
+    assert paragraphs[5].startswith("You are receiving this email because you signed up at")
+    assert " Unsubscribe <https://shop.example/u/" in paragraphs[5]
+    assert paragraphs[6:] == [
+        "The Shop Ltd, 12 Harbour Street, Portsmouth PO1 2AB, United Kingdom\n"
+    ]
+    assert email.preheader not in email.text
+
+
 def test_a_variant_subject_replaces_the_templates(shipped: RuleSet) -> None:
     rule, _ = sender(shipped, "cart_abandonment")
     override = "Still thinking it over, {{ user.first_name | default('friend', true) }}?"
