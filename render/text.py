@@ -214,35 +214,37 @@ class _Canvas:
     def _table(self, table: etree._Element) -> None:
         for caption in table.iterchildren("caption"):
             self.element(caption)
-        self._stray(table)
         rows = [
             [cell for cell in row if cell.tag in _CELLS and not _hidden(cell)]
-            for row in _rows(table)
+            for row in self._stray(table)
         ]
         if all(len(cells) <= 1 for cells in rows):
-            # a layout table: its cells one after the other, laid out like blocks
+            # a layout table: its cells one after the other, each a block
             for cells in rows:
                 for cell in cells:
-                    self._gap(0)
                     self.element(cell)
-                    self._gap(0)
             return
         self._gap(1)  # a table of columns is set apart, like a paragraph
         self._columns([[_Canvas().element(cell).lines() for cell in cells] for cells in rows])
         self._gap(1)
 
-    def _stray(self, table: etree._Element) -> None:
-        """What a table holds outside its cells (text, a ``form`` around rows): browsers
-        show it above the table, so it comes first."""
+    def _stray(self, table: etree._Element) -> list[etree._Element]:
+        """Lay out what a table holds outside its cells (text, a ``form`` around rows):
+        browsers show it above the table, so it comes first. The shown rows of the table
+        itself (in its row groups too, not in tables nested in it), in one pass."""
+        rows: list[etree._Element] = []
         self.text(table.text)
         for child in table:
             if child.tag == "tr":
                 self._stray_in_row(child)
+                rows.append(child)
             elif child.tag in _ROW_GROUPS:
                 self.text(child.text)
                 for row in child:
                     if row.tag == "tr":
                         self._stray_in_row(row)
+                        if not _hidden(child):
+                            rows.append(row)
                     else:
                         self.element(row)
                     self.text(row.tail)
@@ -250,6 +252,7 @@ class _Canvas:
                 self.element(child)
             self.text(child.tail)
         self._gap(0)
+        return [row for row in rows if not _hidden(row)]
 
     def _stray_in_row(self, row: etree._Element) -> None:
         self.text(row.text)
@@ -277,15 +280,3 @@ def _start(ordered: etree._Element) -> int:
         return int(ordered.get("start") or 1)
     except ValueError:
         return 1
-
-
-def _rows(table: etree._Element) -> list[etree._Element]:
-    """The shown rows of ``table`` itself (in its row groups too), not of tables nested in
-    it."""
-    rows: list[etree._Element] = []
-    for child in table:
-        if child.tag == "tr":
-            rows.append(child)
-        elif child.tag in _ROW_GROUPS and not _hidden(child):
-            rows += [row for row in child if row.tag == "tr"]
-    return [row for row in rows if not _hidden(row)]
