@@ -132,7 +132,9 @@ def chaos(
     kafka_bootstrap: str, redis_url: str, make_config: Callable[[str], Path], tmp_path: Path
 ) -> Iterator[Chaos]:
     """A scenario on fresh topics and Redis keys; its workers are stopped at the end."""
-    scenario = Chaos(WorkerEnv(kafka_bootstrap, redis_url, make_config(RULES), tmp_path))
+    # the faults are sized against a 6 s session (a pause of 15 s outlasts it)
+    env = WorkerEnv(kafka_bootstrap, redis_url, make_config(RULES), tmp_path, session_timeout=6)
+    scenario = Chaos(env)
     yield scenario
     scenario.stop_workers()
 

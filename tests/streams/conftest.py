@@ -48,6 +48,9 @@ class WorkerEnv:
     config_dir: Path
     tmp: Path
     unique: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    #: seconds; tansu holds a joining worker for half of it, so every start and rebalance
+    #: of a test waits ~1 s instead of the default's 5 s
+    session_timeout: float = 2
     #: more NUDGE_* variables (e.g. credentials)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -94,7 +97,7 @@ class WorkerEnv:
             "NUDGE_DATA_DIR": str(self.tmp / f"data-{self.unique}"),
             "NUDGE_TIMER_INTERVAL": "0.2",
             "NUDGE_BATCH_WITHIN": "0.05",
-            "NUDGE_SESSION_TIMEOUT": "6",
+            "NUDGE_SESSION_TIMEOUT": str(self.session_timeout),
             "NUDGE_LOG_LEVEL": "info",
             "NUDGE_UNSUBSCRIBE_KEY": UNSUBSCRIBE_KEY,
             "NUDGE_ERASURE_KEY": ERASURE_KEY,

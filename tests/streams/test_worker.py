@@ -271,7 +271,7 @@ async def test_timers_move_with_a_rebalance(
     kafka: Kafka,
     redis_view: View,
 ) -> None:
-    env = worker_env(cart_wait="45s", winback_wait="1h")
+    env = worker_env(cart_wait="30s", winback_wait="1h")
     first = start_worker(env)
     view = redis_view(env.keys)
     users = [f"shopper-{n}" for n in range(12)]
@@ -301,7 +301,7 @@ async def test_timers_move_with_a_rebalance(
     first.stop()  # clean leave: the second worker takes every partition
     second.wait_ready(partitions=4)
     earliest_due = min(datetime.fromisoformat(c["ts"]) for c in carts.values()) + timedelta(
-        seconds=30
+        seconds=20
     )
     assert datetime.now(UTC) < earliest_due  # every timer fires on the second worker
     for user, cart in carts.items():
