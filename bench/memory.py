@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import redis
 from harness import (
     BenchError,
@@ -44,7 +43,7 @@ from harness import (
 )
 from throughput import backlog
 
-from profiles import Keys
+from profiles import Keys, Timer
 
 __all__ = ["memory"]
 
@@ -120,7 +119,7 @@ def share_timers(client: redis.Redis, keys: Keys, partition: int, weights: Weigh
     size = sum(client.memory_usage(key, samples=0) or 0 for key in (due, data))
     raw: Counter[str] = Counter()
     for timer_id, doc in client.hscan_iter(data):
-        raw[orjson.loads(doc)["user_id"]] += 2 * len(timer_id) + len(doc) + 8
+        raw[Timer.from_stored(doc, partition).user_id] += 2 * len(timer_id) + len(doc) + 8
     total = sum(raw.values())
     if not total:
         weights.unattributed += size

@@ -1,6 +1,7 @@
 -- Schedule (insert or replace) and cancel timers of one partition.
 -- KEYS[1] due sorted set, KEYS[2] data hash
--- ARGV[1] the number n of schedules; then n triples (id, due ms, JSON); then ids to cancel
+-- ARGV[1] the number n of schedules; then n triples (id, due ms, stored timer); then ids to
+-- cancel
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
   local at = 2 + 3 * i

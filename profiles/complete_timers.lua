@@ -1,5 +1,5 @@
 -- Remove fired timers unless they were rescheduled after being claimed.
--- KEYS[1] due sorted set, KEYS[2] data hash; ARGV pairs of (id, JSON as claimed)
+-- KEYS[1] due sorted set, KEYS[2] data hash; ARGV pairs of (id, stored timer as claimed)
 local removed = 0
 for i = 1, #ARGV, 2 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then

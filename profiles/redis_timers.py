@@ -1,6 +1,6 @@
 """The Redis implementation of :class:`profiles.timers.TimerStore`.
 
-Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> JSON) that share
+Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> stored timer) that share
 one hash tag; applying changes, claiming and completing are Lua scripts, so each is atomic
 and costs one command per partition: on one node all in one pipeline, on Redis Cluster
 under way at once (:func:`profiles.redis_store.run_scripts`).
@@ -40,7 +40,7 @@ class RedisTimerStore:
         schedule: dict[int, list[Any]] = defaultdict(list)
         cancel: dict[int, list[str]] = defaultdict(list)
         for (partition, tid), timer in ops.schedule.items():
-            schedule[partition] += [tid, timer.due_ms, timer.to_json()]
+            schedule[partition] += [tid, timer.due_ms, timer.to_stored()]
         for partition, tid in ops.cancel:
             cancel[partition].append(tid)
         calls: list[ScriptCall] = [
@@ -55,12 +55,12 @@ class RedisTimerStore:
     ) -> list[Timer]:
         async with translate_errors():
             flat = await self._claim(keys=self._pair(partition), args=[now_ms, limit, lease_ms])
-        return [Timer.from_json(flat[i + 1], partition) for i in range(0, len(flat), 2)]
+        return [Timer.from_stored(flat[i + 1], partition) for i in range(0, len(flat), 2)]
 
     async def complete(self, timers: Sequence[Timer]) -> None:
         by_partition: dict[int, list[bytes | str]] = defaultdict(list)
         for timer in timers:
-            by_partition[timer.partition] += [timer.id, timer.stored_json]
+            by_partition[timer.partition] += [timer.id, timer.stored_form]
         calls = [(self._pair(p), args) for p, args in by_partition.items()]
         async with translate_errors():
             await run_scripts(self._redis, self._complete, calls)
@@ -71,14 +71,14 @@ class RedisTimerStore:
             if not ids:
                 return []
             raws = await self._redis.hmget(self._keys.timers_data(partition), ids)  # type: ignore[arg-type]
-        return [Timer.from_json(raw, partition) for raw in raws if raw is not None]
+        return [Timer.from_stored(raw, partition) for raw in raws if raw is not None]
 
     async def find(self, partition: int, ids: Collection[str]) -> list[Timer]:
         if not ids:
             return []
         async with translate_errors():
             raws = await self._redis.hmget(self._keys.timers_data(partition), list(ids))
-        found = [Timer.from_json(raw, partition) for raw in raws if raw is not None]
+        found = [Timer.from_stored(raw, partition) for raw in raws if raw is not None]
         return sorted(found, key=lambda t: (t.due_ms, t.id))
 
     async def count(self, partition: int) -> int:

@@ -3,6 +3,7 @@ Redis Cluster, and their in-memory twins must agree."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import cast
 
@@ -35,6 +36,7 @@ from profiles import (
     TimerStore,
 )
 from profiles.redis_store import translate_errors
+from profiles.timers import DEFLATED_V1, DICTIONARY_V1
 
 from ..conftest import STORES, redis_of
 
@@ -384,6 +386,44 @@ async def test_a_timer_keeps_what_firing_reads_of_its_event(timer_store: TimerSt
     assert stored.trigger_event == {**event, "context": None}
     assert (stored.key, stored.step, stored.instance, stored.deferred) == ("c1", None, "", False)
     assert len(stored.to_json()) < 200
+
+
+async def test_a_timer_is_stored_deflated_in_a_fraction_of_its_json(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    event = {
+        "event_id": "u1-17",
+        "type": "product_view",
+        "user_id": "u1",
+        "ts": "2026-03-01T12:00:00Z",
+        "properties": {"product_id": "sku-00630", "name": "Little card", "price": 17.9},
+        "context": None,
+    }
+    timer = Timer("browse_abandonment", "u1", 1000, 0, event, key="sku-00630")
+    await RedisTimerStore(redis_client, keys=keys).apply(ops(timer))
+    stored = await redis_client.hget(keys.timers_data(0), timer.id)
+    assert stored is not None and stored[:1] == DEFLATED_V1
+    assert len(stored) * 2 < len(timer.to_json())
+    assert Timer.from_stored(stored, 0) == timer
+
+
+def test_the_timer_dictionary_is_the_one_timers_were_stored_with() -> None:
+    """Stored timers can only be read with the dictionary they were written with: a
+    regenerated one needs a new file and form byte (see ``profiles.timers``)."""
+    digest = "1d4f673139a6cc93938f16691d1671cde88f82535534205d4f8da73b260e081a"
+    assert hashlib.sha256(DICTIONARY_V1).hexdigest() == digest
+
+
+@pytest.mark.parametrize("stored", [DEFLATED_V1 + b"not deflate", b"\x01", b"{not json"])
+def test_a_corrupt_stored_timer_is_an_error(stored: bytes) -> None:
+    with pytest.raises(ValueError):
+        Timer.from_stored(stored, 0)
+
+
+def test_a_stored_timer_cut_short_is_an_error() -> None:
+    stored = Timer("cart", "u1", 1000, 0, {"event_id": "e1", "type": "x"}).to_stored()
+    with pytest.raises(ValueError, match="ends early"):
+        Timer.from_stored(stored[:-4], 0)
 
 
 async def test_a_timer_stored_whole_still_fires_and_completes(
