@@ -16,7 +16,7 @@ with the dictionary it was written with. A new dictionary needs a new form byte
 (:mod:`profiles.stored`, :mod:`profiles.timers`), the old one kept for what is stored, and
 a new file name; ``tests/profiles`` pins these files' digests.
 
-    .venv/bin/python bench/make_dictionaries.py [--out DIR]
+    .venv/bin/python bench/make_dictionaries.py --out DIR
 """
 
 from __future__ import annotations
@@ -65,12 +65,13 @@ async def a_year(config: Path) -> Year:
         clock.advance_ms(batch.newest_ms)
         await engine.process(batch.messages)
         users.update(m.key.decode() for m in batch.messages if m.key)
-    snapshots = await profiles.load(dict.fromkeys(users, ()))
+    snapshots = await profiles.load(dict.fromkeys(sorted(users), ()))
     pending = [t for p in range(PARTITIONS) for t in await timers.pending(p)]
     return Year([s.profile for s in snapshots.values() if s.profile is not None], pending)
 
 
 def median(documents: list[bytes]) -> bytes:
+    """The document of median length (of those as long, the one given first)."""
     return sorted(documents, key=len)[len(documents) // 2]
 
 
@@ -97,15 +98,21 @@ def timer_dictionary(year: Year) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "profiles")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="a directory; files already there are kept"
+    )
     args = parser.parse_args()
     year = asyncio.run(a_year(REPO / "config"))
     for name, dictionary in (
         ("profile-v1.zdict", profile_dictionary(year)[-PROFILE_BYTES:]),
         ("timer-v1.zdict", timer_dictionary(year)[-TIMER_BYTES:]),
     ):
-        (args.out / name).write_bytes(dictionary)
-        print(f"wrote {args.out / name} ({len(dictionary):,} bytes)")
+        path = args.out / name
+        if path.exists():
+            print(f"kept {path}: what is stored was written with it")
+            continue
+        path.write_bytes(dictionary)
+        print(f"wrote {path} ({len(dictionary):,} bytes)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 -- Lease the due timers of one partition.
 -- KEYS[1] due sorted set, KEYS[2] data hash; ARGV[1] now ms, ARGV[2] limit, ARGV[3] lease ms
--- Returns a flat list: id1, json1, id2, json2, ...
+-- Returns a flat list: id1, stored timer 1, id2, stored timer 2, ...
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
 local leased_until = tonumber(ARGV[1]) + tonumber(ARGV[3])
 local out = {}

@@ -56,8 +56,8 @@ def load_profile(user_id: str, stored: bytes) -> Profile:
         if form == DEFLATED_V1:
             inflate = zlib.decompressobj(_WBITS, zdict=DICTIONARY_V1)
             stored = inflate.decompress(stored[1:]) + inflate.flush()
-            if not inflate.eof:
-                raise zlib.error("the deflated profile ends early")
+            if not inflate.eof or inflate.unused_data:
+                raise zlib.error("the deflated profile ends early or goes on after its end")
         elif form == DEFLATED:
             stored = zlib.decompress(stored[1:], _OLD_WBITS)
         return Profile.model_validate_json(stored)

@@ -38,7 +38,8 @@ __all__ = [
 #: first byte of a timer deflated with :data:`DICTIONARY_V1` (JSON starts with ``{``)
 DEFLATED_V1 = b"\x01"
 DICTIONARY_V1 = resources.files("profiles").joinpath("timer-v1.zdict").read_bytes()
-# a timer is small: a 4 KiB window holds the dictionary and it
+# a 4 KiB window holds the dictionary (3 KiB) and a typical timer; a longer one (an order
+# with many items) refers back to the dictionary less
 _WBITS, _LEVEL, _MEM_LEVEL = -12, 6, 4
 # primed with the dictionary once: loading it is most of the cost of deflating a timer
 _DEFLATE = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zdict=DICTIONARY_V1)
@@ -117,6 +118,13 @@ class Timer:
         these raises :class:`ValueError`."""
         raw = raw.encode() if isinstance(raw, str) else raw
         data = orjson.loads(_inflate(raw) if raw[:1] == DEFLATED_V1 else raw)
+        try:
+            return cls._from_document(data, partition, raw)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"a stored timer lacks what a timer has: {exc!r}") from exc
+
+    @classmethod
+    def _from_document(cls, data: dict[str, Any], partition: int, raw: bytes) -> Timer:
         event = data["trigger_event"]
         if "ts" in event:  # a real event (re-checks and backfills carry id and type only)
             # firing sees the same event whichever form was stored
@@ -152,6 +160,8 @@ def _inflate(stored: bytes) -> bytes:
         raise ValueError(f"a stored timer does not inflate: {exc}") from exc
     if not inflate.eof:
         raise ValueError("a stored timer ends early")
+    if inflate.unused_data:
+        raise ValueError("a stored timer goes on after its end")
     return document
 
 

@@ -133,8 +133,7 @@ def chaos(
 ) -> Iterator[Chaos]:
     """A scenario on fresh topics and Redis keys; its workers are stopped at the end."""
     # the faults are sized against a 6 s session (a pause of 15 s outlasts it)
-    env = WorkerEnv(kafka_bootstrap, redis_url, make_config(RULES), tmp_path, session_timeout=6)
-    scenario = Chaos(env)
+    scenario = Chaos(WorkerEnv(kafka_bootstrap, redis_url, make_config(RULES), tmp_path))
     yield scenario
     scenario.stop_workers()
 

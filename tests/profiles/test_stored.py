@@ -86,6 +86,7 @@ def test_an_undeliverable_mark_round_trips() -> None:
         DEFLATED + b"not deflate",
         DEFLATED_V1 + b"not deflate",
         dump_profile(busy_profile())[:-8],  # cut short
+        dump_profile(busy_profile()) + b"junk",
         b"\x03junk",
     ],
 )

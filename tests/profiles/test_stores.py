@@ -414,7 +414,17 @@ def test_the_timer_dictionary_is_the_one_timers_were_stored_with() -> None:
     assert hashlib.sha256(DICTIONARY_V1).hexdigest() == digest
 
 
-@pytest.mark.parametrize("stored", [DEFLATED_V1 + b"not deflate", b"\x01", b"{not json"])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        DEFLATED_V1 + b"not deflate",
+        b"\x01",
+        b"{not json",
+        b'{"rule_id": "cart"}',  # no trigger event
+        b"[1, 2]",
+        Timer("cart", "u1", 1000, 0, {"event_id": "e1", "type": "x"}).to_stored() + b"junk",
+    ],
+)
 def test_a_corrupt_stored_timer_is_an_error(stored: bytes) -> None:
     with pytest.raises(ValueError):
         Timer.from_stored(stored, 0)

@@ -48,9 +48,8 @@ class WorkerEnv:
     config_dir: Path
     tmp: Path
     unique: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    #: seconds; tansu holds a joining worker for half of it, so every start and rebalance
-    #: of a test waits ~1 s instead of the default's 5 s
-    session_timeout: float = 2
+    #: seconds (see :func:`session_timeout`)
+    session_timeout: float = 6
     #: more NUDGE_* variables (e.g. credentials)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -327,6 +326,14 @@ def promtool() -> str:
     return found
 
 
+def session_timeout() -> float:
+    """The test workers' consumer session (s). tansu holds a joining worker for half of
+    it, so on the suite's own tansu 2 s makes every start and rebalance wait ~1 s instead
+    of 3 s; a broker named by NUDGE_TEST_KAFKA_BOOTSTRAP gets 6 s, Kafka's smallest
+    (``group.min.session.timeout.ms``)."""
+    return 6 if os.environ.get("NUDGE_TEST_KAFKA_BOOTSTRAP") else 2
+
+
 @pytest.fixture
 def worker_env(
     kafka_bootstrap: str, redis_url: str, make_config: Callable[[str], Path], tmp_path: Path
@@ -335,7 +342,8 @@ def worker_env(
         cart_wait: str = "3s", winback_wait: str = "8s", rules: str | None = None
     ) -> WorkerEnv:
         text = rules or TEST_RULES.format(cart_wait=cart_wait, winback_wait=winback_wait)
-        return WorkerEnv(kafka_bootstrap, redis_url, make_config(text), tmp_path)
+        config = make_config(text)
+        return WorkerEnv(kafka_bootstrap, redis_url, config, tmp_path, session_timeout())
 
     return make
 
