@@ -343,7 +343,9 @@ def worker_env(
     ) -> WorkerEnv:
         text = rules or TEST_RULES.format(cart_wait=cart_wait, winback_wait=winback_wait)
         config = make_config(text)
-        return WorkerEnv(kafka_bootstrap, redis_url, config, tmp_path, session_timeout())
+        return WorkerEnv(
+            kafka_bootstrap, redis_url, config, tmp_path, session_timeout=session_timeout()
+        )
 
     return make
 
