@@ -17,7 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -47,6 +47,7 @@ class WorkerEnv:
     redis_url: str
     config_dir: Path
     tmp: Path
+    _: KW_ONLY
     unique: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     #: seconds (see :func:`session_timeout`)
     session_timeout: float = 6
