@@ -84,8 +84,9 @@ def generic(document: bytes, user_id: str, email: str | None) -> bytes:
 
 def profile_dictionary(year: Year) -> bytes:
     documents = {p.model_dump_json().encode(): p for p in year.profiles}
-    typical = documents[median(list(documents))]
-    return generic(typical.model_dump_json().encode(), typical.user_id, typical.email)
+    document = median(list(documents))
+    typical = documents[document]
+    return generic(document, typical.user_id, typical.email)
 
 
 def timer_dictionary(year: Year) -> bytes:

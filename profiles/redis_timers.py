@@ -1,9 +1,9 @@
 """The Redis implementation of :class:`profiles.timers.TimerStore`.
 
-Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> stored timer) that share
-one hash tag; applying changes, claiming and completing are Lua scripts, so each is atomic
-and costs one command per partition: on one node all in one pipeline, on Redis Cluster
-under way at once (:func:`profiles.redis_store.run_scripts`).
+Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> stored timer)
+that share one hash tag; applying changes, claiming and completing are Lua scripts, so
+each is atomic and costs one command per partition: on one node all in one pipeline, on
+Redis Cluster under way at once (:func:`profiles.redis_store.run_scripts`).
 """
 
 from __future__ import annotations

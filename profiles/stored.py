@@ -20,10 +20,10 @@ a better one comes as a new file with a new form byte.
 from __future__ import annotations
 
 import zlib
-from importlib import resources
 
 from pydantic import ValidationError
 
+from profiles.deflated import PresetDeflate
 from profiles.errors import CorruptProfile
 from profiles.model import Profile
 
@@ -31,23 +31,18 @@ __all__ = ["DEFLATED", "DEFLATED_V1", "DICTIONARY_V1", "dump_profile", "load_pro
 
 #: first byte of a profile deflated with no dictionary (JSON starts with ``{``)
 DEFLATED = b"\x01"
-#: first byte of a profile deflated with :data:`DICTIONARY_V1`
-DEFLATED_V1 = b"\x02"
-DICTIONARY_V1 = resources.files("profiles").joinpath("profile-v1.zdict").read_bytes()
 _OLD_WBITS = -12  # raw deflate, 4 KiB window
 # a 16 KiB window holds the dictionary (9 KiB) and most of a document; with level 4 and
-# memory level 6 it stores what a 32 KiB window does and copies faster (below); level 6
-# stores ~7 % less in ~25 % more time
-_WBITS, _LEVEL, _MEM_LEVEL = -14, 4, 6
-# primed with the dictionary once: a copy of it deflates a document in about two thirds
-# of the time a new compressor takes, which loads the dictionary again
-_DEFLATE = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zdict=DICTIONARY_V1)
+# memory level 6 it stores what a 32 KiB window does and its primed compressor copies
+# faster; level 6 stores ~7 % less in ~25 % more time
+_V1 = PresetDeflate(b"\x02", "profile-v1.zdict", wbits=-14, level=4, mem_level=6)
+#: first byte of a profile deflated with :data:`DICTIONARY_V1`
+DEFLATED_V1 = _V1.marker
+DICTIONARY_V1 = _V1.dictionary
 
 
 def dump_profile(profile: Profile) -> bytes:
-    deflate = _DEFLATE.copy()
-    document = profile.model_dump_json().encode()
-    return DEFLATED_V1 + deflate.compress(document) + deflate.flush()
+    return _V1.pack(profile.model_dump_json().encode())
 
 
 def load_profile(user_id: str, stored: bytes) -> Profile:
@@ -55,10 +50,7 @@ def load_profile(user_id: str, stored: bytes) -> Profile:
     try:
         form = stored[:1]
         if form == DEFLATED_V1:
-            inflate = zlib.decompressobj(_WBITS, zdict=DICTIONARY_V1)
-            stored = inflate.decompress(stored[1:]) + inflate.flush()
-            if not inflate.eof or inflate.unused_data:
-                raise zlib.error("the deflated profile ends early or goes on after its end")
+            stored = _V1.unpack(stored)
         elif form == DEFLATED:
             stored = zlib.decompress(stored[1:], _OLD_WBITS)
         return Profile.model_validate_json(stored)

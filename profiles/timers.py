@@ -20,10 +20,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Protocol
 
 import orjson
+
+from profiles.deflated import PresetDeflate
 
 __all__ = [
     "DEFLATED_V1",
@@ -35,14 +36,12 @@ __all__ = [
     "timer_id",
 ]
 
-#: first byte of a timer deflated with :data:`DICTIONARY_V1` (JSON starts with ``{``)
-DEFLATED_V1 = b"\x01"
-DICTIONARY_V1 = resources.files("profiles").joinpath("timer-v1.zdict").read_bytes()
 # a 4 KiB window holds the dictionary (3 KiB) and a typical timer; a longer one (an order
 # with many items) refers back to the dictionary less
-_WBITS, _LEVEL, _MEM_LEVEL = -12, 6, 4
-# primed with the dictionary once: loading it is most of the cost of deflating a timer
-_DEFLATE = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zdict=DICTIONARY_V1)
+_V1 = PresetDeflate(b"\x01", "timer-v1.zdict", wbits=-12, level=6, mem_level=4)
+#: first byte of a timer deflated with :data:`DICTIONARY_V1` (JSON starts with ``{``)
+DEFLATED_V1 = _V1.marker
+DICTIONARY_V1 = _V1.dictionary
 
 
 #: what a stored timer keeps of its trigger event: what firing reads (the request id is
@@ -108,8 +107,7 @@ class Timer:
 
     def to_stored(self) -> bytes:
         """What the store holds: :meth:`to_json`, deflated against the dictionary."""
-        deflate = _DEFLATE.copy()
-        return DEFLATED_V1 + deflate.compress(self.to_json()) + deflate.flush()
+        return _V1.pack(self.to_json())
 
     @classmethod
     def from_stored(cls, raw: bytes | str, partition: int) -> Timer:
@@ -153,16 +151,10 @@ class Timer:
 
 
 def _inflate(stored: bytes) -> bytes:
-    inflate = zlib.decompressobj(_WBITS, zdict=DICTIONARY_V1)
     try:
-        document = inflate.decompress(stored[1:]) + inflate.flush()
+        return _V1.unpack(stored)
     except zlib.error as exc:
         raise ValueError(f"a stored timer does not inflate: {exc}") from exc
-    if not inflate.eof:
-        raise ValueError("a stored timer ends early")
-    if inflate.unused_data:
-        raise ValueError("a stored timer goes on after its end")
-    return document
 
 
 @dataclass
