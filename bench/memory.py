@@ -11,7 +11,7 @@ What is measured
     holds at the end is what a shop holds after a year, not every timer ever scheduled.
     Once the backlog is drained the bench waits until no timer is overdue, then stops
     the worker and weighs every Redis key of the run with
-    ``MEMORY USAGE key SAMPLES 0``: per user, the profile hash and the dedup set; the
+    ``MEMORY USAGE key SAMPLES 0``: per user, the profile key and the dedup set; the
     timers live in per-partition keys (a sorted set and a hash), so each partition's two
     keys are shared out among its users in proportion to the bytes of their entries (timer
     id twice, timer JSON, score). The figures are the average and typical (median) user,

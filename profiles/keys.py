@@ -70,7 +70,8 @@ class Keys:
         return f"{self.prefix}:{{{user_id}}}"
 
     def profile(self, user_id: str) -> str:
-        """Hash: ``v`` = version (compare-and-set), ``p`` = profile (see :mod:`profiles.stored`)."""
+        """String: the version (compare-and-set) in decimal, ``:``, the stored profile (see
+        :mod:`profiles.stored`); a hash of ``v`` and ``p`` in profiles stored before."""
         return f"{self._user(user_id)}:profile"
 
     def profiles_pattern(self) -> str:

@@ -1,8 +1,10 @@
 -- Read a batch of users: profile (version + stored form), which of the asked events were
 -- already applied, and the erasure tombstone.
--- KEYS: per user, its profile hash, its dedup string (12-byte records: 8-byte event id
--- digest, 4-byte event time in epoch seconds), the sorted set of raw event ids stored
--- before digests (usually absent) and its tombstone (usually absent)
+-- KEYS: per user, its profile (a string: the version in decimal, ':', the stored form;
+-- before that a hash of v = version and p = stored form, still read until it is next
+-- written), its dedup string (12-byte records: 8-byte event id digest, 4-byte event time
+-- in epoch seconds), the sorted set of raw event ids stored before digests (usually
+-- absent) and its tombstone (usually absent)
 -- ARGV: per user, the asked digests packed into one string
 -- Returns per user:
 --   {version or nil, profile or nil, {1 or nil per digest}, legacy exists, erased or nil}
@@ -18,10 +20,22 @@ local function has(records, digest)
   end
 end
 
+-- the version and the stored form (false, false when there is no profile)
+local function profile(key)
+  if redis.call('TYPE', key).ok == 'hash' then
+    local row = redis.call('HMGET', key, 'v', 'p')
+    return row[1], row[2]
+  end
+  local stored = redis.call('GET', key)
+  if not stored then return false, false end
+  local colon = string.find(stored, ':', 1, true)
+  return string.sub(stored, 1, colon - 1), string.sub(stored, colon + 1)
+end
+
 local out = {}
 for i = 1, #KEYS, 4 do
   local asked = ARGV[(i + 3) / 4]
-  local row = redis.call('HMGET', KEYS[i], 'v', 'p')
+  local version, doc = profile(KEYS[i])
   local seen = {}
   if #asked > 0 then
     local records = redis.call('GET', KEYS[i + 1]) or ''
@@ -30,7 +44,7 @@ for i = 1, #KEYS, 4 do
     end
   end
   out[#out + 1] = {
-    row[1], row[2], seen, redis.call('EXISTS', KEYS[i + 2]), redis.call('GET', KEYS[i + 3])
+    version, doc, seen, redis.call('EXISTS', KEYS[i + 2]), redis.call('GET', KEYS[i + 3])
   }
 end
 return out

@@ -1,6 +1,7 @@
 -- Compare-and-set a batch of profiles, each with the events it applied and the counter
 -- increments it brings.
--- KEYS: per user, its profile hash (v = version, p = stored profile), its dedup string
+-- KEYS: per user, its profile (see load_profiles.lua; a hash stored before becomes a
+-- string when written), its dedup string
 -- (see load_profiles.lua), the sorted set of raw event ids stored before digests, its
 -- erasure tombstone, and the counters hash of its hash slot
 -- ARGV[1]: the dedup window (records kept per user); ARGV[2]: how long a tombstone lasts (ms)
@@ -43,6 +44,16 @@ local function count(key, increments)
   end
 end
 
+-- the profile's version ('0' when there is none), without reading the whole profile
+local function version(key)
+  if redis.call('TYPE', key).ok == 'hash' then
+    return redis.call('HGET', key, 'v') or '0'
+  end
+  local head = redis.call('GETRANGE', key, 0, 20)
+  if head == '' then return '0' end
+  return string.sub(head, 1, string.find(head, ':', 1, true) - 1)
+end
+
 local out = {}
 local a = 3
 for i = 1, #KEYS, 5 do
@@ -50,7 +61,7 @@ for i = 1, #KEYS, 5 do
   local cutoff, forget, erased = tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5]
   local increments = ARGV[a + 6]
   a = a + 7
-  local current = redis.call('HGET', KEYS[i], 'v') or '0'
+  local current = version(KEYS[i])
   if current ~= expected then
     out[#out + 1] = 0
   else
@@ -63,7 +74,8 @@ for i = 1, #KEYS, 5 do
     if doc == '' then
       redis.call('DEL', KEYS[i])
     else
-      redis.call('HSET', KEYS[i], 'v', tostring(tonumber(current) + 1), 'p', doc)
+      -- SET replaces a hash stored before
+      redis.call('SET', KEYS[i], string.format('%d', tonumber(current) + 1) .. ':' .. doc)
     end
     if #applied > 0 then
       remember(KEYS[i + 1], KEYS[i + 2], applied, cutoff)

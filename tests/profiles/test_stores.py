@@ -36,6 +36,7 @@ from profiles import (
     TimerStore,
 )
 from profiles.redis_store import translate_errors
+from profiles.stored import dump_profile
 from profiles.timers import DEFLATED_V1, DICTIONARY_V1
 
 from ..conftest import STORES, redis_of
@@ -464,6 +465,32 @@ async def test_a_profile_stored_as_plain_json_still_loads(
     await redis_client.hset(keys.profile("u1"), mapping={"v": 4, "p": before.model_dump_json()})
     snap = await store.snapshot("u1")
     assert (snap.profile, snap.version) == (before, 4)
+
+
+async def test_a_profile_is_stored_as_its_version_then_its_stored_form(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    saved = profile(email="a@example.com")
+    assert await store.save([ProfileWrite("u1", 0, saved)]) == []
+    assert await store.save([ProfileWrite("u1", 1, saved)]) == []
+    stored = await redis_client.get(keys.profile("u1"))
+    assert stored == b"2:" + dump_profile(saved)
+
+
+async def test_a_profile_stored_as_a_hash_loads_and_becomes_a_string_when_written(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    before, after = profile(email="a@example.com"), profile(email="b@example.com")
+    await redis_client.hset(keys.profile("u1"), mapping={"v": 7, "p": dump_profile(before)})
+    snap = await store.snapshot("u1")
+    assert (snap.profile, snap.version) == (before, 7)
+    assert await store.save([ProfileWrite("u1", 6, after)]) == ["u1"]
+    assert await store.save([ProfileWrite("u1", 7, after)]) == []
+    assert await redis_client.type(keys.profile("u1")) == b"string"
+    snap = await store.snapshot("u1")
+    assert (snap.profile, snap.version) == (after, 8)
 
 
 def counting(user_id: str, version: int, *counters: tuple[str, float]) -> ProfileWrite:
