@@ -171,8 +171,8 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
     values = list(totals.values())
     lines = [
         f"Redis per user    average {statistics.mean(values) / 1024:.1f} KB, median "
-        f"{percentile(values, 0.5) / 1024:.1f} KB, p90 {percentile(values, 0.9) / 1024:.1f} KB "
-        f"({len(users):,} users)",
+        f"{percentile(values, 0.5) / 1024:.1f} KB ({percentile(values, 0.5):,.0f} B), p90 "
+        f"{percentile(values, 0.9) / 1024:.1f} KB ({len(users):,} users)",
         f"  average split   profile {mean(weights.profile) / 1024:.1f} KB, dedup ids "
         f"{mean(weights.dedup) / 1024:.1f} KB, timers {mean(weights.timers) / 1024:.1f} KB",
         f"  heaviest        {totals[heavy] / 1024:.1f} KB for {per_user[heavy]:,} events "
