@@ -11,12 +11,13 @@ What is measured
     holds at the end is what a shop holds after a year, not every timer ever scheduled.
     Once the backlog is drained the bench waits until no timer is overdue, then stops
     the worker and weighs every Redis key of the run with
-    ``MEMORY USAGE key SAMPLES 0``: per user, the profile key and the dedup set; the
+    ``MEMORY USAGE key SAMPLES 0``: per user, the key of their profile and dedup records
+    (the records' bytes count as dedup ids, the rest as profile); the
     timers live in per-partition keys (a sorted set and a hash), so each partition's two
     keys are shared out among its users in proportion to the bytes of their entries (timer
     id twice, timer JSON, score). The figures are the average and typical (median) user,
-    and the heaviest one with its number of events; then the profile key alone (median,
-    p90, and the heaviest profile with its number of events).
+    and the heaviest one with its number of events; then the profile alone, its key less
+    the dedup records (median, p90, and the heaviest profile with its number of events).
 """
 
 from __future__ import annotations
@@ -103,11 +104,14 @@ def weigh(client: redis.Redis, keys: Keys, users: list[str], partitions: int) ->
     pipe = client.pipeline(transaction=False)
     for user in users:
         pipe.memory_usage(keys.profile(user), samples=0)
-        pipe.memory_usage(keys.seen(user), samples=0)
-    sizes = iter(pipe.execute())
+        pipe.getrange(keys.profile(user), 0, 40)
+    replies = iter(pipe.execute())
     for user in users:
-        weights.profile[user] = next(sizes) or 0
-        weights.dedup[user] = next(sizes) or 0
+        size, head = next(replies) or 0, next(replies)
+        # the user's key holds their dedup records too (profiles/stored_user.lua)
+        records = int(head.split(b":", 2)[1]) if head else 0
+        weights.profile[user] = size - records
+        weights.dedup[user] = records
     for partition in range(partitions):
         share_timers(client, keys, partition, weights)
     return weights
@@ -185,11 +189,12 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
 
 
 def profile_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
-    """The profile key alone: what the profile model costs, whatever the timers."""
+    """The profile alone (its key less the dedup records): what the profile model costs,
+    whatever the timers."""
     sizes = [float(weights.profile[user]) for user in per_user]
     heavy = max(per_user, key=lambda user: weights.profile[user])
     return [
-        f"profile key       median {percentile(sizes, 0.5):,.0f} B, p90 "
+        f"profile           median {percentile(sizes, 0.5):,.0f} B, p90 "
         f"{percentile(sizes, 0.9):,.0f} B, heaviest {weights.profile[heavy]:,} B for "
         f"{per_user[heavy]:,} events ({heavy})",
     ]

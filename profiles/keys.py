@@ -70,8 +70,8 @@ class Keys:
         return f"{self.prefix}:{{{user_id}}}"
 
     def profile(self, user_id: str) -> str:
-        """String: the version (compare-and-set) in decimal, ``:``, the stored profile (see
-        :mod:`profiles.stored`); a hash of ``v`` and ``p`` in profiles stored before."""
+        """String: the version (compare-and-set), the user's dedup records and the stored
+        profile (see ``stored_user.lua``); a hash of ``v`` and ``p`` stored before."""
         return f"{self._user(user_id)}:profile"
 
     def profiles_pattern(self) -> str:
@@ -87,7 +87,9 @@ class Keys:
         return profile_key[start : profile_key.rindex("}:profile")]
 
     def seen(self, user_id: str) -> str:
-        """String of the user's dedup records (see :func:`profiles.store.dedup_records`)."""
+        """String of the user's dedup records (see :func:`profiles.store.dedup_records`),
+        as stored before they moved into the profile's key; read until the user's next
+        write merges them (see ``stored_user.lua``)."""
         return f"{self._user(user_id)}:dedup"
 
     def legacy_seen(self, user_id: str) -> str:

@@ -1,14 +1,12 @@
 -- Read a batch of users: profile (version + stored form), which of the asked events were
--- already applied, and the erasure tombstone.
--- KEYS: per user, its profile (a string: the version in decimal, ':', the stored form;
--- before that a hash of v = version and p = stored form, still read until it is next
--- written), its dedup string (12-byte records: 8-byte event id digest, 4-byte event time
--- in epoch seconds), the sorted set of raw event ids stored before digests (usually
--- absent) and its tombstone (usually absent)
+-- already applied, and the erasure tombstone. Follows stored_user.lua.
+-- KEYS: per user, its profile key and the key its dedup records had before they moved
+-- into it (see stored_user.lua), the sorted set of raw event ids stored before digests
+-- (usually absent) and its tombstone (usually absent)
 -- ARGV: per user, the asked digests packed into one string
 -- Returns per user:
---   {version or nil, profile or nil, {1 or nil per digest}, legacy exists, erased or nil}
-local RECORD, DIGEST = 12, 8
+--   {version, profile ('' when none), {1 or nil per digest}, legacy exists, erased or nil}
+local DIGEST = 8
 
 local function has(records, digest)
   local from = 1
@@ -20,28 +18,13 @@ local function has(records, digest)
   end
 end
 
--- the version and the stored form (false, false when there is no profile)
-local function profile(key)
-  if redis.call('TYPE', key).ok == 'hash' then
-    local row = redis.call('HMGET', key, 'v', 'p')
-    return row[1], row[2]
-  end
-  local stored = redis.call('GET', key)
-  if not stored then return false, false end
-  local colon = string.find(stored, ':', 1, true)
-  return string.sub(stored, 1, colon - 1), string.sub(stored, colon + 1)
-end
-
 local out = {}
 for i = 1, #KEYS, 4 do
   local asked = ARGV[(i + 3) / 4]
-  local version, doc = profile(KEYS[i])
+  local version, records, doc = read_user(KEYS[i], KEYS[i + 1])
   local seen = {}
-  if #asked > 0 then
-    local records = redis.call('GET', KEYS[i + 1]) or ''
-    for at = 1, #asked, DIGEST do
-      seen[#seen + 1] = has(records, string.sub(asked, at, at + DIGEST - 1)) and 1 or false
-    end
+  for at = 1, #asked, DIGEST do
+    seen[#seen + 1] = has(records, string.sub(asked, at, at + DIGEST - 1)) and 1 or false
   end
   out[#out + 1] = {
     version, doc, seen, redis.call('EXISTS', KEYS[i + 2]), redis.call('GET', KEYS[i + 3])

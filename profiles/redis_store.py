@@ -120,8 +120,10 @@ class RedisProfileStore:
         self._pseudonyms = pseudonyms or Pseudonyms()
         self._tombstone_ms = tombstone_ms
         self._cluster = cluster
-        self._load = client.register_script(load_script("load_profiles.lua"))
-        self._save = client.register_script(load_script("save_profiles.lua"))
+        # both scripts read and write a user's key the way stored_user.lua says
+        stored_user = load_script("stored_user.lua")
+        self._load = client.register_script(stored_user + load_script("load_profiles.lua"))
+        self._save = client.register_script(stored_user + load_script("save_profiles.lua"))
 
     def _groups(self, user_ids: Sequence[str]) -> list[list[str]]:
         """Users that one script call may touch together (one group unless clustered)."""
@@ -133,9 +135,10 @@ class RedisProfileStore:
         return list(by_slot.values())
 
     def _keys_of(self, users: Sequence[str], *, counters: bool = False) -> list[str]:
-        """Per user, the keys the load script reads (profile, dedup records, raw ids stored
-        before digests, tombstone) and, with ``counters``, the counters hash the save
-        script adds to: the one of the user's slot on Cluster, the single one otherwise."""
+        """Per user, the keys the load script reads (profile, the dedup records' key of
+        before they moved into the profile's, raw ids stored before digests, tombstone)
+        and, with ``counters``, the counters hash the save script adds to: the one of the
+        user's slot on Cluster, the single one otherwise."""
         keys, user = self._keys, self._pseudonyms.user
         out: list[str] = []
         for u in users:

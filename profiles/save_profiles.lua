@@ -1,9 +1,8 @@
 -- Compare-and-set a batch of profiles, each with the events it applied and the counter
--- increments it brings.
--- KEYS: per user, its profile (see load_profiles.lua; a hash stored before becomes a
--- string when written), its dedup string
--- (see load_profiles.lua), the sorted set of raw event ids stored before digests, its
--- erasure tombstone, and the counters hash of its hash slot
+-- increments it brings. Follows stored_user.lua.
+-- KEYS: per user, its profile key and the key its dedup records had before they moved
+-- into it (see stored_user.lua), the sorted set of raw event ids stored before digests,
+-- its erasure tombstone, and the counters hash of its hash slot
 -- ARGV[1]: the dedup window (records kept per user); ARGV[2]: how long a tombstone lasts (ms)
 -- then per user: expected version, profile ('' deletes it), the applied events' records
 -- packed into one string, the age cutoff (epoch seconds): records older than it are
@@ -12,22 +11,17 @@
 -- the latest erase time, and the counter increments as a JSON array of [field, amount]
 -- pairs ('' when none), added only if the write is made
 -- Returns per user: 1 written, 0 refused (the version moved: another writer was first)
-local RECORD = 12
 local keep = tonumber(ARGV[1]) * RECORD
 local tombstone_ms = ARGV[2]
 
-local function remember(key, legacy, applied, cutoff)
-  local records = (redis.call('GET', key) or '') .. applied
+-- the newest records of the window, less those older than cutoff at the oldest end
+local function remember(records, applied, cutoff)
+  records = records .. applied
   local first = math.max(1, #records - keep + 1)
   while first <= #records and struct.unpack('>I4', records, first + 8) < cutoff do
     first = first + RECORD
   end
-  if first > #records then
-    redis.call('DEL', key)
-  else
-    redis.call('SET', key, string.sub(records, first))
-  end
-  redis.call('ZREMRANGEBYSCORE', legacy, '-inf', '(' .. string.format('%.0f', cutoff * 1000))
+  return string.sub(records, first)
 end
 
 local function bury(tombstone, erased)
@@ -44,16 +38,6 @@ local function count(key, increments)
   end
 end
 
--- the profile's version ('0' when there is none), without reading the whole profile
-local function version(key)
-  if redis.call('TYPE', key).ok == 'hash' then
-    return redis.call('HGET', key, 'v') or '0'
-  end
-  local head = redis.call('GETRANGE', key, 0, 20)
-  if head == '' then return '0' end
-  return string.sub(head, 1, string.find(head, ':', 1, true) - 1)
-end
-
 local out = {}
 local a = 3
 for i = 1, #KEYS, 5 do
@@ -61,25 +45,24 @@ for i = 1, #KEYS, 5 do
   local cutoff, forget, erased = tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5]
   local increments = ARGV[a + 6]
   a = a + 7
-  local current = version(KEYS[i])
+  local current, records, _, apart = read_user(KEYS[i], KEYS[i + 1])
   if current ~= expected then
     out[#out + 1] = 0
   else
     if forget ~= '' then
-      redis.call('DEL', KEYS[i + 1], KEYS[i + 2])
+      records = ''
+      redis.call('DEL', KEYS[i + 2])
     end
     if erased ~= '' then
       bury(KEYS[i + 3], erased)
     end
-    if doc == '' then
-      redis.call('DEL', KEYS[i])
-    else
-      -- SET replaces a hash stored before
-      redis.call('SET', KEYS[i], string.format('%d', tonumber(current) + 1) .. ':' .. doc)
-    end
     if #applied > 0 then
-      remember(KEYS[i + 1], KEYS[i + 2], applied, cutoff)
+      records = remember(records, applied, cutoff)
+      redis.call('ZREMRANGEBYSCORE', KEYS[i + 2], '-inf',
+        '(' .. string.format('%.0f', cutoff * 1000))
     end
+    local version = doc == '' and '0' or string.format('%d', tonumber(current) + 1)
+    write_user(KEYS[i], KEYS[i + 1], version, records, doc, apart)
     if #increments > 0 then
       count(KEYS[i + 4], increments)
     end

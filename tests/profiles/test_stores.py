@@ -20,6 +20,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from profiles import (
+    CorruptProfile,
     InMemoryProfileStore,
     InMemoryTimerStore,
     Keys,
@@ -36,6 +37,7 @@ from profiles import (
     TimerStore,
 )
 from profiles.redis_store import translate_errors
+from profiles.store import dedup_records
 from profiles.stored import dump_profile
 from profiles.timers import DEFLATED_V1, DICTIONARY_V1
 
@@ -467,30 +469,69 @@ async def test_a_profile_stored_as_plain_json_still_loads(
     assert (snap.profile, snap.version) == (before, 4)
 
 
-async def test_a_profile_is_stored_as_its_version_then_its_stored_form(
+async def test_a_user_is_one_string_of_version_dedup_records_and_stored_profile(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     store = RedisProfileStore(redis_client, keys=keys)
     saved = profile(email="a@example.com")
-    assert await store.save([ProfileWrite("u1", 0, saved)]) == []
-    assert await store.save([ProfileWrite("u1", 1, saved)]) == []
+    assert await store.save([ProfileWrite("u1", 0, saved, (("e1", 1000),))]) == []
+    assert await store.save([ProfileWrite("u1", 1, saved, (("e2", 2000),))]) == []
+    records = dedup_records((("e1", 1000), ("e2", 2000)))
+    assert await redis_client.keys(f"{keys.prefix}:*") == [keys.profile("u1").encode()]
     stored = await redis_client.get(keys.profile("u1"))
-    assert stored == b"2:" + dump_profile(saved)
+    assert stored == b"2:24:" + records + dump_profile(saved)
 
 
-async def test_a_profile_stored_as_a_hash_loads_and_becomes_a_string_when_written(
+async def test_dedup_records_outlive_a_deleted_profile_in_the_same_key(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    await store.save([ProfileWrite("u1", 0, profile(), (("e1", 1000),))])
+    await store.save([ProfileWrite("u1", 1, None, (("e2", 2000),))])
+    snap = (await store.load({"u1": ["e1", "e2", "e3"]}))["u1"]
+    assert (snap.profile, snap.version, snap.seen) == (None, 0, {"e1", "e2"})
+    await store.save([ProfileWrite("u1", 0, None, forget=True)])
+    assert await redis_client.exists(keys.profile("u1")) == 0
+
+
+@pytest.mark.parametrize("stored", [b"{not json", b"3:0:{", b"3:99:short", b"3:x:{}"])
+async def test_a_corrupt_user_key_is_a_corrupt_profile_of_that_user(
+    redis_client: aioredis.Redis, keys: Keys, stored: bytes
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    await redis_client.set(keys.profile("u1"), stored)
+    with pytest.raises(CorruptProfile) as caught:
+        await store.load({"u1": ["e1"], "u2": ["e1"]})
+    assert caught.value.user_id == "u1"
+
+
+async def test_a_user_stored_as_a_hash_and_a_dedup_key_is_read_and_merged_when_written(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     store = RedisProfileStore(redis_client, keys=keys)
     before, after = profile(email="a@example.com"), profile(email="b@example.com")
     await redis_client.hset(keys.profile("u1"), mapping={"v": 7, "p": dump_profile(before)})
-    snap = await store.snapshot("u1")
-    assert (snap.profile, snap.version) == (before, 7)
+    await redis_client.set(keys.seen("u1"), dedup_records((("e1", 1000),)))
+    snap = (await store.load({"u1": ["e1", "e2"]}))["u1"]
+    assert (snap.profile, snap.version, snap.seen) == (before, 7, {"e1"})
     assert await store.save([ProfileWrite("u1", 6, after)]) == ["u1"]
-    assert await store.save([ProfileWrite("u1", 7, after)]) == []
+    assert await store.save([ProfileWrite("u1", 7, after, (("e2", 2000),))]) == []
+    assert await redis_client.exists(keys.seen("u1")) == 0
     assert await redis_client.type(keys.profile("u1")) == b"string"
-    snap = await store.snapshot("u1")
-    assert (snap.profile, snap.version) == (after, 8)
+    snap = (await store.load({"u1": ["e1", "e2"]}))["u1"]
+    assert (snap.profile, snap.version, snap.seen) == (after, 8, {"e1", "e2"})
+
+
+async def test_dedup_records_stored_apart_with_no_profile_still_dedup(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisProfileStore(redis_client, keys=keys)
+    await redis_client.set(keys.seen("u1"), dedup_records((("e1", 1000),)))
+    snap = (await store.load({"u1": ["e1", "e2"]}))["u1"]
+    assert (snap.profile, snap.version, snap.seen) == (None, 0, {"e1"})
+    await store.save([ProfileWrite("u1", 0, profile(), (("e2", 2000),))])
+    assert await redis_client.exists(keys.seen("u1")) == 0
+    assert (await store.load({"u1": ["e1", "e2"]}))["u1"].seen == {"e1", "e2"}
 
 
 def counting(user_id: str, version: int, *counters: tuple[str, float]) -> ProfileWrite:

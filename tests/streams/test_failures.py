@@ -80,7 +80,7 @@ async def test_unprocessable_message_is_dead_lettered_alone(
     worker = start_worker(env)
     client = aioredis.Redis.from_url(redis_url)
     try:  # a corrupt stored profile: this user's events cannot be applied
-        await client.set(Keys(env.keys.prefix).profile("mallory"), "1:{")
+        await client.set(Keys(env.keys.prefix).profile("mallory"), "1:0:{")
     finally:
         await client.aclose()
     poison = signup("mallory")
