@@ -10,14 +10,14 @@ What is measured
     and fire while the worker catches up, as they would have in that year: what Redis
     holds at the end is what a shop holds after a year, not every timer ever scheduled.
     Once the backlog is drained the bench waits until no timer is overdue, then stops
-    the worker and weighs every Redis key of the run with
-    ``MEMORY USAGE key SAMPLES 0``: per user, the key of their profile and dedup records
-    (the records' bytes count as dedup ids, the rest as profile); the
-    timers live in per-partition keys (a sorted set and a hash), so each partition's two
-    keys are shared out among its users in proportion to the bytes of their entries (timer
-    id twice, timer JSON, score). The figures are the average and typical (median) user,
-    and the heaviest one with its number of events; then the profile alone, its key less
-    the dedup records (median, p90, and the heaviest profile with its number of events).
+    the worker and weighs every Redis key of the run with ``MEMORY USAGE key SAMPLES 0``:
+    per user, the key of their profile and dedup records (the records' bytes count as
+    dedup ids, the rest as profile); the timers live in per-partition keys (a sorted set
+    and a hash, one entry a user in each), so each partition's two keys are shared out
+    among its users in proportion to the bytes of their entries. The figures are the
+    average and typical (median) user, and the heaviest one with its number of events;
+    then the profile alone, its key less the dedup records (median, p90, and the
+    heaviest profile with its number of events).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from harness import (
 )
 from throughput import backlog
 
-from profiles import Keys, Timer
+from profiles import Keys
 
 __all__ = ["memory"]
 
@@ -118,12 +118,14 @@ def weigh(client: redis.Redis, keys: Keys, users: list[str], partitions: int) ->
 
 
 def share_timers(client: redis.Redis, keys: Keys, partition: int, weights: Weights) -> None:
-    """A partition's timer keys, shared out by the bytes of each user's entries."""
+    """A partition's timer keys, shared out by the bytes of each user's entries (one
+    per user, ``@`` and the user id; see ``profiles/timer_buckets.lua``)."""
     due, data = keys.timers_due(partition), keys.timers_data(partition)
     size = sum(client.memory_usage(key, samples=0) or 0 for key in (due, data))
     raw: Counter[str] = Counter()
-    for timer_id, doc in client.hscan_iter(data):
-        raw[Timer.from_stored(doc, partition).user_id] += 2 * len(timer_id) + len(doc) + 8
+    for name, doc in client.hscan_iter(data):
+        if name.startswith(b"@"):
+            raw[name[1:].decode()] += 2 * len(name) + len(doc) + 8
     total = sum(raw.values())
     if not total:
         weights.unattributed += size

@@ -1,17 +1,39 @@
--- Lease the due timers of one partition.
--- KEYS[1] due sorted set, KEYS[2] data hash; ARGV[1] now ms, ARGV[2] limit, ARGV[3] lease ms
--- Returns a flat list: id1, stored timer 1, id2, stored timer 2, ...
-local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
-local leased_until = tonumber(ARGV[1]) + tonumber(ARGV[3])
+-- Lease the due timers of one partition. Follows timer_buckets.lua.
+-- ARGV[1] now ms, ARGV[2] limit, ARGV[3] lease ms
+-- Returns a flat list: id1, stored timer 1, id2, stored timer 2, ... (soonest users
+-- first, each user's due timers soonest first)
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local leased_until = now + tonumber(ARGV[3])
+local names = redis.call('ZRANGE', DUE, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 local out = {}
-for _, id in ipairs(ids) do
-  local data = redis.call('HGET', KEYS[2], id)
-  if data then
-    redis.call('ZADD', KEYS[1], leased_until, id)
-    out[#out + 1] = id
-    out[#out + 1] = data
-  else
-    redis.call('ZREM', KEYS[1], id)
+
+local function soonest_first(a, b)
+  return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1])
+end
+
+for _, name in ipairs(names) do
+  if #out >= 2 * limit then break end
+  if string.sub(name, 1, 1) == '@' then
+    local timers = timers_of(name)
+    table.sort(timers, soonest_first)
+    for _, timer in ipairs(timers) do
+      if timer[2] <= now and #out < 2 * limit then
+        timer[2] = leased_until
+        out[#out + 1] = timer[1]
+        out[#out + 1] = timer[3]
+      end
+    end
+    changed_user(name)  -- also mends a score that was out of step with the entry
+  else  -- a timer stored before under its own id
+    local data = redis.call('HGET', DATA, name)
+    if data then
+      redis.call('ZADD', DUE, leased_until, name)
+      out[#out + 1] = name
+      out[#out + 1] = data
+    else
+      redis.call('ZREM', DUE, name)
+    end
   end
 end
+save_users()
 return out

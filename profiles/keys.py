@@ -128,11 +128,13 @@ class Keys:
         return f"{self.prefix}:{{privacy}}:suppressed"
 
     def timers_due(self, partition: int) -> str:
-        """Sorted set: timer id -> due time (epoch ms) for one Kafka partition."""
+        """Sorted set of one Kafka partition's timers: ``@<user id>`` -> when the user's
+        soonest timer is due (epoch ms); see ``timer_buckets.lua``."""
         return f"{self.prefix}:{{timers.{partition}}}:due"
 
     def timers_data(self, partition: int) -> str:
-        """Hash: timer id -> timer JSON for one Kafka partition."""
+        """Hash of one Kafka partition's timers: ``@<user id>`` -> all of the user's
+        timers (id, due, stored form); see ``timer_buckets.lua``."""
         return f"{self.prefix}:{{timers.{partition}}}:data"
 
     def shop(self) -> str:

@@ -1,9 +1,11 @@
 """The Redis implementation of :class:`profiles.timers.TimerStore`.
 
-Per partition, a sorted set (timer id -> due ms) and a hash (timer id -> stored timer)
-that share one hash tag; applying changes, claiming and completing are Lua scripts, so
-each is atomic and costs one command per partition: on one node all in one pipeline, on
-Redis Cluster under way at once (:func:`profiles.redis_store.run_scripts`).
+Per partition, a sorted set and a hash that share one hash tag, with one entry per user:
+scored by the user's soonest timer, holding all of the user's timers of the partition
+(``timer_buckets.lua``). Applying changes, claiming, completing, listing and counting
+are Lua scripts, so each is atomic and costs one command per partition: on one node all
+in one pipeline, on Redis Cluster under way at once
+(:func:`profiles.redis_store.run_scripts`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from profiles.keys import Keys
 from profiles.redis_store import ScriptCall, load_script, run_scripts, translate_errors
@@ -25,9 +28,17 @@ class RedisTimerStore:
     def __init__(self, client: aioredis.Redis, *, keys: Keys | None = None) -> None:
         self._redis = client
         self._keys = keys or Keys()
-        self._apply = client.register_script(load_script("apply_timers.lua"))
-        self._claim = client.register_script(load_script("claim_timers.lua"))
-        self._complete = client.register_script(load_script("complete_timers.lua"))
+        # every script reads and writes the partition's keys as timer_buckets.lua says
+        buckets = load_script("timer_buckets.lua")
+
+        def script(name: str) -> AsyncScript:
+            return client.register_script(buckets + load_script(name))
+
+        self._apply = script("apply_timers.lua")
+        self._claim = script("claim_timers.lua")
+        self._complete = script("complete_timers.lua")
+        self._list = script("list_timers.lua")
+        self._count = script("count_timers.lua")
 
     def _pair(self, partition: int) -> list[str]:
         """A partition's two keys, as its scripts take them (one hash slot)."""
@@ -66,21 +77,20 @@ class RedisTimerStore:
             await run_scripts(self._redis, self._complete, calls)
 
     async def pending(self, partition: int) -> list[Timer]:
-        async with translate_errors():
-            ids = list(await self._redis.zrange(self._keys.timers_due(partition), 0, -1))
-            if not ids:
-                return []
-            raws = await self._redis.hmget(self._keys.timers_data(partition), ids)  # type: ignore[arg-type]
-        return [Timer.from_stored(raw, partition) for raw in raws if raw is not None]
+        return await self._listed(partition, [])
 
     async def find(self, partition: int, ids: Collection[str]) -> list[Timer]:
         if not ids:
             return []
+        return await self._listed(partition, list(dict.fromkeys(ids)))
+
+    async def _listed(self, partition: int, ids: list[str]) -> list[Timer]:
+        """The pending timers with ``ids`` (every one: none given), soonest first."""
         async with translate_errors():
-            raws = await self._redis.hmget(self._keys.timers_data(partition), list(ids))
-        found = [Timer.from_stored(raw, partition) for raw in raws if raw is not None]
-        return sorted(found, key=lambda t: (t.due_ms, t.id))
+            flat = await self._list(keys=self._pair(partition), args=ids)
+        rows = sorted((int(flat[i + 1]), flat[i], flat[i + 2]) for i in range(0, len(flat), 3))
+        return [Timer.from_stored(stored, partition) for _, _, stored in rows]
 
     async def count(self, partition: int) -> int:
         async with translate_errors():
-            return int(await self._redis.zcard(self._keys.timers_due(partition)))
+            return int(await self._count(keys=self._pair(partition), args=[]))

@@ -375,6 +375,63 @@ async def test_timers_of_users_with_braces_in_their_ids_fire_and_complete(
     assert await timer_store.count(0) == 0
 
 
+async def test_timers_of_ids_and_keys_with_bars_fire_and_cancel(timer_store: TimerStore) -> None:
+    """A timer id is ``rule|user|key``, and a user id (``auth0|...``) or key may hold a
+    ``|`` too: each such timer is still found, claimed, completed and cancelled alone."""
+    barred = [
+        Timer("cart", user, 1000, 0, {"event_id": "e1"}, key=key)
+        for user, key in [("auth0|ab", ""), ("auth0|ab", "c|1"), ("auth0|cd", "x"), ("u", "|")]
+    ]
+    await timer_store.apply(ops(*barred))
+    assert len({t.id for t in barred}) == await timer_store.count(0) == 4
+    assert await timer_store.find(0, [barred[1].id]) == [barred[1]]
+    claimed = await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert sorted(t.id for t in claimed) == sorted(t.id for t in barred)
+    await timer_store.complete(claimed[:2])
+    await timer_store.apply(ops(cancel=(claimed[2].id,)))
+    assert [t.id for t in await timer_store.pending(0)] == [claimed[3].id]
+
+
+async def test_a_users_timers_are_one_entry_of_the_partitions_keys(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = RedisTimerStore(redis_client, keys=keys)
+    await store.apply(ops(timer("a", due=3000), timer("b", due=2000), timer("c", user="u2")))
+    due = await redis_client.zrange(keys.timers_due(0), 0, -1, withscores=True)
+    assert due == [(b"@u2", 1000.0), (b"@u1", 2000.0)]
+    fields = await redis_client.hkeys(keys.timers_data(0))
+    assert sorted(fields) == [b"#timers", b"#users", b"@u1", b"@u2"]
+    assert await store.count(0) == 3
+    await store.complete(await store.claim_due(0, 2500, limit=10, lease_ms=60_000))
+    assert await redis_client.zscore(keys.timers_due(0), "@u1") == 3000
+    await store.apply(ops(cancel=(timer("a").id, timer("c", user="u2").id)))
+    assert await redis_client.zcard(keys.timers_due(0)) == await store.count(0) == 0
+
+
+async def test_timers_stored_one_entry_each_are_read_and_moved_when_scheduled_again(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """Timers stored before their user's entry, each under its own id, still count,
+    are found, listed, claimed and completed; scheduled or cancelled again, they leave
+    that form."""
+    store = RedisTimerStore(redis_client, keys=keys)
+    old = [timer("a", due=1000), timer("b", due=4000), timer("c", due=5000)]
+    for t in old:
+        await redis_client.hset(keys.timers_data(0), t.id, t.to_stored())
+        await redis_client.zadd(keys.timers_due(0), {t.id: t.due_ms})
+    await store.apply(ops(timer("d", due=3000)))
+    assert await store.count(0) == 4
+    assert [t.rule_id for t in await store.pending(0)] == ["a", "d", "b", "c"]
+    assert await store.find(0, [old[1].id]) == [old[1]]
+    claimed = await store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert claimed == [old[0]]
+    await store.complete(claimed)
+    await store.apply(ops(timer("b", due=6000), cancel=(old[2].id,)))
+    assert await store.count(0) == 2
+    assert sorted(await redis_client.hkeys(keys.timers_data(0))) == [b"#timers", b"#users", b"@u1"]
+    assert [(t.rule_id, t.due_ms) for t in await store.pending(0)] == [("d", 3000), ("b", 6000)]
+
+
 async def test_a_timer_keeps_what_firing_reads_of_its_event(timer_store: TimerStore) -> None:
     event = {
         "event_id": "e1",
@@ -403,9 +460,11 @@ async def test_a_timer_is_stored_deflated_in_a_fraction_of_its_json(
         "context": None,
     }
     timer = Timer("browse_abandonment", "u1", 1000, 0, event, key="sku-00630")
-    await RedisTimerStore(redis_client, keys=keys).apply(ops(timer))
-    stored = await redis_client.hget(keys.timers_data(0), timer.id)
-    assert stored is not None and stored[:1] == DEFLATED_V1
+    store = RedisTimerStore(redis_client, keys=keys)
+    await store.apply(ops(timer))
+    [found] = await store.find(0, [timer.id])
+    stored = found.stored_form
+    assert stored[:1] == DEFLATED_V1
     assert len(stored) * 2 < len(timer.to_json())
     assert Timer.from_stored(stored, 0) == timer
 

@@ -72,7 +72,7 @@ async def user_keys(redis_url: str, env: WorkerEnv, user: str) -> list[bytes]:
             tid
             for p in range(PARTITIONS)
             for tid in await client.hkeys(env.keys.timers_data(p))
-            if f"|{user}|".encode() in tid
+            if tid == f"@{user}".encode() or f"|{user}|".encode() in tid
         ]
     finally:
         await client.aclose()

@@ -1,0 +1,96 @@
+-- How one partition's timers are stored; the timer scripts are this file followed by
+-- their own. KEYS[1] the sorted set, KEYS[2] the hash, of the partition.
+--
+-- A user's timers are one entry of each, named '@' and the user id (the part of a timer
+-- id between its first and last '|': a rule id has none, a user id may): in the sorted
+-- set scored by the user's soonest timer (due, or leased until), in the hash a
+-- MessagePack array of (timer id, due or leased-until ms, stored timer) triples. One
+-- entry per user instead of one per timer halves what Redis spends on them: each entry
+-- of a sorted set and a hash costs ~200 bytes beside what it holds.
+--
+-- The hash's fields '#timers' and '#users' count the timers in such entries and the
+-- entries. Timers stored before, one entry each under their own id (an id never starts
+-- with '@' or '#'), are still claimed, completed, found and listed, and a timer
+-- scheduled or cancelled again leaves that form.
+
+local DUE, DATA = KEYS[1], KEYS[2]
+
+local function user_of(tid)
+  local first = string.find(tid, '|', 1, true)
+  local last = string.match(tid, '^.*()|')
+  if not first or last == first then
+    return '@' .. tid
+  end
+  return '@' .. string.sub(tid, first + 1, last - 1)
+end
+
+-- the entries read this call, by name: {timers = {{id, due, stored}, ...}, size, existed}
+local users = {}
+-- the names of the entries changed this call, in the order first changed
+local changed, changed_order = {}, {}
+
+local function timers_of(name)
+  local user = users[name]
+  if user == nil then
+    local timers = {}
+    local packed = redis.call('HGET', DATA, name)
+    if packed then
+      local flat = cmsgpack.unpack(packed)
+      for i = 1, #flat, 3 do
+        timers[#timers + 1] = {flat[i], flat[i + 1], flat[i + 2]}
+      end
+    end
+    user = {timers = timers, size = #timers}
+    users[name] = user
+  end
+  return user.timers
+end
+
+local function index_of(timers, tid)
+  for i, timer in ipairs(timers) do
+    if timer[1] == tid then return i end
+  end
+  return nil
+end
+
+local function changed_user(name)
+  if not changed[name] then
+    changed[name] = true
+    changed_order[#changed_order + 1] = name
+  end
+end
+
+-- write back every changed entry (none left: the entry goes) and the two counts
+local function save_users()
+  local timers_added, users_added = 0, 0
+  for _, name in ipairs(changed_order) do
+    local user = users[name]
+    local timers = user.timers
+    timers_added = timers_added + #timers - user.size
+    if #timers == 0 then
+      redis.call('HDEL', DATA, name)
+      redis.call('ZREM', DUE, name)
+      if user.size > 0 then users_added = users_added - 1 end
+    else
+      local flat, soonest = {}, timers[1][2]
+      for _, timer in ipairs(timers) do
+        flat[#flat + 1] = timer[1]
+        flat[#flat + 1] = timer[2]
+        flat[#flat + 1] = timer[3]
+        if timer[2] < soonest then soonest = timer[2] end
+      end
+      redis.call('HSET', DATA, name, cmsgpack.pack(flat))
+      redis.call('ZADD', DUE, soonest, name)
+      if user.size == 0 then users_added = users_added + 1 end
+    end
+  end
+  if timers_added ~= 0 then redis.call('HINCRBY', DATA, '#timers', timers_added) end
+  if users_added ~= 0 then redis.call('HINCRBY', DATA, '#users', users_added) end
+end
+
+-- drop a timer stored before under its own id
+local function drop_own_entry(tid)
+  if redis.call('HDEL', DATA, tid) == 1 then
+    redis.call('ZREM', DUE, tid)
+  end
+end
