@@ -14,16 +14,20 @@ end
 for _, name in ipairs(names) do
   if #out >= 2 * limit then break end
   if string.sub(name, 1, 1) == '@' then
-    local timers = timers_of(name)
-    table.sort(timers, soonest_first)
-    for _, timer in ipairs(timers) do
-      if timer[2] <= now and #out < 2 * limit then
-        timer[2] = leased_until
-        out[#out + 1] = timer[1]
-        out[#out + 1] = timer[3]
-      end
+    local user = user_named(name)
+    local due = {}
+    for tid, timer in pairs(user.timers) do
+      if timer[1] <= now then due[#due + 1] = {tid, timer[1]} end
     end
-    changed_user(name)  -- also mends a score that was out of step with the entry
+    table.sort(due, soonest_first)
+    for _, pick in ipairs(due) do
+      if #out >= 2 * limit then break end
+      local timer = user.timers[pick[1]]
+      timer[1] = leased_until
+      out[#out + 1] = pick[1]
+      out[#out + 1] = timer[2]
+    end
+    changed_user(name)  -- also mends a score out of step with the entry
   else  -- a timer stored before under its own id
     local data = redis.call('HGET', DATA, name)
     if data then

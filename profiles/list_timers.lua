@@ -18,17 +18,16 @@ end
 if #ARGV == 0 then
   for _, name in ipairs(redis.call('ZRANGE', DUE, 0, -1)) do
     if string.sub(name, 1, 1) == '@' then
-      for _, timer in ipairs(timers_of(name)) do add(timer[1], timer[2], timer[3]) end
+      for tid, timer in pairs(user_named(name).timers) do add(tid, timer[1], timer[2]) end
     else
       add_own_entry(name)
     end
   end
 else
   for _, tid in ipairs(ARGV) do
-    local timers = timers_of(user_of(tid))
-    local found = index_of(timers, tid)
-    if found then
-      add(tid, timers[found][2], timers[found][3])
+    local timer = user_named(user_of(tid)).timers[tid]
+    if timer then
+      add(tid, timer[1], timer[2])
     else
       add_own_entry(tid)
     end

@@ -24,33 +24,28 @@ local function user_of(tid)
   return '@' .. string.sub(tid, first + 1, last - 1)
 end
 
--- the entries read this call, by name: {timers = {{id, due, stored}, ...}, size, existed}
+-- the entries read this call, by name: {timers = {id -> {due, stored}}, count, size}
+-- (size: how many timers it held when read)
 local users = {}
 -- the names of the entries changed this call, in the order first changed
 local changed, changed_order = {}, {}
 
-local function timers_of(name)
+local function user_named(name)
   local user = users[name]
   if user == nil then
-    local timers = {}
+    local timers, count = {}, 0
     local packed = redis.call('HGET', DATA, name)
     if packed then
       local flat = cmsgpack.unpack(packed)
       for i = 1, #flat, 3 do
-        timers[#timers + 1] = {flat[i], flat[i + 1], flat[i + 2]}
+        timers[flat[i]] = {flat[i + 1], flat[i + 2]}
+        count = count + 1
       end
     end
-    user = {timers = timers, size = #timers}
+    user = {timers = timers, count = count, size = count}
     users[name] = user
   end
-  return user.timers
-end
-
-local function index_of(timers, tid)
-  for i, timer in ipairs(timers) do
-    if timer[1] == tid then return i end
-  end
-  return nil
+  return user
 end
 
 local function changed_user(name)
@@ -60,24 +55,44 @@ local function changed_user(name)
   end
 end
 
+-- schedule, or replace, timer tid
+local function put_timer(tid, due, stored)
+  local name = user_of(tid)
+  local user = user_named(name)
+  if user.timers[tid] == nil then user.count = user.count + 1 end
+  user.timers[tid] = {due, stored}
+  changed_user(name)
+end
+
+-- remove timer tid (only if its stored form is still ``stored``, when given); whether it was
+local function remove_timer(tid, stored)
+  local name = user_of(tid)
+  local user = user_named(name)
+  local timer = user.timers[tid]
+  if timer == nil or (stored ~= nil and timer[2] ~= stored) then return false end
+  user.timers[tid] = nil
+  user.count = user.count - 1
+  changed_user(name)
+  return true
+end
+
 -- write back every changed entry (none left: the entry goes) and the two counts
 local function save_users()
   local timers_added, users_added = 0, 0
   for _, name in ipairs(changed_order) do
     local user = users[name]
-    local timers = user.timers
-    timers_added = timers_added + #timers - user.size
-    if #timers == 0 then
+    timers_added = timers_added + user.count - user.size
+    if user.count == 0 then
       redis.call('HDEL', DATA, name)
       redis.call('ZREM', DUE, name)
       if user.size > 0 then users_added = users_added - 1 end
     else
-      local flat, soonest = {}, timers[1][2]
-      for _, timer in ipairs(timers) do
+      local flat, soonest = {}, nil
+      for tid, timer in pairs(user.timers) do
+        flat[#flat + 1] = tid
         flat[#flat + 1] = timer[1]
         flat[#flat + 1] = timer[2]
-        flat[#flat + 1] = timer[3]
-        if timer[2] < soonest then soonest = timer[2] end
+        if soonest == nil or timer[1] < soonest then soonest = timer[1] end
       end
       redis.call('HSET', DATA, name, cmsgpack.pack(flat))
       redis.call('ZADD', DUE, soonest, name)

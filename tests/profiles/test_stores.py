@@ -392,6 +392,20 @@ async def test_timers_of_ids_and_keys_with_bars_fire_and_cancel(timer_store: Tim
     assert [t.id for t in await timer_store.pending(0)] == [claimed[3].id]
 
 
+async def test_a_user_with_many_timers_has_each_claimed_once(timer_store: TimerStore) -> None:
+    many = [
+        Timer("browse", "u1", 1000 + n, 0, {"event_id": "e1"}, key=f"p{n}") for n in range(1200)
+    ]
+    await timer_store.apply(ops(*many))
+    claimed: list[Timer] = []
+    while batch := await timer_store.claim_due(0, 5000, limit=500, lease_ms=60_000):
+        assert len(batch) <= 500
+        claimed += batch
+        await timer_store.complete(batch)
+    assert sorted(t.key for t in claimed) == sorted(t.key for t in many)
+    assert await timer_store.count(0) == 0
+
+
 async def test_a_users_timers_are_one_entry_of_the_partitions_keys(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
