@@ -1,10 +1,11 @@
 -- How one partition's timers are stored; the timer scripts are this file followed by
 -- their own. KEYS[1] the sorted set, KEYS[2] the hash, of the partition.
 --
--- A user's timers are one entry of each, named '@' and the user id (the part of a timer
--- id between its first and last '|': a rule id has none, a user id may): in the sorted
--- set scored by the user's soonest timer (due, or leased until), in the hash a
--- MessagePack array of (timer id, due or leased-until ms, stored timer) triples. One
+-- A user's timers are one entry of each, named '@' and the user id (a timer id is
+-- rule|user|key, profiles.timers.timer_id; the user is the part between the first and
+-- the last '|': a rule id has none, a user id may): in the sorted set scored by the
+-- user's soonest timer (due, or leased until), in the hash a MessagePack array of
+-- (timer id without the user, rule|key; due or leased-until ms; stored timer) triples. One
 -- entry per user instead of one per timer halves what Redis spends on them: each entry
 -- of a sorted set and a hash costs ~200 bytes beside what it holds.
 --
@@ -15,13 +16,18 @@
 
 local DUE, DATA = KEYS[1], KEYS[2]
 
+-- the name of the entry that holds timer tid, and tid as the entry holds it (rule|key)
 local function user_of(tid)
   local first = string.find(tid, '|', 1, true)
   local last = string.match(tid, '^.*()|')
-  if not first or last == first then
-    return '@' .. tid
-  end
-  return '@' .. string.sub(tid, first + 1, last - 1)
+  return '@' .. string.sub(tid, first + 1, last - 1),
+    string.sub(tid, 1, first) .. string.sub(tid, last + 1)
+end
+
+-- the timer id that an entry named name holds as short
+local function full_id(name, short)
+  local first = string.find(short, '|', 1, true)
+  return string.sub(short, 1, first) .. string.sub(name, 2) .. '|' .. string.sub(short, first + 1)
 end
 
 -- the entries read this call, by name: {timers = {id -> {due, stored}}, count, size}
@@ -38,7 +44,7 @@ local function user_named(name)
     if packed then
       local flat = cmsgpack.unpack(packed)
       for i = 1, #flat, 3 do
-        timers[flat[i]] = {flat[i + 1], flat[i + 2]}
+        timers[full_id(name, flat[i])] = {flat[i + 1], flat[i + 2]}
         count = count + 1
       end
     end
@@ -89,7 +95,8 @@ local function save_users()
     else
       local flat, soonest = {}, nil
       for tid, timer in pairs(user.timers) do
-        flat[#flat + 1] = tid
+        local _, short = user_of(tid)
+        flat[#flat + 1] = short
         flat[#flat + 1] = timer[1]
         flat[#flat + 1] = timer[2]
         if soonest == nil or timer[1] < soonest then soonest = timer[1] end
