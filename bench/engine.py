@@ -12,6 +12,11 @@ What is timed
     rendering, timer changes, and encoding every send request and decision as the Kafka
     outbox does (nothing is sent). Generating the stream is not timed.
 
+    The garbage collector runs as in a worker: the young generation every
+    ``NUDGE_GC_THRESHOLD`` allocations (50,000), what was built before the timed calls
+    frozen out of collections (``--gc-threshold 0``: Python's defaults, as every run
+    recorded before the option had them).
+
     The clock the engine sees is the newest event time so far (up to the end of the
     batch), as for a worker whose events are live. With ``--redis``, Redis's own CPU is
     not in the engine's figure; it is printed beside it (read from ``/proc`` of the
@@ -75,7 +80,9 @@ from profiles import (
     load_catalog,
 )
 from profiles.keys import slot_tag
+from streams.cli import tune_gc
 from streams.embedded import start_redis
+from streams.settings import Settings
 from triggers import DeadLetter, Decision, Engine, Incoming, SendRequest, load_rules
 from triggers.firing import MOMENT_MS
 
@@ -327,6 +334,8 @@ def report(
         f"{args.fetch}), {users:.0f} shoppers per batch on average"
     )
     print(f"stores            {label}")
+    collector = f"every {args.gc_threshold:,} allocations" if args.gc_threshold else "defaults"
+    print(f"garbage collector {collector} (--gc-threshold)")
     print(
         f"engine CPU        {per_event:,.1f} us/event ({ev.cpu:.2f}s CPU for {ev.events:,} "
         f"events; {ev.events / max(ev.wall, 1e-9):,.0f} events/s wall)"
@@ -378,6 +387,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="Redis stores on this Redis instead (implies --redis)")
     parser.add_argument("--config", type=Path, default=REPO / "config", help="rules directory")
     parser.add_argument("--profile", action="store_true", help="cProfile the timed calls")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=Settings.model_fields["gc_threshold"].default,
+        help="young-generation collections every N allocations, what was built before "
+        "the timed calls frozen out of them, as a worker does (NUDGE_GC_THRESHOLD); "
+        "0: Python's defaults (the runs recorded before this option)",
+    )
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     args = parser.parse_args(argv)
     args.load = os.getloadavg()
@@ -408,6 +425,7 @@ async def bench(args: argparse.Namespace) -> None:
         # a worker builds its table of hash slot tags (~0.2 s) at its first batch, once: built
         # here, that start-up cost is not counted as the first events' cost
         slot_tag("")
+        tune_gc(args.gc_threshold)
         profiler = cProfile.Profile() if args.profile else None
         run = Run(engine, clock, args.partitions, found.redis_pid, profiler)
         await replay(run, batches, args.sweep_every)

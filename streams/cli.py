@@ -196,7 +196,7 @@ def _run(
     nudge = create_app(settings, rules, adapt_rules=adapt)
     for hook in extra or []:
         hook(nudge)
-    _tune_gc(settings.gc_threshold)
+    tune_gc(settings.gc_threshold)
     worker = faust.Worker(
         nudge.app,
         loglevel=settings.log_level.upper(),
@@ -231,7 +231,7 @@ def _redis_or_exit(settings: Settings) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _tune_gc(threshold: int) -> None:
+def tune_gc(threshold: int) -> None:
     """Collect the young generation every ``threshold`` allocations instead of 700, and
     keep what start-up built (modules, rules, templates) out of every collection.
 
