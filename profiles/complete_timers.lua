@@ -7,8 +7,7 @@ for i = 1, #ARGV, 2 do
   if remove_timer(tid, claimed) then
     removed = removed + 1
   elseif redis.call('HGET', DATA, tid) == claimed then  -- stored under its own id
-    redis.call('ZREM', DUE, tid)
-    redis.call('HDEL', DATA, tid)
+    drop_own_entry(tid)
     removed = removed + 1
   end
 end

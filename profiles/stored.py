@@ -4,8 +4,8 @@ A profile's JSON is a few KB, and most of it is structure every profile shares: 
 names, rule ids, outcomes and reasons, timestamps. Deflate with a preset dictionary
 (``profile-v1.zdict``: a typical profile's JSON, see ``bench/make_dictionaries.py``)
 refers back to that instead of learning it anew in each document: a year-old profile of
-the bench workload is stored in ~1.3 KB instead of ~2.2 KB, written in ~15 % less time
-and read in half the time (bench/README.md, memory).
+the bench workload is stored in ~1.2 KB instead of ~2.2 KB and read in half the time
+(bench/README.md, memory).
 
 The first byte says the form, and every earlier form still loads:
 
