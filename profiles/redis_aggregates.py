@@ -26,7 +26,7 @@ from profiles.aggregates import (
 from profiles.catalog import Product
 from profiles.keys import Keys
 from profiles.lookups import Lookups, Ranked
-from profiles.redis_store import load_script, translate_errors
+from profiles.redis_store import as_text, load_script, translate_errors
 
 __all__ = ["RedisStatistics"]
 
@@ -38,13 +38,11 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _ranked(entries: Sequence[Any], factor: float) -> Ranked:
     """A ``member, score, ...`` reply as :data:`Ranked` (ties by product id)."""
-    pairs = [(_text(entries[i]), float(entries[i + 1]) * factor) for i in range(0, len(entries), 2)]
+    pairs = [
+        (as_text(entries[i]), float(entries[i + 1]) * factor) for i in range(0, len(entries), 2)
+    ]
     return tuple(sorted(pairs, key=lambda pair: (-pair[1], pair[0])))
 
 
@@ -103,13 +101,13 @@ class RedisStatistics:
         if epoch is not None:
             factor = 2.0 ** ((float(epoch) - self._clock_ms()) / self.config.half_life_ms)
         found = {
-            _text(products[i]): self._product(products[i + 1]) for i in range(0, len(products), 2)
+            as_text(products[i]): self._product(products[i + 1]) for i in range(0, len(products), 2)
         }
         also = {pid: _ranked(row, factor) for pid, row in zip(ids, rows, strict=True) if row}
         if not shared:
             return Fetched(found, also)
         by_category = {
-            _text(categories[i]): _ranked(categories[i + 1], factor)
+            as_text(categories[i]): _ranked(categories[i + 1], factor)
             for i in range(0, len(categories), 2)
         }
         return Fetched(found, also, _ranked(popular, factor), by_category, _hours(hours, factor))
@@ -131,7 +129,7 @@ class RedisStatistics:
         since = now_ms - self.config.watch_ms
         async with translate_errors():
             users = await self._redis.zrange(key, "+inf", since, desc=True, byscore=True)
-        return [_text(u) for u in users if isinstance(u, bytes | str)]
+        return [as_text(u) for u in users if isinstance(u, bytes | str)]
 
     async def forget(self, users: Mapping[str, Collection[str]]) -> None:
         if not any(users.values()):

@@ -49,6 +49,7 @@ __all__ = [
     "FAILING_OVER",
     "RedisProfileStore",
     "ScriptCall",
+    "as_text",
     "load_script",
     "run_scripts",
     "translate_errors",
@@ -56,6 +57,11 @@ __all__ = [
 
 #: one call of a Lua script: its keys (all in one hash slot) and its arguments
 ScriptCall = tuple[Sequence[Any], Sequence[Any]]
+
+
+def as_text(value: bytes | str) -> str:
+    """A reply's string, whether the client decodes replies or not."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def load_script(name: str) -> str:
@@ -233,7 +239,7 @@ class RedisProfileStore:
             async for key in self._redis.scan_iter(
                 match=self._keys.profiles_pattern(), count=chunk
             ):
-                ids.append(self._keys.user_of(key.decode() if isinstance(key, bytes) else key))
+                ids.append(self._keys.user_of(as_text(key)))
                 if len(ids) >= chunk:
                     yield ids
                     ids = []
@@ -257,7 +263,7 @@ class RedisProfileStore:
                     pipe.hgetall(key)
                 for fields in await pipe.execute():
                     for raw, total in fields.items():
-                        name = raw.decode() if isinstance(raw, bytes) else raw
+                        name = as_text(raw)
                         if name.startswith(prefix):
                             parts.setdefault(name, []).append(float(total))
         # fsum: the same totals whatever order the slots come in

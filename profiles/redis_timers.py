@@ -18,7 +18,13 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from profiles.keys import Keys
-from profiles.redis_store import ScriptCall, load_script, run_scripts, translate_errors
+from profiles.redis_store import (
+    ScriptCall,
+    as_text,
+    load_script,
+    run_scripts,
+    translate_errors,
+)
 from profiles.timers import Timer, TimerOps
 
 __all__ = ["RedisTimerStore"]
@@ -66,7 +72,10 @@ class RedisTimerStore:
     ) -> list[Timer]:
         async with translate_errors():
             flat = await self._claim(keys=self._pair(partition), args=[now_ms, limit, lease_ms])
-        return [Timer.from_stored(flat[i + 1], partition) for i in range(0, len(flat), 2)]
+        return [
+            Timer.from_stored(flat[i + 1], partition, as_text(flat[i]))
+            for i in range(0, len(flat), 2)
+        ]
 
     async def complete(self, timers: Sequence[Timer]) -> None:
         by_partition: dict[int, list[bytes | str]] = defaultdict(list)
@@ -89,7 +98,7 @@ class RedisTimerStore:
         async with translate_errors():
             flat = await self._list(keys=self._pair(partition), args=ids)
         rows = sorted((int(flat[i + 1]), flat[i], flat[i + 2]) for i in range(0, len(flat), 3))
-        return [Timer.from_stored(stored, partition) for _, _, stored in rows]
+        return [Timer.from_stored(stored, partition, as_text(tid)) for _, tid, stored in rows]
 
     async def count(self, partition: int) -> int:
         async with translate_errors():

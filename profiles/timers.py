@@ -13,6 +13,10 @@ A stored timer is its JSON deflated against a preset dictionary of typical timer
 the bench workload's timers (bench/README.md, memory). Its first byte says the form:
 :data:`DEFLATED_V1`, or ``{`` for the plain JSON stored before, which still loads. The
 dictionary never changes once timers are stored with it (a test pins its digest).
+
+The JSON leaves out the user when the timer's id names it (:func:`user_of`): a store
+keeps every timer under its id, so :meth:`Timer.from_stored` takes the user from there.
+Timers stored with their user still load.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "TimerOps",
     "TimerStore",
     "timer_id",
+    "user_of",
 ]
 
 # a 4 KiB window holds the dictionary (3 KiB) and a typical timer; a longer one (an order
@@ -53,6 +58,13 @@ STORED_EVENT_FIELDS = ("event_id", "type", "ts", "properties")
 def timer_id(rule_id: str, user_id: str, key: str = "") -> str:
     """One pending timer per rule, user and correlation key."""
     return f"{rule_id}|{user_id}|{key}"
+
+
+def user_of(tid: str) -> str:
+    """The user a timer id names: the part between its first and last ``|`` (a rule id
+    holds none, a user id may). A key holding a ``|`` makes this differ from the timer's
+    user; such a timer's stored JSON keeps its user."""
+    return tid[tid.index("|") + 1 : tid.rindex("|")]
 
 
 @dataclass(frozen=True)
@@ -84,15 +96,17 @@ class Timer:
         return str(self.trigger_event.get("event_id", ""))
 
     def to_json(self) -> bytes:
-        """The stored form: the trigger event's :data:`STORED_EVENT_FIELDS` only, and
-        the optional fields only when they are set."""
+        """The stored form: the trigger event's :data:`STORED_EVENT_FIELDS` only, the
+        optional fields only when they are set, and the user only when the id does not
+        name it (:func:`user_of`)."""
         event = self.trigger_event
         data: dict[str, Any] = {
             "rule_id": self.rule_id,
-            "user_id": self.user_id,
             "due_ms": self.due_ms,
             "trigger_event": {k: event[k] for k in STORED_EVENT_FIELDS if k in event},
         }
+        if user_of(self.id) != self.user_id:
+            data["user_id"] = self.user_id
         if self.key:
             data["key"] = self.key
         if self.step is not None:
@@ -110,27 +124,30 @@ class Timer:
         return _V1.pack(self.to_json())
 
     @classmethod
-    def from_stored(cls, raw: bytes | str, partition: int) -> Timer:
-        """A stored timer: deflated, or the JSON stored before (in this form, or the
-        earlier one with the whole event and every field). A stored form that is none of
-        these raises :class:`ValueError`."""
+    def from_stored(cls, raw: bytes | str, partition: int, tid: str) -> Timer:
+        """The timer stored under id ``tid``: deflated, or the JSON stored before (in
+        this form, or the earlier one with the whole event and every field). A stored
+        form that is none of these raises :class:`ValueError`."""
         raw = raw.encode() if isinstance(raw, str) else raw
         data = orjson.loads(_inflate(raw) if raw[:1] == DEFLATED_V1 else raw)
         try:
-            return cls._from_document(data, partition, raw)
-        except (KeyError, TypeError, AttributeError) as exc:
+            user_id = data["user_id"] if "user_id" in data else user_of(tid)
+            return cls._from_document(data, partition, user_id, raw)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"a stored timer lacks what a timer has: {exc!r}") from exc
 
     @classmethod
-    def _from_document(cls, data: dict[str, Any], partition: int, raw: bytes) -> Timer:
+    def _from_document(
+        cls, data: dict[str, Any], partition: int, user_id: str, raw: bytes
+    ) -> Timer:
         event = data["trigger_event"]
         if "ts" in event:  # a real event (re-checks and backfills carry id and type only)
             # firing sees the same event whichever form was stored
-            event.setdefault("user_id", data["user_id"])
+            event.setdefault("user_id", user_id)
             event.setdefault("context", None)
         timer = cls(
             rule_id=data["rule_id"],
-            user_id=data["user_id"],
+            user_id=user_id,
             key=data.get("key", ""),
             due_ms=data["due_ms"],
             trigger_event=event,
@@ -232,7 +249,7 @@ class InMemoryTimerStore:
         for _, tid in due[:limit]:
             raw = part[tid][1]
             part[tid] = (now_ms + lease_ms, raw)
-            claimed.append(Timer.from_stored(raw, partition))
+            claimed.append(Timer.from_stored(raw, partition, tid))
         return claimed
 
     async def complete(self, timers: Sequence[Timer]) -> None:
@@ -245,7 +262,7 @@ class InMemoryTimerStore:
     async def pending(self, partition: int) -> list[Timer]:
         part = self._parts.get(partition, {})
         ordered = sorted(part.items(), key=lambda item: (item[1][0], item[0]))
-        return [Timer.from_stored(raw, partition) for _, (_, raw) in ordered]
+        return [Timer.from_stored(raw, partition, tid) for tid, (_, raw) in ordered]
 
     async def find(self, partition: int, ids: Collection[str]) -> list[Timer]:
         wanted = set(ids)

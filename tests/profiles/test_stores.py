@@ -392,6 +392,21 @@ async def test_timers_of_ids_and_keys_with_bars_fire_and_cancel(timer_store: Tim
     assert [t.id for t in await timer_store.pending(0)] == [claimed[3].id]
 
 
+async def test_a_stored_timer_names_its_user_only_where_its_id_does_not(
+    timer_store: TimerStore,
+) -> None:
+    """A timer's id names its user unless the key holds a ``|`` too; the stored JSON keeps
+    the user only then, and each timer comes back with its own user."""
+    plain = Timer("cart", "auth0|ab", 1000, 0, {"event_id": "e1"}, key="c1")
+    barred = Timer("cart", "auth0", 1000, 0, {"event_id": "e2"}, key="ab|1")
+    assert b"user_id" not in plain.to_json()
+    assert b'"user_id":"auth0"' in barred.to_json()
+    await timer_store.apply(ops(plain, barred))
+    assert sorted(await timer_store.pending(0), key=lambda t: t.id) == [barred, plain]
+    claimed = await timer_store.claim_due(0, 2000, limit=10, lease_ms=60_000)
+    assert {(t.id, t.user_id) for t in claimed} == {(plain.id, "auth0|ab"), (barred.id, "auth0")}
+
+
 async def test_a_user_with_many_timers_has_each_claimed_once(timer_store: TimerStore) -> None:
     many = [
         Timer("browse", "u1", 1000 + n, 0, {"event_id": "e1"}, key=f"p{n}") for n in range(1200)
@@ -480,7 +495,7 @@ async def test_a_timer_is_stored_deflated_in_a_fraction_of_its_json(
     stored = found.stored_form
     assert stored[:1] == DEFLATED_V1
     assert len(stored) * 2 < len(timer.to_json())
-    assert Timer.from_stored(stored, 0) == timer
+    assert Timer.from_stored(stored, 0, timer.id) == timer
 
 
 def test_the_timer_dictionary_is_the_one_timers_were_stored_with() -> None:
@@ -503,13 +518,19 @@ def test_the_timer_dictionary_is_the_one_timers_were_stored_with() -> None:
 )
 def test_a_corrupt_stored_timer_is_an_error(stored: bytes) -> None:
     with pytest.raises(ValueError):
-        Timer.from_stored(stored, 0)
+        Timer.from_stored(stored, 0, "cart|u1|")
+
+
+def test_a_stored_timer_without_its_user_needs_an_id_that_names_one() -> None:
+    stored = Timer("cart", "u1", 1000, 0, {"event_id": "e1", "type": "x"}).to_stored()
+    with pytest.raises(ValueError):
+        Timer.from_stored(stored, 0, "no bars")
 
 
 def test_a_stored_timer_cut_short_is_an_error() -> None:
     stored = Timer("cart", "u1", 1000, 0, {"event_id": "e1", "type": "x"}).to_stored()
     with pytest.raises(ValueError, match="ends early"):
-        Timer.from_stored(stored[:-4], 0)
+        Timer.from_stored(stored[:-4], 0, "cart|u1|")
 
 
 async def test_a_timer_stored_whole_still_fires_and_completes(
