@@ -25,6 +25,7 @@ __all__ = [
     "MAX_SENDS",
     "MAX_TRAITS",
     "MAX_UNSUBSCRIBED",
+    "RECENT_DECISIONS",
     "Cart",
     "CartLine",
     "ConsentChange",
@@ -35,6 +36,7 @@ __all__ = [
     "ScoringConfig",
     "SendRecord",
     "decayed_score",
+    "kept_decisions",
 ]
 
 
@@ -88,9 +90,12 @@ class Cart(BaseModel):
         return list(self.items.values())
 
 
-#: recent sends and decisions kept per profile (frequency caps, ``explain``)
+#: recent sends kept per profile (frequency caps)
 MAX_SENDS = 50
+#: decisions kept per profile (``explain``): the :data:`RECENT_DECISIONS` newest, then the
+#: newest of each other rule, at most :data:`MAX_DECISIONS` in all
 MAX_DECISIONS = 20
+RECENT_DECISIONS = 10
 #: event types counted per profile; past it a new type is not counted
 MAX_COUNTS = 64
 #: traits kept per profile; past it a new trait name is ignored (known ones still change)
@@ -137,6 +142,24 @@ class FeaturedSend(BaseModel):
 
 #: decision fields not stored on the profile when they hold nothing
 _EMPTY = (None, "")
+
+
+def kept_decisions(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a profile keeps of ``decisions`` (oldest first): the
+    :data:`RECENT_DECISIONS` newest, and before them the newest decision of each rule
+    not among them, those of the rules decided on longest ago dropped past
+    :data:`MAX_DECISIONS`. So ``explain`` has every rule's latest word however many
+    timers another rule moves, in fewer bytes than the 20 newest took."""
+    if len(decisions) <= RECENT_DECISIONS:
+        return decisions
+    recent = decisions[-RECENT_DECISIONS:]
+    rules = {d["rule_id"] for d in recent}
+    older = []
+    for decision in reversed(decisions[:-RECENT_DECISIONS]):
+        if decision["rule_id"] not in rules:
+            rules.add(decision["rule_id"])
+            older.append(decision)
+    return [*reversed(older[: MAX_DECISIONS - RECENT_DECISIONS]), *recent]
 
 
 class Predicted(BaseModel):
@@ -331,7 +354,7 @@ class Profile(BaseModel):
     def record_decision(self, decision: dict[str, Any]) -> None:
         """Keep ``decision`` among the recent ones, without its empty fields."""
         compact = {k: v for k, v in decision.items() if v not in _EMPTY and k != "user_id"}
-        self.decisions = [*self.decisions, compact][-MAX_DECISIONS:]
+        self.decisions = kept_decisions([*self.decisions, compact])
 
     def sends_since(self, since: datetime, category: str = "marketing") -> int:
         return sum(1 for s in self.sends if s.category == category and s.at > since)

@@ -4,9 +4,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from profiles import Event, Profile, ScoringConfig, apply_event
-from profiles.model import decayed_score
+from profiles.model import MAX_DECISIONS, RECENT_DECISIONS, decayed_score
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SCORING = ScoringConfig()
@@ -266,3 +268,46 @@ def test_a_score_judged_before_its_last_event_is_not_inflated() -> None:
     latest = datetime(2099, 12, 31, tzinfo=UTC)
     assert decayed_score(10.0, latest, datetime(1970, 1, 1, tzinfo=UTC), 30) == 10.0
     assert decayed_score(10.0, latest, latest + timedelta(days=30), 30) == 5.0
+
+
+def decided(rule: str, n: int) -> dict[str, Any]:
+    return {"rule_id": rule, "outcome": "scheduled", "reason": "ok", "key": f"k{n}"}
+
+
+def test_every_rules_latest_decision_outlasts_another_rules_churn() -> None:
+    """``explain`` gives each rule's verdict from its latest decision: a rule that moves a
+    timer per product viewed must not push the welcome's out."""
+    profile = Profile(user_id="u1", first_seen=T0, last_seen=T0)
+    profile.record_decision(decided("welcome", 0))
+    profile.record_decision(decided("winback", 1))
+    for n in range(2, 100):
+        profile.record_decision(decided("browse", n))
+    assert [(d["rule_id"], d["key"]) for d in profile.decisions] == [
+        ("welcome", "k0"),
+        ("winback", "k1"),
+        *(("browse", f"k{n}") for n in range(100 - RECENT_DECISIONS, 100)),
+    ]
+
+
+def test_decisions_of_many_rules_keep_to_the_cap_forgetting_the_rules_decided_longest_ago() -> None:
+    profile = Profile(user_id="u1", first_seen=T0, last_seen=T0)
+    for n in range(40):
+        profile.record_decision(decided(f"rule{n}", n))
+    assert len(profile.decisions) == MAX_DECISIONS
+    assert [d["rule_id"] for d in profile.decisions] == [f"rule{n}" for n in range(20, 40)]
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), max_size=80))
+def test_decisions_kept_one_at_a_time_are_those_the_whole_history_gives(rules: list[str]) -> None:
+    """Recording decision by decision keeps exactly the newest ``RECENT_DECISIONS`` and the
+    newest of each other rule (fewer than the cap here): nothing older sneaks back in."""
+    profile = Profile(user_id="u1", first_seen=T0, last_seen=T0)
+    history = [decided(rule, n) for n, rule in enumerate(rules)]
+    for decision in history:
+        profile.record_decision(decision)
+    recent = history[-RECENT_DECISIONS:]
+    newest_of_others = {
+        d["rule_id"]: d for d in history if d["rule_id"] not in {r["rule_id"] for r in recent}
+    }
+    expected = [d for d in history if d is newest_of_others.get(d["rule_id"])] + recent
+    assert profile.decisions == expected
