@@ -174,6 +174,9 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
     def mean(bytes_by_user: Mapping[str, float]) -> float:
         return sum(bytes_by_user.values()) / len(users)
 
+    def middle(bytes_by_user: Mapping[str, float]) -> float:
+        return percentile([float(bytes_by_user.get(user, 0)) for user in users], 0.5)
+
     values = list(totals.values())
     lines = [
         f"Redis per user    average {statistics.mean(values) / 1024:.1f} KB, median "
@@ -181,6 +184,8 @@ def redis_lines(weights: Weights, per_user: Counter[str]) -> list[str]:
         f"{percentile(values, 0.9) / 1024:.1f} KB ({len(users):,} users)",
         f"  average split   profile {mean(weights.profile) / 1024:.1f} KB, dedup ids "
         f"{mean(weights.dedup) / 1024:.1f} KB, timers {mean(weights.timers) / 1024:.1f} KB",
+        f"  medians         dedup ids {middle(weights.dedup):,.0f} B, timers "
+        f"{middle(weights.timers):,.0f} B (each alone; the profile's is below)",
         f"  heaviest        {totals[heavy] / 1024:.1f} KB for {per_user[heavy]:,} events "
         f"({heavy}: profile {weights.profile[heavy] / 1024:.1f}, dedup "
         f"{weights.dedup[heavy] / 1024:.1f}, timers {weights.timers.get(heavy, 0) / 1024:.1f} KB)",
