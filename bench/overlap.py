@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copyreg
-import gc
 import os
 import pickle
 import statistics
@@ -71,10 +70,10 @@ from harness import REPO, command_line, machine
 import profiles.redis_store
 import triggers.engine
 from profiles import Activity, load_catalog
+from streams.cli import tune_gc
+from streams.settings import Settings
 from triggers import Engine, load_rules
 
-#: the worker's young-generation threshold (``NUDGE_GC_THRESHOLD``, see streams/cli.py)
-GC_THRESHOLD = 50_000
 #: store and lookup calls whose CPU counts as the agent's I/O, by attribute of the engine
 IO_CALLS = {
     "profiles": ("load", "save", "counters"),
@@ -114,6 +113,8 @@ class Shipped:
     messages: list[tuple[bytes | None, bytes | None, int, int]]
     snapshots: dict[str, Any] = field(default_factory=dict)
     stored: dict[str, bytes] = field(default_factory=dict)
+    #: the user's timers overdue at the batch's first event, fired in the fold
+    overdue: dict[str, Any] = field(default_factory=dict)
     lookups: Any = None
     now: Any = None
     steps: dict[str, Any] = field(default_factory=dict)
@@ -208,13 +209,17 @@ class Tap:
                 self.batch.stored[user_id] = stored
             return load_profile(user_id, stored)
 
-        def applying(rules: Any, snapshot: Any, events: Any, now: Any, lookups: Any) -> Any:
+        def applying(
+            rules: Any, snapshot: Any, events: Any, now: Any, lookups: Any, overdue: Any
+        ) -> Any:
             batch = self.batch
             if batch is not None:
                 with self.excluded():  # the fold changes the profile it is given: copy first
                     batch.snapshots[events[0][0].user_id] = pickle.dumps(snapshot)
+                    if overdue:
+                        batch.overdue[events[0][0].user_id] = overdue
                     batch.now = now
-            step = apply_user_events(rules, snapshot, events, now, lookups)
+            step = apply_user_events(rules, snapshot, events, now, lookups, overdue)
             if batch is not None:
                 batch.steps[events[0][0].user_id] = step
             return step
@@ -289,7 +294,7 @@ def cross(batch: Shipped, crossing: Crossing, form: str, config: Any) -> None:
             for seen in step.observed:
                 extra.add_event(seen.event, in_cart=seen.in_cart, local_hour=seen.local_hour)
             steps[user] = (replace(step, observed=[]), stored)
-    inputs = (batch.messages, snapshots, lookups, batch.now)
+    inputs = (batch.messages, snapshots, batch.overdue, lookups, batch.now)
     outputs = (steps, extra)
     data_in, spent = _cpu(lambda: pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
     crossing.dump_in.append(spent)
@@ -301,7 +306,7 @@ def cross(batch: Shipped, crossing: Crossing, form: str, config: Any) -> None:
     crossing.bytes_out.append(len(data_out))
     crossing.payloads.append((data_in, data_out))
     sizes = crossing.parts
-    for name, part in zip(("messages", "snapshots", "lookups"), inputs, strict=False):
+    for name, part in zip(("messages", "snapshots", "overdue", "lookups"), inputs, strict=False):
         sizes[f"in: {name}"] += _size(part)
     for step in steps.values():
         profile = step[1] if isinstance(step, tuple) else step.profile
@@ -399,7 +404,7 @@ def us(seconds: float, events: int) -> float:
 
 
 def report(args: argparse.Namespace) -> None:
-    gc.set_threshold(GC_THRESHOLD, 50, 100)
+    tune_gc(Settings.model_fields["gc_threshold"].default)  # as a worker does
     run = asyncio.run(replay(args))
     ledger, events = run.ledger, run.events
     print(f"stream            {events:,} events in {len(run.shipped):,} batches of <= {args.batch}")
