@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -259,7 +260,8 @@ class Statistics(Protocol):
 
 def ranked(scores: Mapping[str, float], factor: float = 1.0, limit: int | None = None) -> Ranked:
     """Scores as :data:`Ranked`: strongest first, ties by product id, times ``factor``."""
-    order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    # by id, then (stable) by score: the order of a (-score, id) key without building one
+    order = sorted(sorted(scores.items()), key=itemgetter(1), reverse=True)[:limit]
     return tuple((pid, score * factor) for pid, score in order)
 
 

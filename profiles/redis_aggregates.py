@@ -22,6 +22,7 @@ from profiles.aggregates import (
     Activity,
     Fetched,
     RecommendationConfig,
+    ranked,
 )
 from profiles.catalog import Product
 from profiles.keys import Keys
@@ -40,10 +41,9 @@ def _wall_ms() -> int:
 
 def _ranked(entries: Sequence[Any], factor: float) -> Ranked:
     """A ``member, score, ...`` reply as :data:`Ranked` (ties by product id)."""
-    pairs = [
-        (as_text(entries[i]), float(entries[i + 1]) * factor) for i in range(0, len(entries), 2)
-    ]
-    return tuple(sorted(pairs, key=lambda pair: (-pair[1], pair[0])))
+    return ranked(
+        {as_text(entries[i]): float(entries[i + 1]) for i in range(0, len(entries), 2)}, factor
+    )
 
 
 class RedisStatistics:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from profiles import (
     Activity,
@@ -22,7 +24,7 @@ from profiles import (
     Statistics,
     load_catalog,
 )
-from profiles.aggregates import CART_PAIRS
+from profiles.aggregates import CART_PAIRS, ranked
 
 from ..conftest import STORES, redis_of
 
@@ -307,3 +309,19 @@ async def test_cache_never_drops_a_batch_s_own_products_for_its_missing_ones(
     await cache.lookups(["b"])
     both = await cache.lookups(["a", "c"])  # c is fetched; b goes, not a
     assert ids(both.also_bought["a"]) == ["x"]
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([f"sku-{n}" for n in range(30)]),
+        st.sampled_from([0.5, 1.0, 2.0, 3.25]),
+    ),
+    st.none() | st.integers(min_value=0, max_value=40),
+)
+def test_ranked_is_strongest_first_ties_by_product_id(
+    scores: dict[str, float], limit: int | None
+) -> None:
+    """The one order of every ranking, in memory (``simulate``) and from Redis (the
+    worker): what ``simulate`` recommends is what the worker would."""
+    expected = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    assert ranked(scores, 2.0, limit) == tuple((pid, score * 2.0) for pid, score in expected)
