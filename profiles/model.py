@@ -145,11 +145,13 @@ _EMPTY = (None, "")
 
 
 def kept_decisions(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What a profile keeps of ``decisions`` (oldest first): the
-    :data:`RECENT_DECISIONS` newest, and before them the newest decision of each rule
+    """What a profile keeps of ``decisions`` (oldest first, the newest just appended):
+    the :data:`RECENT_DECISIONS` newest, and before them the newest decision of each rule
     not among them, those of the rules decided on longest ago dropped past
-    :data:`MAX_DECISIONS`. So ``explain`` has every rule's latest word however many
-    timers another rule moves, in fewer bytes than the 20 newest took."""
+    :data:`MAX_DECISIONS` (for good: a decision dropped does not come back when newer
+    ones leave). So ``explain`` has every rule's latest word however many timers another
+    rule cancels, in fewer bytes than the 20 newest took; why a deferred
+    timer waits, it reads from the timer."""
     if len(decisions) <= RECENT_DECISIONS:
         return decisions
     recent = decisions[-RECENT_DECISIONS:]

@@ -81,8 +81,11 @@ class Timer:
     instance: str = ""
     #: when the trigger instance started (sequence delays count from here), epoch ms
     started_ms: int = 0
-    #: a send held back by quiet hours, due when they end
+    #: a send held back by a guard (quiet hours, best hour), due when it may go
     deferred: bool = False
+    #: why it was held back (``quiet_hours``, ``best_hour``; ``explain`` says so); empty
+    #: for a send deferred before timers kept it
+    deferred_by: str = ""
     #: the stored form this timer was read from (``complete`` compares it with what is
     #: stored)
     stored: bytes | None = field(default=None, init=False, compare=False, repr=False)
@@ -117,6 +120,8 @@ class Timer:
             data["started_ms"] = self.started_ms
         if self.deferred:
             data["deferred"] = True
+        if self.deferred_by:
+            data["deferred_by"] = self.deferred_by
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
     def to_stored(self) -> bytes:
@@ -156,6 +161,7 @@ class Timer:
             instance=data.get("instance", ""),
             started_ms=data.get("started_ms", 0),
             deferred=data.get("deferred", False),
+            deferred_by=data.get("deferred_by", ""),
         )
         object.__setattr__(timer, "stored", raw)
         return timer

@@ -158,8 +158,11 @@ def _model_note(scored_by: str, model: Model | None) -> str | None:
 
 
 def _deferred_by(decisions: list[dict[str, Any]], timer: Timer) -> str:
-    """Why a deferred timer waits: the reason of its rule's latest ``deferred`` decision
-    (``quiet_hours``, ``best_hour``), or ``guard`` when that decision has left the log."""
+    """Why a deferred timer waits (``quiet_hours``, ``best_hour``): what the timer says;
+    for one deferred before timers kept it, the reason of its rule's latest ``deferred``
+    decision, or ``guard`` when that decision has left the log."""
+    if timer.deferred_by:
+        return timer.deferred_by
     for d in reversed(decisions):
         same = d["rule_id"] == timer.rule_id and d.get("step") == timer.step
         if same and d["outcome"] == "deferred":

@@ -269,7 +269,7 @@ def _defer(
     until: datetime,
 ) -> None:
     """Park ``firing`` in a timer marked ``deferred``, due ``until``."""
-    deferred = firing.timer(ms(until), deferred=True)
+    deferred = firing.timer(ms(until), deferred_by=verdict.reason)
     out.timeline(profile, now).schedule(deferred, verdict.reason, log="none")
     _decide(out, profile, firing, now, "deferred", verdict.reason, verdict.detail, due=until)
 

@@ -106,7 +106,9 @@ class Firing:
         """What tells this send apart from other sends of the same trigger instance."""
         return f"step{self.step}" if self.step is not None else self.instance
 
-    def timer(self, due_ms: int, *, deferred: bool = False) -> Timer:
+    def timer(self, due_ms: int, *, deferred_by: str = "") -> Timer:
+        """This firing as a timer due at ``due_ms``; with ``deferred_by``, a send held back
+        by that guard (``quiet_hours``, ``best_hour``)."""
         return Timer(
             self.rule.id,
             self.user_id,
@@ -117,7 +119,8 @@ class Firing:
             step=self.step,
             instance=self.instance,
             started_ms=self.started_ms,
-            deferred=deferred,
+            deferred=bool(deferred_by),
+            deferred_by=deferred_by,
         )
 
     @classmethod

@@ -300,7 +300,7 @@ def test_decisions_of_many_rules_keep_to_the_cap_forgetting_the_rules_decided_lo
 @given(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), max_size=80))
 def test_decisions_kept_one_at_a_time_are_those_the_whole_history_gives(rules: list[str]) -> None:
     """Recording decision by decision keeps exactly the newest ``RECENT_DECISIONS`` and the
-    newest of each other rule (fewer than the cap here): nothing older sneaks back in."""
+    newest of each other rule (six rules: too few for the cap to drop any)."""
     profile = Profile(user_id="u1", first_seen=T0, last_seen=T0)
     history = [decided(rule, n) for n, rule in enumerate(rules)]
     for decision in history:

@@ -63,6 +63,31 @@ def test_a_timer_that_was_not_deferred_has_no_note() -> None:
     assert verdict(_report(None), "news") == "pending, due 2026-11-25 19:00 UTC"
 
 
+async def test_a_deferred_timer_says_what_it_waits_for_however_many_decisions_came_since(
+    redis_url: str, redis_client: Any, keys: Keys
+) -> None:
+    """The timer keeps its reason: the profile's decisions need not still hold the
+    deferral. A timer deferred before timers kept it is read from the decisions."""
+    profile = _shopper(scored_by=None)
+    for n in range(30):  # another rule's churn: the deferral leaves the recent decisions
+        profile.record_decision({"rule_id": "browse", "outcome": "cancelled", "key": f"p{n}"})
+    profile.record_decision({"rule_id": "winback", "outcome": "deferred", "reason": "best_hour"})
+    await RedisProfileStore(redis_client, keys=keys).save([ProfileWrite("ada", 0, profile)])
+    event = {"event_id": "e2", "type": "add_to_cart"}
+    held = [
+        Timer("cart", "ada", 2_000, 0, event, key="c1", deferred=True, deferred_by="quiet_hours"),
+        Timer("winback", "ada", 3_000, 0, event, deferred=True),  # kept before: no reason
+    ]
+    await RedisTimerStore(redis_client, keys=keys).apply(
+        TimerOps(schedule={(0, t.id): t for t in held})
+    )
+    settings = Settings(redis_url=redis_url, redis_prefix=keys.prefix)
+    report = await explain_user(settings, load_rules(REPO / "config"), "ada")
+    assert report is not None
+    waits = {t["rule_id"]: t["deferred"] for t in report["pending_timers"]}
+    assert waits == {"cart": "quiet_hours", "winback": "best_hour"}
+
+
 # --- predictions -------------------------------------------------------------------------
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -424,6 +424,7 @@ def test_quiet_hours_defer_to_their_end_in_the_users_zone(
     assert ("series", "deferred", "quiet_hours") in user.decisions
     [timer] = [t for t in user.timers.values() if t.deferred]
     assert timer.due_ms == _ms(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))  # 07:30 Tokyo
+    assert timer.deferred_by == "quiet_hours"  # what explain says it waits for
     user.tick(datetime(2026, 3, 2, 22, 29, tzinfo=UTC))
     assert user.sent == []
     user.tick(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))
